@@ -1,0 +1,60 @@
+"""Authentication of satellites calling the API (heartbeats): the shared HMAC signature."""
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from boatload import signing
+from boatload.models import Host, SeenNonce
+
+
+def remember_nonce(key_id, nonce):
+    """Record a nonce in the database so every API worker refuses its replay."""
+    try:
+        with transaction.atomic():
+            SeenNonce.objects.create(key_id=key_id, nonce=nonce)
+    except IntegrityError:
+        return False
+    return True
+
+
+def forget_old_nonces():
+    cutoff = timezone.now() - timedelta(seconds=2 * signing.MAX_SKEW)
+    return SeenNonce.objects.filter(seen__lt=cutoff).delete()[0]
+
+
+class SatellitePrincipal:
+    """The caller of a signed request: a satellite, known by its host."""
+
+    is_authenticated = True
+    is_staff = False
+
+    def __init__(self, host):
+        self.host = host
+
+
+class HostSignatureAuthentication(authentication.BaseAuthentication):
+    """Accepts requests signed with an enrolled host's key; request.auth is the Host."""
+
+    def authenticate(self, request):
+        if signing.HEADER_SIGNATURE not in request.headers:
+            return None
+        hosts = {}
+
+        def secret_for(key_id):
+            hosts[key_id] = Host.objects.filter(key_id=key_id).first()
+            return hosts[key_id].secret if hosts[key_id] else None
+
+        try:
+            key_id = signing.verify(
+                method=request.method, path=request.path, query=request.META.get("QUERY_STRING", ""),
+                body=request.body, headers=request.headers, secret_for=secret_for,
+                remember_nonce=remember_nonce,
+            )
+        except signing.SignatureError as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from None
+        return SatellitePrincipal(hosts[key_id]), hosts[key_id]
+
+    def authenticate_header(self, request):
+        return "BoatLoad-HMAC"

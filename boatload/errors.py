@@ -1,0 +1,145 @@
+"""Domain exceptions and the one JSON error shape, shared by the API server and satellites.
+
+Every error leaves a process as
+`{"error": {"code": "<machine_code>", "message": "<sentence>", "detail": {...}}}`,
+made here and nowhere else. A stack trace never reaches a client.
+"""
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+log = logging.getLogger("boatload.errors")
+
+
+class BoatLoadError(exceptions.APIException):
+    """Base of every domain error; `code` is machine-readable, `message` a sentence."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    code = "error"
+    message = "The request failed."
+
+    def __init__(self, message=None, *, detail=None, code=None, status_code=None):
+        self.message = message or self.message
+        self.extra = detail or {}
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+        super().__init__(self.message, self.code)
+
+
+class BadInput(BoatLoadError):
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}", detail={"field": field})
+
+
+class NotFound(BoatLoadError):
+    status_code = 404
+    code = "not_found"
+    message = "No such object."
+
+
+class Conflict(BoatLoadError):
+    status_code = 409
+    code = "conflict"
+
+
+class TooLarge(BoatLoadError):
+    status_code = 413
+    code = "too_large"
+
+
+class NoHealthyHost(BoatLoadError):
+    status_code = 503
+    code = "no_healthy_host"
+    message = "No active host can take this request."
+
+
+class RemoteError(BoatLoadError):
+    """A satellite, connector or engine failed; `retryable` tells whether trying again can help.
+
+    `outcome_unknown` is set when a mutating call timed out or lost its connection: the
+    caller must observe again before acting, never blindly repeat a create.
+    """
+
+    status_code = 502
+    code = "remote_error"
+
+    def __init__(self, message, *, remote, status_code=502, code=None, retryable=True,
+                 outcome_unknown=False, detail=None):
+        self.remote = remote
+        self.retryable = retryable
+        self.outcome_unknown = outcome_unknown
+        extra = {"remote": remote, "outcome_unknown": outcome_unknown, **(detail or {})}
+        super().__init__(message, detail=extra, code=code, status_code=status_code)
+
+
+def error_body(code, message, detail=None):
+    return {"error": {"code": code, "message": message, "detail": detail or {}}}
+
+
+def _first_field_message(errors, prefix=""):
+    """`field: message` of the first validation error, for the human sentence."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            name = key if key != "non_field_errors" else ""
+            return _first_field_message(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+    if isinstance(errors, list) and errors:
+        if isinstance(errors[0], (dict, list)):
+            for index, item in enumerate(errors):
+                if item:
+                    return _first_field_message(item, f"{prefix}[{index}]")
+        return f"{prefix}: {errors[0]}" if prefix else str(errors[0])
+    return f"{prefix}: {errors}" if prefix else str(errors)
+
+
+def exception_handler(exc, context):
+    """DRF exception handler: every exception becomes the one error shape."""
+    headers = {}
+    if isinstance(exc, Http404):
+        exc = NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, BoatLoadError):
+        body = error_body(exc.code, exc.message, exc.extra)
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        message = "Invalid input: " + _first_field_message(exc.detail)
+        return Response(error_body("invalid", message, {"fields": exc.detail}), status=400)
+    if isinstance(exc, exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        detail = exc.detail if isinstance(exc.detail, (dict, list)) else {}
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
+        if isinstance(exc.detail, dict) and "detail" in exc.detail:
+            message = str(exc.detail["detail"])
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        return Response(error_body(code, str(message), detail), status=exc.status_code, headers=headers)
+
+    log.exception("unhandled error in %s", context.get("view").__class__.__name__ if context else "?")
+    return Response(error_body("internal_error", "The server failed to handle this request."), status=500)
+
+
+def json_404(request, exception=None):
+    return JsonResponse(error_body("not_found", "No such path."), status=404)
+
+
+def json_500(request):
+    return JsonResponse(error_body("internal_error", "The server failed to handle this request."), status=500)
+
+
+def json_400(request, exception=None):
+    return JsonResponse(error_body("bad_request", "The request is malformed."), status=400)
+
+
+def json_403(request, exception=None):
+    return JsonResponse(error_body("permission_denied", "You may not do this."), status=403)

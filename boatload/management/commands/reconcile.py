@@ -1,0 +1,39 @@
+"""The reconciler loop of the API server: keeps host and container rows true to what hosts hold.
+
+Several may run at once; each step claims its rows with conditional updates.
+"""
+import signal
+import time
+
+from django.core.management.base import BaseCommand
+
+from boatload import services
+from boatload.auth import forget_old_nonces
+from boatload.env import env_duration
+
+
+class Command(BaseCommand):
+    help = "Reconcile hosts and containers with what the satellites report, in a loop."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="one pass, then exit")
+        parser.add_argument("--interval", type=float, default=None, help="seconds between passes")
+
+    def handle(self, *args, once, interval, **options):
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self.on_sigterm)
+        interval = interval or env_duration("BOATLOAD_RECONCILE_INTERVAL", 10)
+        while not self.stopping:
+            self.process_one_pass()
+            if once:
+                break
+            time.sleep(interval)
+
+    def on_sigterm(self, *args):
+        self.stopping = True
+
+    def process_one_pass(self):
+        down = services.hosts_mark_silent_down()
+        if down:
+            self.stdout.write(f"marked {down} silent host(s) down")
+        forget_old_nonces()

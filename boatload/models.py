@@ -1,0 +1,112 @@
+"""Rows of the API server: hosts and their join tokens, containers and templates."""
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def _hash_token(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Host(models.Model):
+    """A Docker host with an enrolled satellite."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        DRAINING = "draining"
+        DOWN = "down"
+
+    name = models.SlugField(max_length=100, unique=True)
+    satellite_url = models.URLField(max_length=300)
+    address_internal = models.CharField(max_length=255, blank=True)
+    address_cloud = models.CharField(max_length=255, blank=True)
+    address_public = models.CharField(max_length=255, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE, db_index=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    docker_version = models.CharField(max_length=64, blank=True)
+    cpus = models.PositiveIntegerField(default=0)
+    memory_bytes = models.BigIntegerField(default=0)
+    key_id = models.CharField(max_length=64, unique=True, editable=False)
+    # The satellite holds the same secret: both ends need it to compute an HMAC.
+    secret = models.CharField(max_length=128, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_healthy(self):
+        return self.last_seen is not None and timezone.now() - self.last_seen < timedelta(seconds=settings.HOST_DOWN_AFTER)
+
+    def address_for(self, scope):
+        """The address of this host as seen from `scope` (host → loopback)."""
+        if scope == "host":
+            return "127.0.0.1"
+        return getattr(self, f"address_{scope}", "") or ""
+
+    @classmethod
+    def new_credentials(cls):
+        return "hk_" + secrets.token_hex(8), secrets.token_urlsafe(32)
+
+
+class JoinToken(models.Model):
+    """A one-time, expiring token that lets one satellite enrol; only its hash is kept."""
+
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    used = models.DateTimeField(null=True, blank=True)
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="join_tokens")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"{self.prefix}… ({'used' if self.used else 'unused'})"
+
+    def fill(self, ttl=None):
+        """Give this unsaved row a fresh token; return the plaintext, shown once and never stored."""
+        token = "bljt_" + secrets.token_urlsafe(32)
+        ttl = settings.JOIN_TOKEN_TTL if ttl is None else ttl
+        self.token_hash = _hash_token(token)
+        self.prefix = token[:12]
+        self.expires = timezone.now() + timedelta(seconds=ttl)
+        return token
+
+    @classmethod
+    def issue(cls, *, user=None, ttl=None, note=""):
+        """Make and save a token; return (row, plaintext)."""
+        row = cls(note=note, created_by=user)
+        token = row.fill(ttl)
+        row.save()
+        return row, token
+
+    @classmethod
+    def usable(cls, token):
+        """The unused, unexpired row for `token`, locked for update; None otherwise."""
+        return (cls.objects.select_for_update()
+                .filter(token_hash=_hash_token(token or ""), used__isnull=True, expires__gt=timezone.now())
+                .first())
+
+
+class SeenNonce(models.Model):
+    """Nonces of signed requests the API received (heartbeats), to refuse replays."""
+
+    key_id = models.CharField(max_length=64)
+    nonce = models.CharField(max_length=64)
+    seen = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key_id", "nonce"], name="unique_nonce_per_key")]

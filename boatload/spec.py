@@ -1,0 +1,190 @@
+"""The container spec: the one shape in which the API and satellites describe a container.
+
+It merges the BoatLoad create fields (script, data, args) with the Murano spec (ports
+with protocol and scope, volumes, privileged) and DockerMod's resources. The API
+validates user input with it; the satellite validates again before touching Docker.
+"""
+import base64
+import binascii
+import hashlib
+import json
+import posixpath
+import re
+import shlex
+
+from rest_framework import serializers
+
+SCOPES = ["host", "internal", "cloud", "public"]  # narrowest first
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+SIZE_RE = re.compile(r"^(\d+)\s*([kmg]?)b?$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+RESERVED_LABEL_PREFIX = "boatload."
+
+
+def parse_size(value):
+    """Bytes in `value`: an integer, or a string such as 256m or 1g."""
+    if isinstance(value, int):
+        return value
+    match = SIZE_RE.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 268435456, 256m or 1g")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2).lower()]
+
+
+def container_path(value):
+    """An absolute, normalised path inside a container; `..` is refused rather than resolved."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise serializers.ValidationError("must be an absolute path")
+    if ".." in value.split("/") or "\x00" in value:
+        raise serializers.ValidationError("must not contain '..' or NUL")
+    return posixpath.normpath(value)
+
+
+class PortSerializer(serializers.Serializer):
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    protocol = serializers.ChoiceField(choices=["TCP", "UDP"], default="TCP")
+    scope = serializers.ChoiceField(choices=SCOPES, default="host")
+
+    def to_internal_value(self, data):
+        if isinstance(data, (int, str)) and str(data).isdigit():  # Genisys form: "8080"
+            data = {"port": int(data)}
+        if isinstance(data, dict) and isinstance(data.get("protocol"), str):
+            data = {**data, "protocol": data["protocol"].upper()}
+        return super().to_internal_value(data)
+
+
+class VolumeSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["temp", "host"], default="temp")
+    target = serializers.CharField(max_length=1024, validators=[container_path])
+    source = serializers.CharField(max_length=1024, required=False, help_text="Host path, for type host.")
+    read_only = serializers.BooleanField(default=False)
+
+    def validate(self, data):
+        data["target"] = container_path(data["target"])
+        if data["type"] == "host":
+            if not data.get("source", "").startswith("/"):
+                raise serializers.ValidationError({"source": "a host volume needs an absolute source path"})
+            data["source"] = posixpath.normpath(data["source"])
+        elif data.get("source"):
+            raise serializers.ValidationError({"source": "only host volumes have a source"})
+        return data
+
+
+class ContainerSpecSerializer(serializers.Serializer):
+    """Validated and normalised fields of a container to create."""
+
+    image_name = serializers.CharField(max_length=255)
+    image_tag = serializers.CharField(max_length=128, default="latest")
+    name = serializers.CharField(max_length=128, required=False)
+    command = serializers.JSONField(required=False, help_text="A list of strings, or one string split like a shell.")
+    script = serializers.CharField(required=False, allow_blank=True, help_text="Base64 of the script to run.")
+    scripturl = serializers.URLField(required=False, max_length=2000)
+    scriptname = serializers.CharField(max_length=100, required=False, default="script")
+    container_args = serializers.JSONField(required=False, help_text="Arguments after the script or command.")
+    dataurl = serializers.URLField(required=False, max_length=2000, help_text="A zip unpacked under datapath.")
+    datapath = serializers.CharField(max_length=1024, required=False, default="/data")
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=32768), required=False,
+                                default=dict)
+    ports = PortSerializer(many=True, required=False, default=list)
+    volumes = VolumeSerializer(many=True, required=False, default=list)
+    privileged = serializers.BooleanField(default=False)
+    restart = serializers.ChoiceField(choices=["ephemeral", "permanent"], default="ephemeral")
+    memory = serializers.JSONField(required=False, help_text="Memory limit: bytes, or a string such as 256m.")
+    cpus = serializers.FloatField(required=False, min_value=0.01, max_value=1024)
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=1024), required=False,
+                                   default=dict)
+
+    def validate_image_name(self, value):
+        if not re.match(r"^[a-z0-9][a-z0-9._/:-]*$", value) or ".." in value:
+            raise serializers.ValidationError("not a valid image name")
+        return value
+
+    def validate_name(self, value):
+        if not NAME_RE.match(value):
+            raise serializers.ValidationError("letters, digits, '_', '.' and '-' only")
+        return value
+
+    def validate_command(self, value):
+        return _argv(value)
+
+    def validate_container_args(self, value):
+        return _argv(value)
+
+    def validate_scriptname(self, value):
+        if not NAME_RE.match(value):
+            raise serializers.ValidationError("a file name: letters, digits, '_', '.' and '-' only")
+        return value
+
+    def validate_script(self, value):
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("must be base64") from None
+        return value
+
+    def validate_datapath(self, value):
+        return container_path(value)
+
+    def validate_env(self, value):
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", key):
+                raise serializers.ValidationError(f"{key!r} is not a variable name")
+        return value
+
+    def validate_memory(self, value):
+        if value in (None, ""):
+            return None
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if size < 6 * 1024 * 1024:
+            raise serializers.ValidationError("must be at least 6m (Docker's minimum)")
+        return size
+
+    def validate_labels(self, value):
+        for key in value:
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                raise serializers.ValidationError(f"{key!r}: labels starting with boatload. are reserved")
+        return value
+
+    def validate(self, data):
+        if data.get("script") and data.get("scripturl"):
+            raise serializers.ValidationError({"script": "give script or scripturl, not both"})
+        if data.get("command") and (data.get("script") or data.get("scripturl")):
+            raise serializers.ValidationError({"command": "a script is the command; give one or the other"})
+        seen = set()
+        for port in data.get("ports", []):
+            key = (port["port"], port["protocol"])
+            if key in seen:
+                raise serializers.ValidationError({"ports": f"port {key[0]}/{key[1]} is given twice"})
+            seen.add(key)
+        return data
+
+
+def _argv(value):
+    if value in (None, "", []):
+        return []
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(f"can not split: {exc}") from None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise serializers.ValidationError("must be a string or a list of strings")
+
+
+def needs_staff(spec):
+    """The reason a spec needs a staff caller, or None."""
+    if spec.get("privileged"):
+        return "privileged"
+    if any(volume["type"] == "host" for volume in spec.get("volumes", [])):
+        return "volumes"
+    return None
+
+
+def spec_hash(spec):
+    """A stable hash of what makes a container what it is (not who owns it)."""
+    relevant = {k: v for k, v in spec.items() if k not in ("name", "labels", "as_staff")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,54 @@
+"""Helpers that keep streams streaming and close them when the client goes away."""
+import select
+import socket
+import threading
+
+
+class DisconnectWatch:
+    """Closes `upstream` as soon as the client socket of this WSGI request is closed.
+
+    A follow stream blocks on its upstream read while nothing is written, so a dead
+    client would only be noticed at the next write; this watcher notices it within
+    `poll_interval` and closes the upstream, which ends the blocked read.
+    """
+
+    def __init__(self, environ, upstream, poll_interval=0.5):
+        self.upstream = upstream
+        self.poll_interval = poll_interval
+        self.finished = threading.Event()
+        self.client_left = False
+        self.client = environ.get("gunicorn.socket")
+        if self.client is not None:
+            threading.Thread(target=self._watch, name="disconnect-watch", daemon=True).start()
+
+    def _watch(self):
+        while not self.finished.is_set():
+            try:
+                readable, _, _ = select.select([self.client], [], [], self.poll_interval)
+                if readable and self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    break
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):
+                break
+        if not self.finished.is_set():
+            self.client_left = True
+            try:
+                self.upstream.close()
+            except Exception:  # an upstream that already failed is closed enough
+                pass
+
+
+def iter_closing(chunks, upstream, environ):
+    """Yield `chunks`; close `upstream` when done, on error, or as soon as the client leaves."""
+    watch = DisconnectWatch(environ, upstream)
+    try:
+        for chunk in chunks:
+            if chunk:
+                yield chunk
+    except Exception:
+        if not watch.client_left:
+            raise
+    finally:
+        watch.finished.set()
+        upstream.close()

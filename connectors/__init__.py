@@ -1,0 +1,1 @@
+"""The Genisys connector protocol: client, server views, Docker and Swarm backends."""

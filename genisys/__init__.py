@@ -1,0 +1,1 @@
+"""Genisys: computes, services and scale orders balanced over connectors."""

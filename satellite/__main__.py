@@ -1,0 +1,62 @@
+"""Run a satellite: `python -m satellite`.
+
+Enrols once with BOATLOAD_API_URL and SATELLITE_JOIN_TOKEN when the state folder holds
+no keys yet, then serves on SATELLITE_BIND:SATELLITE_PORT with gunicorn (one process,
+threads, so the nonce memory and stats streams are shared) and heartbeats to the API.
+"""
+import logging
+import os
+import threading
+import warnings
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "satellite.settings"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from gunicorn.app.base import BaseApplication  # noqa: E402
+
+from satellite import credentials  # noqa: E402
+from satellite.wsgi import application  # noqa: E402
+
+log = logging.getLogger("satellite")
+
+
+class SatelliteServer(BaseApplication):
+    def __init__(self, stop_event):
+        self.stop_event = stop_event
+        super().__init__()
+
+    def load_config(self):
+        self.cfg.set("bind", f"{settings.BIND}:{settings.PORT}" if ":" not in settings.BIND
+                     else f"[{settings.BIND}]:{settings.PORT}")
+        self.cfg.set("workers", 1)
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", settings.THREADS)
+        self.cfg.set("control_socket_disable", True)
+        self.cfg.set("timeout", 0)  # follow streams may last; the gthread worker heartbeats on its own
+        self.cfg.set("graceful_timeout", 5)
+        self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") else None)
+        self.cfg.set("post_worker_init", self.start_heartbeats)
+
+    def start_heartbeats(self, worker):
+        threading.Thread(target=credentials.heartbeat_forever, args=(self.stop_event,),
+                         name="heartbeat", daemon=True).start()
+
+    def load(self):
+        return application
+
+
+def main():
+    if settings.BIND not in ("127.0.0.1", "::1", "localhost"):
+        log.info("serving on %s:%s; every request but /healthz must be signed", settings.BIND, settings.PORT)
+    data = credentials.enrol()
+    log.info("satellite of host %s on %s:%s", data["host"], settings.BIND, settings.PORT)
+    warnings.filterwarnings("ignore", module="gunicorn")
+    SatelliteServer(threading.Event()).run()
+
+
+if __name__ == "__main__":
+    main()

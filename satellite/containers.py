@@ -1,0 +1,327 @@
+"""Container work on the local engine: create with script and data injection, lifecycle, listing.
+
+The API's spec is translated into Docker's create options here; a raw Docker body is
+only accepted on the staff-only raw path, and even there host namespaces, devices and
+extra capabilities are refused unless this satellite's settings allow them.
+"""
+import base64
+import contextlib
+import logging
+import os
+import posixpath
+
+import docker
+from django.conf import settings
+
+from boatload.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
+from boatload.spec import spec_hash
+from satellite import fetch, files
+from satellite.engine import client, docker_errors
+
+log = logging.getLogger("satellite.containers")
+LABEL_CONTAINER = "boatload.container"
+LABEL_SERVICE = "boatload.service"
+LABEL_OWNER = "boatload.owner"
+LABEL_SPEC_HASH = "boatload.spec-hash"
+LABEL_SLOT = "boatload.slot"
+LABEL_SCRIPT = "boatload.script"
+SCRIPT_DIR = "/boatload"
+
+
+def boatload_labels(spec, identity):
+    labels = {**settings.CONTAINER_LABELS, **(spec.get("labels") or {})}
+    labels.update({
+        LABEL_CONTAINER: identity.get("container", ""),
+        LABEL_SERVICE: identity.get("service", ""),
+        LABEL_OWNER: identity.get("owner", ""),
+        LABEL_SPEC_HASH: spec_hash(spec),
+    })
+    if identity.get("slot") is not None:
+        labels[LABEL_SLOT] = str(identity["slot"])
+    return labels
+
+
+def check_host_path(source):
+    """A host path volume must lie under one of the satellite's allowed folders."""
+    real = os.path.realpath(source)
+    for allowed in settings.HOST_PATHS:
+        allowed = os.path.realpath(allowed)
+        if real == allowed or real.startswith(allowed.rstrip("/") + "/"):
+            return real
+    raise BadInput("volumes", f"{source} is not under a host folder this satellite allows "
+                              "(SATELLITE_HOST_PATHS)")
+
+
+def check_privileges(spec, as_staff):
+    """Refuse what only staff may ask for, before anything touches Docker."""
+    if spec.get("privileged") and not as_staff:
+        raise BadInput("privileged", "only staff may run privileged containers")
+    for volume in spec.get("volumes", []):
+        if volume["type"] == "host":
+            if not as_staff:
+                raise BadInput("volumes", "only staff may mount host paths")
+            check_host_path(volume["source"])
+
+
+def publish_address(scope):
+    return "127.0.0.1" if scope == "host" else settings.PUBLISH_ADDRESS
+
+
+def create_options(spec, labels, script_name=None):
+    """Docker's create-container options for a validated spec."""
+    api = client().api
+    if script_name:
+        command = [f"{SCRIPT_DIR}/{script_name}"] + spec.get("container_args", [])
+    else:
+        command = (spec.get("command") or []) + spec.get("container_args", []) or None
+    ports = [(p["port"], p["protocol"].lower()) for p in spec.get("ports", [])]
+    port_bindings = {f"{p['port']}/{p['protocol'].lower()}": (publish_address(p["scope"]),)
+                     for p in spec.get("ports", [])}
+    binds = {v["source"]: {"bind": v["target"], "mode": "ro" if v["read_only"] else "rw"}
+             for v in spec.get("volumes", []) if v["type"] == "host"}
+    host_config = api.create_host_config(
+        port_bindings=port_bindings or None,
+        binds=binds or None,
+        privileged=spec.get("privileged", False),
+        restart_policy={"Name": "always"} if spec.get("restart") == "permanent" else None,
+        mem_limit=spec.get("memory") or None,
+        nano_cpus=int(spec["cpus"] * 1e9) if spec.get("cpus") else None,
+    )
+    return {
+        "image": f"{spec['image_name']}:{spec.get('image_tag') or 'latest'}",
+        "command": command,
+        "environment": spec.get("env") or None,
+        "ports": [(port, proto) if proto == "udp" else port for port, proto in ports] or None,
+        "volumes": [v["target"] for v in spec.get("volumes", [])] or None,
+        "labels": labels,
+        "host_config": host_config,
+        "name": spec.get("name"),
+        "detach": True,
+    }
+
+
+def load_script(spec):
+    """The script's bytes (decoded or fetched), capped; None when the spec has no script."""
+    limit = settings.SCRIPT_MAX_BYTES
+    if spec.get("script"):
+        data = base64.b64decode(spec["script"])
+    elif spec.get("scripturl"):
+        with fetch.fetch_to_file(spec["scripturl"], field="scripturl", max_bytes=limit) as handle:
+            data = handle.read()
+    else:
+        return None
+    if len(data) > limit:
+        raise TooLarge(f"script: {len(data)} bytes is over the limit of {limit}", detail={"field": "script"})
+    if not data.startswith(b"#!"):
+        data = b"#!/bin/sh\n" + data
+    return data
+
+
+def remove_quietly(name_or_id):
+    """Remove a container we made, whatever state it is in; a missing one is already gone."""
+    with contextlib.suppress(docker.errors.NotFound):
+        try:
+            client().api.remove_container(name_or_id, force=True, v=True)
+        except docker.errors.APIError as exc:
+            log.warning("cleanup of %s failed: %s", name_or_id, exc)
+
+
+def container_create(*, spec, identity, as_staff=False, start=True):
+    """Create (and start) a container; on any failure remove what was made and name the step."""
+    check_privileges(spec, as_staff)
+    script = load_script(spec)
+    data = None
+    if spec.get("dataurl"):
+        with fetch.fetch_to_file(spec["dataurl"], field="dataurl", max_bytes=settings.DATA_MAX_BYTES) as zipped:
+            data = files.zip_to_tar(zipped, spec.get("datapath") or "/data")
+    labels = boatload_labels(spec, identity)
+    if script:
+        labels[LABEL_SCRIPT] = spec.get("scriptname") or "script"
+    options = create_options(spec, labels, script_name=labels.get(LABEL_SCRIPT))
+    try:
+        with docker_errors(mutating=True, step="create"):
+            created = client().api.create_container(**options)
+    except Conflict:
+        adopted = adopt_existing(spec.get("name"), labels)
+        if data:
+            data.close()
+        return adopted
+    except RemoteError as exc:
+        if exc.outcome_unknown and spec.get("name"):
+            remove_quietly(spec["name"])
+        raise
+    container_id = created["Id"]
+    try:
+        if script:
+            with docker_errors(mutating=True, step="script"):
+                client().api.put_archive(container_id, "/", files.script_tar(script, labels[LABEL_SCRIPT]))
+        if data:
+            with docker_errors(mutating=True, step="data"):
+                client().api.put_archive(container_id, "/", data)
+        if start:
+            with docker_errors(mutating=True, step="start"):
+                client().api.start(container_id)
+    except BaseException as exc:
+        remove_quietly(container_id)
+        if isinstance(exc, BoatLoadError) and isinstance(exc.extra, dict):
+            exc.extra.setdefault("removed", True)
+        raise
+    finally:
+        if data:
+            data.close()
+    return summary(container_id, spec.get("name"), with_ports=bool(spec.get("ports")))
+
+
+def adopt_existing(name, labels):
+    """A name conflict means "already there": adopt it when it is the same container, else 409."""
+    with docker_errors():
+        existing = client().api.inspect_container(name)
+    theirs = existing["Config"].get("Labels") or {}
+    if name and theirs.get(LABEL_CONTAINER) == labels[LABEL_CONTAINER] and labels[LABEL_CONTAINER]:
+        return describe(existing)
+    raise Conflict(f"A different container named {name} already exists on this host.", detail={"field": "name"})
+
+
+def summary(container_id, name, with_ports):
+    """What create answers: the id and name, and published ports when there are any."""
+    if with_ports:
+        with docker_errors():
+            return describe(client().api.inspect_container(container_id))
+    return {"id": container_id, "name": name, "ports": []}
+
+
+def describe(attrs):
+    """The parts of an inspect result that the API records."""
+    published = []
+    for key, bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, protocol = key.split("/")
+        for binding in bindings or []:
+            published.append({"port": int(port), "protocol": protocol.upper(), "host_ip": binding["HostIp"],
+                              "host_port": int(binding["HostPort"])})
+    return {"id": attrs["Id"], "name": attrs["Name"].lstrip("/"), "ports": published,
+            "state": attrs["State"], "labels": attrs["Config"].get("Labels") or {}}
+
+
+RAW_HOST_NAMESPACES = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
+
+
+def check_raw_body(body):
+    """Refuse the dangerous parts of a raw Docker create body unless settings allow them."""
+    if not isinstance(body, dict) or not isinstance(body.get("Image"), str):
+        raise BadInput("Image", "a Docker create body needs an Image")
+    host_config = body.get("HostConfig") or {}
+    if not isinstance(host_config, dict):
+        raise BadInput("HostConfig", "must be an object")
+    if not settings.RAW_ALLOW_HOST_NAMESPACES:
+        for key in RAW_HOST_NAMESPACES:
+            if str(host_config.get(key, "")).lower() == "host":
+                raise BadInput(f"HostConfig.{key}", "host namespaces are not allowed on this satellite")
+    if not settings.RAW_ALLOW_DEVICES and (host_config.get("Devices") or host_config.get("DeviceRequests")):
+        raise BadInput("HostConfig.Devices", "devices are not allowed on this satellite")
+    if not settings.RAW_ALLOW_CAPABILITIES and host_config.get("CapAdd"):
+        raise BadInput("HostConfig.CapAdd", "extra capabilities are not allowed on this satellite")
+    if host_config.get("Privileged") and not (settings.RAW_ALLOW_DEVICES and settings.RAW_ALLOW_CAPABILITIES):
+        raise BadInput("HostConfig.Privileged", "privileged raw containers are not allowed on this satellite")
+    for bind in host_config.get("Binds") or []:
+        check_host_path(str(bind).split(":")[0])
+    for mount in host_config.get("Mounts") or []:
+        if isinstance(mount, dict) and mount.get("Type") == "bind":
+            check_host_path(str(mount.get("Source", "")))
+
+
+def container_create_raw(*, body, identity, name=None):
+    """Create and start a container from a Docker create body (staff only, checked by the API)."""
+    check_raw_body(body)
+    body = dict(body)
+    body["Labels"] = {**(body.get("Labels") or {}),
+                      **boatload_labels({"raw": body}, identity)}
+    with docker_errors(mutating=True, step="create"):
+        created = client().api.create_container_from_config(body, name=name)
+    try:
+        with docker_errors(mutating=True, step="start"):
+            client().api.start(created["Id"])
+    except BaseException:
+        remove_quietly(created["Id"])
+        raise
+    with docker_errors():
+        return describe(client().api.inspect_container(created["Id"]))
+
+
+def container_inspect(container_id):
+    with docker_errors():
+        return client().api.inspect_container(container_id)
+
+
+def container_action(container_id, action, timeout=None):
+    """start, stop, restart or remove; each is idempotent (a stopped container stops fine)."""
+    api = client().api
+    with docker_errors(mutating=True, step=action):
+        if action == "start":
+            api.start(container_id)
+        elif action == "stop":
+            api.stop(container_id, timeout=settings.STOP_TIMEOUT if timeout is None else timeout)
+        elif action == "restart":
+            api.restart(container_id, timeout=settings.STOP_TIMEOUT if timeout is None else timeout)
+        elif action == "remove":
+            try:
+                api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                return None
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "in progress" in str(exc.explanation):
+                    return None  # another call is removing it already
+                raise
+            return None
+        else:
+            raise NotFound(f"No action {action}.")
+    return api.inspect_container(container_id)["State"]
+
+
+def containers_list(labels, include_stopped=True):
+    """BoatLoad containers matching every `key=value` label, from one sparse list call."""
+    filters = {"label": [LABEL_CONTAINER] + list(labels)}
+    with docker_errors():
+        rows = client().api.containers(all=include_stopped, filters=filters)
+    return [{
+        "id": row["Id"], "name": row["Names"][0].lstrip("/") if row.get("Names") else "",
+        "image": row["Image"], "state": row["State"], "status": row["Status"], "created": row["Created"],
+        "labels": row["Labels"],
+        "ports": [{"port": p["PrivatePort"], "protocol": p["Type"].upper(), "host_ip": p.get("IP", ""),
+                   "host_port": p["PublicPort"]} for p in row.get("Ports", []) if p.get("PublicPort")],
+    } for row in rows]
+
+
+def container_script(container_id):
+    """The injected script, read back from the container, with its name."""
+    attrs = container_inspect(container_id)
+    name = (attrs["Config"].get("Labels") or {}).get(LABEL_SCRIPT)
+    if not name:
+        raise NotFound("This container was created without a script.")
+    chunks, size, _, upstream = files.stream_file(container_id, posixpath.join(SCRIPT_DIR, name))
+    with contextlib.closing(upstream):
+        data = b"".join(chunks)  # capped at SCRIPT_MAX_BYTES when it was put there
+    return name, data
+
+
+def logs_stream(container_id, *, stdout=True, stderr=False, tail=None, since=None, follow=False):
+    """A closeable stream of a container's output, never buffered whole."""
+    with docker_errors():
+        return client().api.logs(container_id, stdout=stdout, stderr=stderr, stream=True, follow=follow,
+                                 tail=tail if tail is not None else "all", since=since)
+
+
+def images():
+    with docker_errors():
+        rows = client().api.images()
+    return [{"id": row["Id"], "tags": row.get("RepoTags") or [], "size": row.get("Size"),
+             "created": row.get("Created")} for row in rows]
+
+
+def engine_info():
+    with docker_errors():
+        info = client().info()
+    keys = ("ID", "Name", "ServerVersion", "NCPU", "MemTotal", "Containers", "ContainersRunning",
+            "ContainersStopped", "Images", "OperatingSystem", "KernelVersion", "Architecture", "Driver")
+    swarm = info.get("Swarm") or {}
+    return {**{key: info.get(key) for key in keys},
+            "Swarm": {"LocalNodeState": swarm.get("LocalNodeState"), "ControlAvailable": swarm.get("ControlAvailable")}}

@@ -1,0 +1,209 @@
+"""Files into and out of containers: data zips in, changed files and archives out, all streamed."""
+import io
+import mimetypes
+import posixpath
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from base64 import b64decode
+from concurrent.futures import ThreadPoolExecutor
+import json
+
+from django.conf import settings
+
+from boatload.errors import BadInput, NotFound, TooLarge
+from satellite.engine import client, docker_errors
+
+CHUNK = 64 * 1024
+# Go's os.FileMode type bits, as the engine reports them in X-Docker-Container-Path-Stat.
+GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+
+
+# ---- data zips in ----------------------------------------------------------------------------
+
+def checked_zip_members(zip_file):
+    """Regular-file and folder entries of a zip, after every safety check; raise on the first problem."""
+    try:
+        archive = zipfile.ZipFile(zip_file)
+    except zipfile.BadZipFile:
+        raise BadInput("dataurl", "the data is not a zip file") from None
+    members = archive.infolist()
+    if len(members) > settings.DATA_MAX_ENTRIES:
+        raise TooLarge(f"dataurl: {len(members)} entries, over the limit of {settings.DATA_MAX_ENTRIES}",
+                       detail={"field": "dataurl"})
+    total = 0
+    for member in members:
+        name = member.filename
+        if name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
+            raise BadInput("dataurl", f"the zip holds an absolute path: {name}")
+        if ".." in name.replace("\\", "/").split("/"):
+            raise BadInput("dataurl", f"the zip holds a parent path: {name}")
+        mode = member.external_attr >> 16
+        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise BadInput("dataurl", f"the zip holds a link or special file: {name}")
+        total += member.file_size
+        if total > settings.DATA_MAX_UNPACKED_BYTES:
+            raise TooLarge(f"dataurl: unpacks to over {settings.DATA_MAX_UNPACKED_BYTES} bytes",
+                           detail={"field": "dataurl"})
+        if member.file_size > 1024 * 1024 and member.file_size > settings.DATA_MAX_RATIO * max(member.compress_size, 1):
+            raise TooLarge(f"dataurl: {name} expands over {settings.DATA_MAX_RATIO} times (a zip bomb?)",
+                           detail={"field": "dataurl"})
+    return archive, members
+
+
+def zip_to_tar(zip_file, datapath):
+    """A temp file holding a tar of the zip's entries under `datapath`, ready for put_archive at /."""
+    archive, members = checked_zip_members(zip_file)
+    out = tempfile.TemporaryFile()
+    now = time.time()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        parts = datapath.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            folder = tarfile.TarInfo("/".join(parts[:depth]))
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, now
+            tar.addfile(folder)
+        for member in members:
+            info = tarfile.TarInfo(posixpath.normpath(posixpath.join(datapath.strip("/"), member.filename)))
+            info.mtime = now
+            if member.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
+            info.size = member.file_size
+            info.mode = (member.external_attr >> 16) & 0o777 or 0o644
+            with archive.open(member) as source:  # zipfile stops at the declared size and checks the CRC
+                tar.addfile(info, source)
+    out.seek(0)
+    return out
+
+
+def script_tar(script, scriptname):
+    """A small in-memory tar holding the script as /boatload/<scriptname>, mode 0755."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo("boatload")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(folder)
+        info = tarfile.TarInfo(f"boatload/{scriptname}")
+        info.size, info.mode, info.mtime = len(script), 0o755, time.time()
+        tar.addfile(info, io.BytesIO(script))
+    return buffer.getvalue()
+
+
+# ---- changed files out -----------------------------------------------------------------------
+
+def path_stat(container_id, path):
+    """The engine's stat of one path in a container, without reading the file."""
+    api = client().api
+    response = api.head(api._url("/containers/{0}/archive", container_id), params={"path": path})
+    if response.status_code == 404:
+        return None
+    api._raise_for_status(response)
+    return json.loads(b64decode(response.headers["X-Docker-Container-Path-Stat"]))
+
+
+def changed_files(container_id):
+    """Changed or added regular files of a container, sorted by path (so numbers are stable)."""
+    with docker_errors():
+        changes = client().api.diff(container_id) or []
+        paths = sorted(change["Path"] for change in changes if change["Kind"] in (0, 1))
+        folders = {posixpath.dirname(path) for path in paths}
+        leaves = [path for path in paths if path not in folders]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            stats = list(pool.map(lambda p: path_stat(container_id, p), leaves))
+    return [{"number": number, "path": path, "size": info["size"], "mtime": info.get("mtime")}
+            for number, (path, info) in enumerate(
+                (p, s) for p, s in zip(leaves, stats) if s and not s["mode"] & GO_MODE_TYPE)]
+
+
+def confined_path(path):
+    """Normalise a user path to an absolute path inside the container; refuse `..`."""
+    path = "/" + path.lstrip("/")
+    if ".." in path.split("/") or "\x00" in path:
+        raise BadInput("path", "must not contain '..'")
+    return posixpath.normpath(path)
+
+
+def find_changed_file(container_id, *, path=None, number=None):
+    files = changed_files(container_id)
+    if number is not None:
+        if not 0 <= number < len(files):
+            raise NotFound(f"No changed file number {number}; the container has {len(files)}.")
+        return files[number]
+    wanted = confined_path(path)
+    for entry in files:
+        if entry["path"] == wanted:
+            return entry
+    raise NotFound(f"{wanted} is not a changed file of this container.")
+
+
+def _open_member(container_id, path):
+    """(stream, tar reader, member) for one file fetched with get_archive; stream must be closed."""
+    with docker_errors():
+        response = client().api._get(
+            client().api._url("/containers/{0}/archive", container_id), params={"path": path}, stream=True)
+        client().api._raise_for_status(response)
+    raw = response.raw
+    raw.decode_content = True
+    reader = tarfile.open(fileobj=raw, mode="r|")
+    member = reader.next()
+    return response, reader, member
+
+
+def stream_file(container_id, path):
+    """(chunks, size, content type, closeable) of one file of a container, read as it is sent."""
+    response, reader, member = _open_member(container_id, path)
+    source = reader.extractfile(member)
+
+    def chunks():
+        while True:
+            chunk = source.read(CHUNK)
+            if not chunk:
+                break
+            yield chunk
+
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return chunks(), member.size, content_type, response
+
+
+class ArchiveStream:
+    """One tar of every changed file, built member by member as the client reads it."""
+
+    def __init__(self, container_id, files, compress=False):
+        self.container_id = container_id
+        self.files = files
+        self.compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if compress else None
+        self.current = None
+
+    def close(self):
+        if self.current is not None:
+            self.current.close()
+
+    def _raw(self):
+        for entry in self.files:
+            self.current, reader, member = _open_member(self.container_id, entry["path"])
+            try:
+                info = tarfile.TarInfo(entry["path"].lstrip("/"))
+                info.size, info.mode, info.mtime = member.size, member.mode, member.mtime
+                yield info.tobuf(format=tarfile.PAX_FORMAT)
+                source = reader.extractfile(member)
+                while chunk := source.read(CHUNK):
+                    yield chunk
+                if member.size % tarfile.BLOCKSIZE:
+                    yield tarfile.NUL * (tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
+            finally:
+                self.current.close()
+                self.current = None
+        yield tarfile.NUL * (tarfile.BLOCKSIZE * 2)
+
+    def __iter__(self):
+        for block in self._raw():
+            if self.compressor is None:
+                yield block
+            else:
+                yield self.compressor.compress(block)
+        if self.compressor is not None:
+            yield self.compressor.flush()

@@ -1,0 +1,103 @@
+"""Container metrics answered from live stats streams.
+
+A one-shot `stats` call waits for two samples (about 1 s), and twenty in parallel take
+over 2 s. Instead the satellite keeps one streaming `stats` connection per container it
+was asked about and answers from its latest frame, which already carries the previous
+sample needed for CPU %. A stream that nobody asked for during `IDLE_AFTER` seconds, or
+whose container stopped, is closed.
+"""
+import threading
+import time
+
+from satellite.engine import client, docker_errors
+from satellite.containers import LABEL_CONTAINER
+
+IDLE_AFTER = 300
+FIRST_FRAME_WAIT = 2.5
+
+
+class StatsFeed:
+    def __init__(self, container_id):
+        self.container_id = container_id
+        self.frame = None
+        self.ready = threading.Event()
+        self.last_asked = time.monotonic()
+        self.closed = False
+        self.stream = None
+        threading.Thread(target=self._read, name=f"stats-{container_id[:12]}", daemon=True).start()
+
+    def _read(self):
+        try:
+            self.stream = client().api.stats(self.container_id, stream=True, decode=True)
+            for frame in self.stream:
+                if frame.get("precpu_stats", {}).get("system_cpu_usage"):
+                    self.frame = frame
+                    self.ready.set()
+                if time.monotonic() - self.last_asked > IDLE_AFTER:
+                    break
+        except Exception:  # the container went away or the engine dropped the stream
+            pass
+        finally:
+            self.closed = True
+            self.ready.set()
+            if self.stream is not None:
+                self.stream.close()
+
+
+class StatsHub:
+    def __init__(self):
+        self.feeds = {}
+        self.lock = threading.Lock()
+
+    def feed(self, container_id):
+        with self.lock:
+            feed = self.feeds.get(container_id)
+            if feed is None or feed.closed:
+                feed = self.feeds[container_id] = StatsFeed(container_id)
+            feed.last_asked = time.monotonic()
+            return feed
+
+    def metrics(self, container_ids):
+        """{container id: metrics} for every id; stopped ones report running False."""
+        feeds = [self.feed(container_id) for container_id in container_ids]
+        deadline = time.monotonic() + FIRST_FRAME_WAIT
+        for feed in feeds:
+            feed.ready.wait(max(0, deadline - time.monotonic()))
+        return {feed.container_id: summarise(feed.frame) for feed in feeds}
+
+
+def summarise(frame):
+    if not frame or not frame.get("read") or not frame.get("cpu_stats", {}).get("system_cpu_usage"):
+        return {"running": False}
+    cpu, precpu = frame["cpu_stats"], frame["precpu_stats"]
+    cpu_delta = cpu["cpu_usage"]["total_usage"] - precpu["cpu_usage"]["total_usage"]
+    system_delta = cpu.get("system_cpu_usage", 0) - precpu.get("system_cpu_usage", 0)
+    online = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or [1])
+    memory = frame.get("memory_stats") or {}
+    stats = memory.get("stats") or {}
+    cache = stats.get("inactive_file", stats.get("total_inactive_file", stats.get("cache", 0)))
+    networks = frame.get("networks") or {}
+    blkio = (frame.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    return {
+        "running": True,
+        "read": frame["read"],
+        "cpu_percent": round(cpu_delta / system_delta * online * 100, 2) if system_delta > 0 else 0.0,
+        "memory_usage": max(memory.get("usage", 0) - cache, 0),
+        "memory_limit": memory.get("limit", 0),
+        "network_rx_bytes": sum(n.get("rx_bytes", 0) for n in networks.values()),
+        "network_tx_bytes": sum(n.get("tx_bytes", 0) for n in networks.values()),
+        "block_read_bytes": sum(e["value"] for e in blkio if e.get("op", "").lower() == "read"),
+        "block_write_bytes": sum(e["value"] for e in blkio if e.get("op", "").lower() == "write"),
+        "pids": (frame.get("pids_stats") or {}).get("current", 0),
+    }
+
+
+hub = StatsHub()
+
+
+def metrics_of_all():
+    """Metrics of every running BoatLoad container on this host, keyed by container id."""
+    with docker_errors():
+        rows = client().api.containers(filters={"label": LABEL_CONTAINER, "status": "running"})
+    names = {row["Id"]: row["Names"][0].lstrip("/") for row in rows}
+    return {cid: {"name": names[cid], **values} for cid, values in hub.metrics(list(names)).items()}

@@ -1,0 +1,74 @@
+"""Settings of a satellite, read from the environment (see README, Configuration). No database."""
+import secrets
+import socket
+from pathlib import Path
+
+from boatload.env import env_bool, env_duration, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = False
+# Nothing a satellite serves uses sessions or signed cookies; the key only satisfies Django.
+SECRET_KEY = env_str("SATELLITE_SECRET_KEY") or secrets.token_urlsafe(32)
+ALLOWED_HOSTS = ["*"]  # every request is authenticated by its HMAC signature instead
+INSTALLED_APPS = ["rest_framework", "satellite"]
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+ROOT_URLCONF = "satellite.urls"
+WSGI_APPLICATION = "satellite.wsgi.application"
+DATABASES = {}
+USE_TZ = True
+TIME_ZONE = "UTC"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+APPEND_SLASH = False
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["satellite.auth.SignatureAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+}
+
+# Identity, enrolment and heartbeats.
+NAME = env_str("SATELLITE_NAME", socket.gethostname().split(".")[0].lower())
+BIND = env_str("SATELLITE_BIND", "127.0.0.1")
+PORT = env_int("SATELLITE_PORT", 7051)
+URL = env_str("SATELLITE_URL", f"http://{'127.0.0.1' if BIND in ('0.0.0.0', '::') else BIND}:{PORT}")
+STATE_DIR = Path(env_str("SATELLITE_STATE_DIR", str(BASE_DIR / "var" / "satellite")))
+API_URL = env_str("BOATLOAD_API_URL")
+JOIN_TOKEN = env_str("SATELLITE_JOIN_TOKEN")
+HEARTBEAT_INTERVAL = env_duration("SATELLITE_HEARTBEAT_INTERVAL", 10)
+ADDRESSES = {
+    "internal": env_str("SATELLITE_ADDRESS_INTERNAL", ""),
+    "cloud": env_str("SATELLITE_ADDRESS_CLOUD", ""),
+    "public": env_str("SATELLITE_ADDRESS_PUBLIC", ""),
+}
+LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_LABELS") if "=" in item)
+# Labels put on every container this satellite creates, besides the boatload.* ones.
+CONTAINER_LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_CONTAINER_LABELS") if "=" in item)
+THREADS = env_int("SATELLITE_THREADS", 32)
+
+# Limits of what a satellite accepts.
+SCRIPT_MAX_BYTES = env_int("SATELLITE_SCRIPT_MAX_BYTES", 4096)
+DATA_MAX_BYTES = env_int("SATELLITE_DATA_MAX_BYTES", 100 * 1024 * 1024)
+DATA_MAX_ENTRIES = env_int("SATELLITE_DATA_MAX_ENTRIES", 1000)
+DATA_MAX_UNPACKED_BYTES = env_int("SATELLITE_DATA_MAX_UNPACKED_BYTES", 512 * 1024 * 1024)
+DATA_MAX_RATIO = env_int("SATELLITE_DATA_MAX_RATIO", 100)
+FETCH_TIMEOUT = env_duration("SATELLITE_FETCH_TIMEOUT", 10)
+FETCH_ALLOW = env_list("SATELLITE_FETCH_ALLOW")  # networks (CIDR) or host names a fetch may reach though private
+HOST_PATHS = env_list("SATELLITE_HOST_PATHS")  # host folders a host-path volume may be under
+RAW_ALLOW_HOST_NAMESPACES = env_bool("SATELLITE_RAW_ALLOW_HOST_NAMESPACES", False)
+RAW_ALLOW_DEVICES = env_bool("SATELLITE_RAW_ALLOW_DEVICES", False)
+RAW_ALLOW_CAPABILITIES = env_bool("SATELLITE_RAW_ALLOW_CAPABILITIES", False)
+STOP_TIMEOUT = env_int("SATELLITE_STOP_TIMEOUT", 10)
+PUBLISH_ADDRESS = env_str("SATELLITE_PUBLISH_ADDRESS", "0.0.0.0")  # where ports of scopes wider than host are published
+DOCKER_TIMEOUT = env_duration("SATELLITE_DOCKER_TIMEOUT", 60)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stdout"], "level": env_str("SATELLITE_LOG_LEVEL", "INFO")},
+}

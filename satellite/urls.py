@@ -1,0 +1,42 @@
+"""Routes of a satellite."""
+from django.urls import path, register_converter
+
+from satellite import views
+
+
+class ContainerId:
+    regex = r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}"
+
+    def to_python(self, value):
+        return value
+
+    def to_url(self, value):
+        return value
+
+
+register_converter(ContainerId, "cid")
+
+urlpatterns = [
+    path("healthz", views.healthz),
+    path("info", views.info),
+    path("images", views.images),
+    path("stats", views.stats_all),
+    path("containers", views.container_list),
+    path("containers/raw", views.container_raw),
+    path("containers/<cid:container_id>", views.container_detail),
+    path("containers/<cid:container_id>/state", views.container_state),
+    path("containers/<cid:container_id>/logs", views.container_logs),
+    path("containers/<cid:container_id>/script", views.container_script),
+    path("containers/<cid:container_id>/changes", views.container_changes),
+    path("containers/<cid:container_id>/files", views.container_files),
+    path("containers/<cid:container_id>/files/<path:path>", views.container_file),
+    path("containers/<cid:container_id>/filebynum/<int:number>", views.container_file_by_number),
+    path("containers/<cid:container_id>/archive", views.container_archive),
+    path("containers/<cid:container_id>/stats", views.container_stats),
+    path("containers/<cid:container_id>/<str:action>", views.container_action),
+]
+
+handler404 = "boatload.errors.json_404"
+handler500 = "boatload.errors.json_500"
+handler400 = "boatload.errors.json_400"
+handler403 = "boatload.errors.json_403"
