@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from boatload import signing
@@ -58,3 +59,14 @@ class HostSignatureAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return "BoatLoad-HMAC"
+
+
+class HostSignatureScheme(OpenApiAuthenticationExtension):
+    """Describes the satellite signature in the OpenAPI schema."""
+
+    target_class = "boatload.auth.HostSignatureAuthentication"
+    name = "hostSignature"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": signing.HEADER_SIGNATURE,
+                "description": "HMAC-SHA256 signature of a satellite (see README, Security)."}

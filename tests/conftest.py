@@ -1,0 +1,287 @@
+"""Fixtures: real satellites on loopback, the real Docker engine, real Postgres, named users.
+
+Every container a test run makes carries the label `boatload.test-run=<id>` (set through
+SATELLITE_CONTAINER_LABELS on the satellites the tests start), and all of them are removed
+at the end of the session, even when tests fail.
+"""
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import docker
+import psutil
+import pytest
+import requests
+from django.utils import timezone
+
+from boatload.signing import HmacAuth
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = os.environ.get("BOATLOAD_TEST_IMAGE", "boatload-test/busybox:latest")
+IMAGE_NAME, IMAGE_TAG = TEST_IMAGE.rsplit(":", 1)
+RUN_ID = uuid.uuid4().hex[:12]
+RUN_LABEL = f"boatload.test-run={RUN_ID}"
+FILE_SERVER_ADDRESS = "127.0.0.2"  # the one loopback address test satellites may fetch from
+
+
+def free_port(address="127.0.0.1"):
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout=20.0, interval=0.1, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+class SatelliteProcess:
+    """A real satellite (`python -m satellite`) in a subprocess, on a loopback address."""
+
+    def __init__(self, state_dir, *, name="sat-test", address="127.0.0.1", keys=True, env=None):
+        self.name = name
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(address)
+        self.url = f"http://{address}:{self.port}"
+        self.key_id = f"hk_{secrets.token_hex(6)}"
+        self.secret = secrets.token_urlsafe(32)
+        if keys:
+            (self.state_dir / "credentials.json").write_text(json.dumps(
+                {"host": name, "api_url": "", "key_id": self.key_id, "keys": {self.key_id: self.secret}}))
+        self.env = {
+            **os.environ,
+            "SATELLITE_NAME": name, "SATELLITE_BIND": address, "SATELLITE_PORT": str(self.port),
+            "SATELLITE_STATE_DIR": str(self.state_dir), "SATELLITE_CONTAINER_LABELS": RUN_LABEL,
+            "SATELLITE_FETCH_ALLOW": f"{FILE_SERVER_ADDRESS}/32", "SATELLITE_PUBLISH_ADDRESS": "127.0.0.1",
+            "SATELLITE_HOST_PATHS": str(self.state_dir / "allowed"), "SATELLITE_HEARTBEAT_INTERVAL": "1",
+            **(env or {}),
+        }
+        self.process = None
+        self.log_path = self.state_dir / "satellite.log"
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "satellite"], cwd=ROOT, env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        if wait:
+            wait_until(self.healthy, message=f"satellite {self.name} at {self.url}\n{self.read_log()}")
+        return self
+
+    def healthy(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"satellite exited with {self.process.returncode}:\n{self.read_log()}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def read_log(self):
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process:
+            self.log.close()
+
+    def rss(self):
+        """Resident memory of the satellite's processes (gunicorn master and worker), in bytes."""
+        root = psutil.Process(self.process.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+    def worker_threads(self):
+        root = psutil.Process(self.process.pid)
+        return sum(p.num_threads() for p in root.children(recursive=True))
+
+    def connections_to_docker(self):
+        root = psutil.Process(self.process.pid)
+        return sum(1 for p in root.children(recursive=True) for c in p.net_connections(kind="unix")
+                   if c.raddr and "docker" in str(c.raddr))
+
+    def signed(self):
+        """A requests session that signs every call with this satellite's key."""
+        session = requests.Session()
+        session.auth = HmacAuth(self.key_id, self.secret)
+        return session
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_test_containers():
+    yield
+    client = docker.from_env()
+    for container in client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL}):
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.APIError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def satellite(tmp_path_factory):
+    process = SatelliteProcess(tmp_path_factory.mktemp("satellite"), name="sat-local").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def sat(satellite):
+    """A signed session to the shared satellite, and its base URL as `sat.base`."""
+    session = satellite.signed()
+    session.base = satellite.url
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def host(db, satellite):
+    """The Host row of the shared test satellite."""
+    from boatload.models import Host
+
+    return Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
+                               secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
+                               address_internal="127.0.0.1")
+
+
+@pytest.fixture
+def users(db):
+    """Named test users: an owner, another user and staff."""
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    return {
+        "owner": model.objects.create_user("owner", password="owner-pass-1"),
+        "other": model.objects.create_user("other", password="other-pass-1"),
+        "staff": model.objects.create_user("staff", password="staff-pass-1", is_staff=True),
+    }
+
+
+def jwt_for(user):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(user))
+
+
+@pytest.fixture
+def api(users):
+    """A DRF test client factory: api("owner") is authenticated as that user with a JWT."""
+    from rest_framework.test import APIClient
+
+    def client_for(name=None):
+        client = APIClient()
+        if name:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {jwt_for(users[name])}")
+        return client
+
+    return client_for
+
+
+class CountingListener:
+    """A TCP listener on 127.0.0.1 that counts connections: proof that nothing was fetched."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.port = self.socket.getsockname()[1]
+        self.connections = 0
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.socket.settimeout(0.2)
+        while self.running:
+            try:
+                conn, _ = self.socket.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self):
+        self.running = False
+        self.socket.close()
+
+
+@pytest.fixture
+def counting_listener():
+    listener = CountingListener()
+    yield listener
+    listener.close()
+
+
+class FileServer:
+    """An HTTP server on 127.0.0.2 serving test files, with /redirect?to=<url>."""
+
+    def __init__(self):
+        self.files = {}
+        files = self.files
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path.startswith("/redirect?to="):
+                    self.send_response(302)
+                    self.send_header("Location", self.path.split("=", 1)[1])
+                    self.end_headers()
+                    return
+                body = files.get(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer((FILE_SERVER_ADDRESS, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add(self, path, body):
+        self.files[path] = body
+        return f"http://{FILE_SERVER_ADDRESS}:{self.port}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()
+
+
+def long_ago(seconds=3600):
+    return timezone.now() - timedelta(seconds=seconds)
