@@ -46,7 +46,9 @@ def docker_errors(*, mutating=False, step=None):
         if status == 409:
             raise Conflict(str(exc.explanation), detail=extra) from None
         if status == 400:
-            raise BadInput(step or "spec", f"the Docker engine refused it: {exc.explanation}") from None
+            error = BadInput(step or "spec", f"the Docker engine refused it: {exc.explanation}")
+            error.extra.update(extra)
+            raise error from None
         raise RemoteError(f"The {engine_name()} failed: {exc.explanation}", remote=settings.NAME,
                           code="engine_error", detail=extra) from None
     except requests.exceptions.Timeout:

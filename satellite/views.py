@@ -165,7 +165,7 @@ def container_file_by_number(request, container_id, number):
 
 @api_view(["GET"])
 def container_archive(request, container_id):
-    compress = request.query_params.get("format", "tar") in ("tar.gz", "tgz", "gz")
+    compress = request.query_params.get("compression", "") == "gzip"
     archive = files.ArchiveStream(container_id, files.changed_files(container_id), compress=compress)
     response = StreamingHttpResponse(iter_closing(archive, archive, request.META),
                                      content_type="application/gzip" if compress else "application/x-tar")
