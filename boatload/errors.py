@@ -84,19 +84,19 @@ def error_body(code, message, detail=None):
     return {"error": {"code": code, "message": message, "detail": detail or {}}}
 
 
-def _first_field_message(errors, prefix=""):
-    """`field: message` of the first validation error, for the human sentence."""
+def _first_error(errors, prefix=""):
+    """(field path, message) of the first validation error, e.g. ("spec.ports[0].port", "…")."""
     if isinstance(errors, dict):
         for key, value in errors.items():
-            name = key if key != "non_field_errors" else ""
-            return _first_field_message(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+            name = "" if key == "non_field_errors" else str(key)
+            return _first_error(value, f"{prefix}.{name}" if prefix and name else prefix or name)
     if isinstance(errors, list) and errors:
         if isinstance(errors[0], (dict, list)):
             for index, item in enumerate(errors):
                 if item:
-                    return _first_field_message(item, f"{prefix}[{index}]")
-        return f"{prefix}: {errors[0]}" if prefix else str(errors[0])
-    return f"{prefix}: {errors}" if prefix else str(errors)
+                    return _first_error(item, f"{prefix}[{index}]")
+        return prefix, str(errors[0])
+    return prefix, str(errors)
 
 
 def exception_handler(exc, context):
@@ -111,8 +111,9 @@ def exception_handler(exc, context):
         body = error_body(exc.code, exc.message, exc.extra)
         return Response(body, status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
-        message = "Invalid input: " + _first_field_message(exc.detail)
-        return Response(error_body("invalid", message, {"fields": exc.detail}), status=400)
+        field, message = _first_error(exc.detail)
+        message = f"Invalid input: {field}: {message}" if field else f"Invalid input: {message}"
+        return Response(error_body("invalid", message, {"field": field, "fields": exc.detail}), status=400)
     if isinstance(exc, exceptions.APIException):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header

@@ -41,8 +41,8 @@ def checked_zip_members(zip_file):
             raise BadInput("dataurl", f"the zip holds an absolute path: {name}")
         if ".." in name.replace("\\", "/").split("/"):
             raise BadInput("dataurl", f"the zip holds a parent path: {name}")
-        mode = member.external_attr >> 16
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        file_type = stat.S_IFMT(member.external_attr >> 16)  # 0 when the zip tool wrote no Unix mode
+        if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise BadInput("dataurl", f"the zip holds a link or special file: {name}")
         total += member.file_size
         if total > settings.DATA_MAX_UNPACKED_BYTES:

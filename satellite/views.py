@@ -28,8 +28,9 @@ class IdentitySerializer(serializers.Serializer):
     slot = serializers.IntegerField(required=False, min_value=0)
 
 
-class CreateSerializer(serializers.Serializer):
-    spec = ContainerSpecSerializer()
+class CreateSerializer(ContainerSpecSerializer):
+    """A container spec plus who it is for; field names match the API's, so errors name the same field."""
+
     identity = IdentitySerializer(default=dict)
     as_staff = serializers.BooleanField(default=False)
     start = serializers.BooleanField(default=True)
@@ -79,8 +80,10 @@ def container_list(request):
                                                    include_stopped=_query_bool(request, "all", True)))
     data = CreateSerializer(data=request.data)
     data.is_valid(raise_exception=True)
-    created = containers.container_create(**data.validated_data)
-    if data.validated_data["start"]:
+    spec = dict(data.validated_data)
+    options = {key: spec.pop(key) for key in ("identity", "as_staff", "start")}
+    created = containers.container_create(spec=spec, **options)
+    if options["start"]:
         metrics.hub.feed(created["id"])  # warm the stats stream while the container runs
     return Response(created, status=201)
 

@@ -11,7 +11,7 @@ def spec(**fields):
 
 
 def create(sat, identity=None, as_staff=False, start=True, **fields):
-    return sat.post(f"{sat.base}/containers", json={"spec": spec(**fields), "identity": identity or {},
+    return sat.post(f"{sat.base}/containers", json={**spec(**fields), "identity": identity or {},
                                                     "as_staff": as_staff, "start": start}, timeout=60)
 
 

@@ -9,8 +9,8 @@ from tests.conftest import IMAGE_NAME, IMAGE_TAG
 
 
 def create_body(marker):
-    return json.dumps({"spec": {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["true"],
-                                "labels": {"marker": marker}}}).encode()
+    return json.dumps({"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["true"],
+                       "labels": {"marker": marker}}).encode()
 
 
 def containers_marked(docker_client, marker):
