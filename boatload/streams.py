@@ -3,6 +3,20 @@ import select
 import socket
 import threading
 
+_open = 0
+_open_lock = threading.Lock()
+
+
+def open_streams():
+    """How many streams this process is passing through right now."""
+    return _open
+
+
+def _count(delta):
+    global _open
+    with _open_lock:
+        _open += delta
+
 
 class DisconnectWatch:
     """Closes `upstream` as soon as the client socket of this WSGI request is closed.
@@ -39,9 +53,14 @@ class DisconnectWatch:
                 pass
 
 
-def iter_closing(chunks, upstream, environ):
-    """Yield `chunks`; close `upstream` when done, on error, or as soon as the client leaves."""
-    watch = DisconnectWatch(environ, upstream)
+def iter_closing(chunks, upstream, environ, *, follow=False):
+    """Yield `chunks`; close `upstream` when done, on error, or when the client leaves.
+
+    Only a `follow` stream can block on its upstream with nothing to write, so only it
+    gets a watcher thread; others notice a gone client at their next write.
+    """
+    watch = DisconnectWatch(environ if follow else {}, upstream)
+    _count(+1)
     try:
         for chunk in chunks:
             if chunk:
@@ -51,4 +70,5 @@ def iter_closing(chunks, upstream, environ):
             raise
     finally:
         watch.finished.set()
+        _count(-1)
         upstream.close()

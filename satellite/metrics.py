@@ -38,6 +38,7 @@ class StatsFeed:
         except Exception:  # the container went away or the engine dropped the stream
             pass
         finally:
+            self.frame = None
             self.closed = True
             self.ready.set()
             if self.stream is not None:

@@ -1,4 +1,7 @@
 """HTTP surface of a satellite; every view but /healthz needs the API's signature."""
+import threading
+
+from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.decorators import api_view
@@ -6,7 +9,7 @@ from rest_framework.response import Response
 
 from boatload.errors import BadInput, error_body
 from boatload.spec import ContainerSpecSerializer
-from boatload.streams import iter_closing
+from boatload.streams import iter_closing, open_streams
 from satellite import containers, files, metrics
 from satellite.engine import client
 
@@ -65,7 +68,11 @@ def _query_bool(request, name, default=False):
 
 @api_view(["GET"])
 def info(request):
-    return Response(containers.engine_info())
+    """The engine's facts, and this satellite's own: streams in flight and threads watching them."""
+    watchers = sum(1 for thread in threading.enumerate() if thread.name == "disconnect-watch")
+    return Response({**containers.engine_info(),
+                     "satellite": {"name": settings.NAME, "open_streams": open_streams(),
+                                   "stream_watchers": watchers, "threads": threading.active_count()}})
 
 
 @api_view(["GET"])
@@ -123,11 +130,13 @@ def container_state(request, container_id):
 
 @api_view(["GET"])
 def container_logs(request, container_id):
+    follow = _query_bool(request, "follow")
     stream = containers.logs_stream(
         container_id, stdout=_query_bool(request, "stdout", True), stderr=_query_bool(request, "stderr", False),
-        tail=_query_int(request, "tail"), since=_query_int(request, "since"), follow=_query_bool(request, "follow"),
+        tail=_query_int(request, "tail"), since=_query_int(request, "since"), follow=follow,
     )
-    return StreamingHttpResponse(iter_closing(stream, stream, request.META), content_type="text/plain")
+    return StreamingHttpResponse(iter_closing(stream, stream, request.META, follow=follow),
+                                 content_type="text/plain")
 
 
 @api_view(["GET"])
@@ -179,6 +188,8 @@ def container_archive(request, container_id):
 @api_view(["GET"])
 def container_stats(request, container_id):
     attrs = containers.container_inspect(container_id)
+    if not attrs["State"]["Running"]:
+        return Response({"running": False})
     return Response(metrics.hub.metrics([attrs["Id"]])[attrs["Id"]])
 
 

@@ -104,10 +104,11 @@ class SatelliteProcess:
         if self.process:
             self.log.close()
 
-    def rss(self):
-        """Resident memory of the satellite's processes (gunicorn master and worker), in bytes."""
+    def memory(self):
+        """Memory of the satellite (gunicorn master and worker) in bytes: proportional set size,
+        so pages the two processes share are counted once, not twice as summed RSS would."""
         root = psutil.Process(self.process.pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        return sum(p.memory_full_info().pss for p in [root, *root.children(recursive=True)])
 
     def worker_threads(self):
         root = psutil.Process(self.process.pid)

@@ -1,0 +1,108 @@
+"""Streams stay streams: follow logs end with their client, big files pass in bounded memory."""
+import hashlib
+import threading
+import time
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.satellite.helpers import b64, create, wait_exit
+
+MiB = 1024 * 1024
+
+
+def satellite_facts(sat):
+    return sat.get(f"{sat.base}/info").json()["satellite"]
+
+
+def test_a_follow_stream_whose_client_leaves_is_closed(sat, satellite):
+    container_id = create(sat, script=b64("echo started; sleep 300")).json()["id"]
+    wait_until(lambda: sat.get(f"{sat.base}/containers/{container_id}/logs").text == "started\n",
+               message="the first line")
+    worker = __import__("psutil").Process(satellite.process.pid).children()[0]
+    fds_before = worker.num_fds()
+    stream = sat.get(f"{sat.base}/containers/{container_id}/logs", params={"follow": 1}, stream=True)
+    chunks = stream.iter_content(64)  # keep it: dropping the generator closes the connection
+    assert next(chunks) == b"started\n"
+    facts = satellite_facts(sat)
+    assert facts["open_streams"] == 1 and facts["stream_watchers"] == 1
+    stream.close()  # the client goes away while the container prints nothing
+    wait_until(lambda: satellite_facts(sat)["open_streams"] == 0, timeout=10, message="the stream to close")
+    assert satellite_facts(sat)["stream_watchers"] == 0
+    wait_until(lambda: worker.num_fds() <= fds_before, timeout=10, message="the Docker connection to close")
+
+
+def test_a_follow_stream_ends_when_the_container_ends(sat, docker_client):
+    container_id = create(sat, script=b64("for i in 1 2 3; do echo line$i; sleep 0.3; done")).json()["id"]
+    answer = sat.get(f"{sat.base}/containers/{container_id}/logs", params={"follow": 1}, timeout=30)
+    assert answer.text == "line1\nline2\nline3\n"
+
+
+class PeakMemory:
+    """Samples the satellite's memory every 20 ms while a download runs."""
+
+    def __init__(self, satellite):
+        self.satellite = satellite
+        self.peak = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.satellite.memory())
+            time.sleep(0.02)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self.peak
+
+
+@pytest.fixture(scope="module")
+def big_file_container(satellite, docker_client):
+    sat = satellite.signed()
+    sat.base = satellite.url
+    answer = create(sat, script=b64("mkdir -p /out && dd if=/dev/urandom of=/out/big bs=1048576 count=200 "
+                                    "2>/dev/null && sha256sum /out/big"))
+    assert answer.status_code == 201, answer.text
+    container_id = answer.json()["id"]
+    assert wait_exit(docker_client, container_id, timeout=120) == 0
+    digest = sat.get(f"{sat.base}/containers/{container_id}/logs").text.split()[0]
+    return container_id, digest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["file", "archive"])
+def test_200_mib_downloads_keep_the_satellite_under_100_mib(sat, satellite, big_file_container, what):
+    container_id, digest = big_file_container
+    url = f"{sat.base}/containers/{container_id}/" + ("files/out/big" if what == "file" else "archive")
+    memory = PeakMemory(satellite)
+    hasher, size = hashlib.sha256(), 0
+    with sat.get(url, stream=True) as answer:
+        assert answer.status_code == 200
+        for chunk in answer.iter_content(1024 * 1024):
+            size += len(chunk)
+            if what == "file":
+                hasher.update(chunk)
+    peak = memory.stop()
+    print(f"satellite peak memory (PSS) while streaming a 200 MiB {what}: {peak / MiB:.1f} MiB")
+    assert peak < 100 * MiB
+    if what == "file":
+        assert size == 200 * MiB and hasher.hexdigest() == digest
+    else:
+        assert size > 200 * MiB
+
+
+def test_metrics_of_one_container_and_of_all(sat):
+    busy = create(sat, command=["sh", "-c", "while :; do :; done"]).json()["id"]
+    idle = create(sat, command=["sleep", "300"]).json()["id"]
+    one = sat.get(f"{sat.base}/containers/{busy}/stats").json()
+    assert one["running"] is True and one["cpu_percent"] > 20
+    assert one["memory_usage"] > 0 and one["memory_limit"] > 0 and one["pids"] >= 1
+    assert {"network_rx_bytes", "network_tx_bytes", "block_read_bytes", "block_write_bytes"} <= set(one)
+    every = sat.get(f"{sat.base}/stats").json()
+    assert {busy, idle} <= set(every)
+    assert every[idle]["cpu_percent"] < 5 and every[idle]["running"] is True
+    sat.post(f"{sat.base}/containers/{busy}/stop", params={"timeout": 0})
+    assert sat.get(f"{sat.base}/containers/{busy}/stats").json() == {"running": False}
