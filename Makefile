@@ -32,4 +32,4 @@ lint: venv
 
 bench: venv
 	@bash tests/services.sh
-	$(PY) bench/satellite.py
+	$(PY) -m bench.satellite

@@ -13,14 +13,16 @@ from satellite.engine import client, docker_errors
 from satellite.containers import LABEL_CONTAINER
 
 IDLE_AFTER = 300
-FIRST_FRAME_WAIT = 2.5
+# How long a call waits for streams that have no CPU sample yet; a call never takes longer,
+# and answers cpu_percent null for a container whose stream has not sampled twice yet.
+SAMPLE_WAIT = 1.2
 
 
 class StatsFeed:
     def __init__(self, container_id):
         self.container_id = container_id
         self.frame = None
-        self.ready = threading.Event()
+        self.sampled = threading.Event()  # a frame with the previous sample, so CPU % can be computed
         self.last_asked = time.monotonic()
         self.closed = False
         self.stream = None
@@ -30,9 +32,11 @@ class StatsFeed:
         try:
             self.stream = client().api.stats(self.container_id, stream=True, decode=True)
             for frame in self.stream:
+                if frame.get("read", "").startswith("0001-"):
+                    continue  # the engine's placeholder for a container that is not running
+                self.frame = frame
                 if frame.get("precpu_stats", {}).get("system_cpu_usage"):
-                    self.frame = frame
-                    self.ready.set()
+                    self.sampled.set()
                 if time.monotonic() - self.last_asked > IDLE_AFTER:
                     break
         except Exception:  # the container went away or the engine dropped the stream
@@ -40,7 +44,7 @@ class StatsFeed:
         finally:
             self.frame = None
             self.closed = True
-            self.ready.set()
+            self.sampled.set()
             if self.stream is not None:
                 self.stream.close()
 
@@ -61,19 +65,22 @@ class StatsHub:
     def metrics(self, container_ids):
         """{container id: metrics} for every id; stopped ones report running False."""
         feeds = [self.feed(container_id) for container_id in container_ids]
-        deadline = time.monotonic() + FIRST_FRAME_WAIT
+        deadline = time.monotonic() + SAMPLE_WAIT
         for feed in feeds:
-            feed.ready.wait(max(0, deadline - time.monotonic()))
+            feed.sampled.wait(max(0, deadline - time.monotonic()))
         return {feed.container_id: summarise(feed.frame) for feed in feeds}
 
 
 def summarise(frame):
-    if not frame or not frame.get("read") or not frame.get("cpu_stats", {}).get("system_cpu_usage"):
+    if not frame or not frame.get("cpu_stats", {}).get("system_cpu_usage"):
         return {"running": False}
-    cpu, precpu = frame["cpu_stats"], frame["precpu_stats"]
-    cpu_delta = cpu["cpu_usage"]["total_usage"] - precpu["cpu_usage"]["total_usage"]
-    system_delta = cpu.get("system_cpu_usage", 0) - precpu.get("system_cpu_usage", 0)
+    cpu, precpu = frame["cpu_stats"], frame.get("precpu_stats") or {}
     online = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or [1])
+    cpu_percent = None  # one sample only so far: no rate yet
+    if precpu.get("system_cpu_usage"):
+        cpu_delta = cpu["cpu_usage"]["total_usage"] - precpu["cpu_usage"]["total_usage"]
+        system_delta = cpu["system_cpu_usage"] - precpu["system_cpu_usage"]
+        cpu_percent = round(cpu_delta / system_delta * online * 100, 2) if system_delta > 0 else 0.0
     memory = frame.get("memory_stats") or {}
     stats = memory.get("stats") or {}
     cache = stats.get("inactive_file", stats.get("total_inactive_file", stats.get("cache", 0)))
@@ -82,7 +89,7 @@ def summarise(frame):
     return {
         "running": True,
         "read": frame["read"],
-        "cpu_percent": round(cpu_delta / system_delta * online * 100, 2) if system_delta > 0 else 0.0,
+        "cpu_percent": cpu_percent,
         "memory_usage": max(memory.get("usage", 0) - cache, 0),
         "memory_limit": memory.get("limit", 0),
         "network_rx_bytes": sum(n.get("rx_bytes", 0) for n in networks.values()),

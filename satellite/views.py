@@ -89,10 +89,7 @@ def container_list(request):
     data.is_valid(raise_exception=True)
     spec = dict(data.validated_data)
     options = {key: spec.pop(key) for key in ("identity", "as_staff", "start")}
-    created = containers.container_create(spec=spec, **options)
-    if options["start"]:
-        metrics.hub.feed(created["id"])  # warm the stats stream while the container runs
-    return Response(created, status=201)
+    return Response(containers.container_create(spec=spec, **options), status=201)
 
 
 @api_view(["POST"])
@@ -117,10 +114,7 @@ def container_detail(request, container_id):
 @api_view(["POST"])
 def container_action(request, container_id, action):
     timeout = _query_int(request, "timeout")
-    state = containers.container_action(container_id, action, timeout=timeout)
-    if action in ("start", "restart"):
-        metrics.hub.feed(container_id)
-    return Response({"state": state})
+    return Response({"state": containers.container_action(container_id, action, timeout=timeout)})
 
 
 @api_view(["GET"])

@@ -1,0 +1,101 @@
+"""Satellite benchmarks against the raw Docker SDK, in one run on this machine.
+
+  create+start through the satellite (signed HTTP) vs docker SDK create+start: median ratio
+  metrics of 20 containers: one /stats call vs 20 parallel raw `stats(stream=False)` calls
+  streaming a 200 MiB archive: satellite throughput and peak memory vs `docker cp … -`
+
+Run: make bench   (or .venv/bin/python -m bench.satellite)
+"""
+import base64
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+
+from bench.common import RUN_LABEL, TEST_IMAGE, PeakMemory, median, remove_run_containers, start_satellite, timed
+
+MiB = 1024 * 1024
+ROUNDS = 15
+
+
+def bench_create(client, satellite, session):
+    key, value = RUN_LABEL.split("=")
+    image_name, tag = TEST_IMAGE.rsplit(":", 1)
+
+    def raw():
+        created = client.api.create_container(TEST_IMAGE, command=["true"], labels={key: value})
+        client.api.start(created["Id"])
+
+    def through_satellite():
+        answer = session.post(f"{satellite.url}/containers",
+                              json={"image_name": image_name, "image_tag": tag, "command": ["true"]})
+        answer.raise_for_status()
+
+    raw(), through_satellite()  # warm both paths
+    raw_times, sat_times = [], []
+    for _ in range(ROUNDS):  # interleaved, so both see the same engine load
+        raw_times.append(timed(raw)[0])
+        sat_times.append(timed(through_satellite)[0])
+    remove_run_containers(client)
+    return median(raw_times), median(sat_times)
+
+
+def bench_metrics(client, satellite, session):
+    image_name, tag = TEST_IMAGE.rsplit(":", 1)
+    ids = [session.post(f"{satellite.url}/containers", json={"image_name": image_name, "image_tag": tag,
+                                                            "command": ["sleep", "600"]}).json()["id"]
+           for _ in range(20)]
+    first, answer = timed(lambda: session.get(f"{satellite.url}/stats").json())
+    assert set(ids) <= set(answer), "the satellite did not report every container"
+    steady = median([timed(lambda: session.get(f"{satellite.url}/stats").json())[0] for _ in range(5)])
+    with ThreadPoolExecutor(20) as pool:
+        raw, _ = timed(lambda: list(pool.map(lambda cid: client.api.stats(cid, stream=False), ids)))
+    remove_run_containers(client)
+    return first, steady, raw
+
+
+def bench_archive(client, satellite, session):
+    image_name, tag = TEST_IMAGE.rsplit(":", 1)
+    script = base64.b64encode(b"mkdir -p /out && dd if=/dev/urandom of=/out/big bs=1048576 count=200 2>/dev/null")
+    container_id = session.post(f"{satellite.url}/containers", json={
+        "image_name": image_name, "image_tag": tag, "script": script.decode()}).json()["id"]
+    client.api.wait(container_id, timeout=120)
+    memory = PeakMemory(satellite.memory)
+
+    def through_satellite():
+        size = 0
+        with session.get(f"{satellite.url}/containers/{container_id}/archive", stream=True) as answer:
+            for chunk in answer.iter_content(MiB):
+                size += len(chunk)
+        return size
+
+    seconds, size = timed(through_satellite)
+    peak = memory.stop()
+    cp_seconds, _ = timed(lambda: subprocess.run(f"docker cp {container_id}:/out/big - > /dev/null", shell=True,
+                                                 check=True))
+    remove_run_containers(client)
+    return size, seconds, cp_seconds, peak
+
+
+def main():
+    client = docker.from_env()
+    satellite = start_satellite()
+    session = satellite.signed()
+    try:
+        raw, sat = bench_create(client, satellite, session)
+        print(f"create+start  raw SDK median {raw * 1000:.0f} ms, satellite median {sat * 1000:.0f} ms, "
+              f"ratio {sat / raw:.3f} (target <= 1.10)")
+        first, steady, raw_stats = bench_metrics(client, satellite, session)
+        print(f"metrics x20   satellite first call {first:.2f} s, steady {steady:.3f} s; "
+              f"20 parallel raw stats {raw_stats:.2f} s; ratio {steady / raw_stats:.3f} (target < 1.5 s)")
+        size, seconds, cp_seconds, peak = bench_archive(client, satellite, session)
+        print(f"archive       {size / MiB:.0f} MiB in {seconds:.2f} s ({size / MiB / seconds:.0f} MiB/s) vs docker cp "
+              f"{cp_seconds:.2f} s, ratio {seconds / cp_seconds:.2f}; satellite peak memory {peak / MiB:.1f} MiB "
+              "(target < 100 MiB)")
+    finally:
+        satellite.stop()
+        remove_run_containers(client)
+
+
+if __name__ == "__main__":
+    main()
