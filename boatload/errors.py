@@ -88,6 +88,8 @@ def _first_error(errors, prefix=""):
     """(field path, message) of the first validation error, e.g. ("spec.ports[0].port", "…")."""
     if isinstance(errors, dict):
         for key, value in errors.items():
+            if isinstance(key, int):  # an item of a list field
+                return _first_error(value, f"{prefix}[{key}]")
             name = "" if key == "non_field_errors" else str(key)
             return _first_error(value, f"{prefix}.{name}" if prefix and name else prefix or name)
     if isinstance(errors, list) and errors:

@@ -32,6 +32,8 @@ class Host(models.Model):
     docker_version = models.CharField(max_length=64, blank=True)
     cpus = models.PositiveIntegerField(default=0)
     memory_bytes = models.BigIntegerField(default=0)
+    # A reconciler holds a host until this time, so several reconcilers never act on it twice.
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     key_id = models.CharField(max_length=64, unique=True, editable=False)
     # The satellite holds the same secret: both ends need it to compute an HMAC.
     secret = models.CharField(max_length=128, editable=False)
@@ -110,3 +112,82 @@ class SeenNonce(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["key_id", "nonce"], name="unique_nonce_per_key")]
+
+
+class Template(models.Model):
+    """A container template in Docker's create-container format (DockerMod)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    body = models.JSONField(help_text="Docker create-container JSON: Image, Cmd, Env, ExposedPorts, HostConfig…")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Container(models.Model):
+    """One container BoatLoad made or is making; the row is written before Docker is asked."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        CREATING = "creating"
+        RUNNING = "running"
+        EXITED = "exited"
+        FAILED = "failed"
+        LOST = "lost"
+        DELETED = "deleted"
+
+    class Health(models.TextChoices):
+        OK = "ok"
+        UNKNOWN = "unknown"  # its host is down: nobody can say what it is doing
+
+    # States in which a container should exist on its host.
+    DEPLOYED = (State.CREATING, State.RUNNING, State.EXITED)
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="containers")
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="containers")
+    docker_id = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=128, blank=True)
+    image_name = models.CharField(max_length=255)
+    image_tag = models.CharField(max_length=128, default="latest")
+    spec = models.JSONField(default=dict)
+    script = models.TextField(blank=True)
+    script_name = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    health = models.CharField(max_length=16, choices=Health.choices, default=Health.OK)
+    exit_code = models.IntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    endpoints = models.JSONField(default=list, blank=True)
+    service = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "state", "-created"], name="container_owner_state"),
+            models.Index(fields=["host", "state"], name="container_host_state"),
+            models.Index(fields=["image_name"], name="container_image"),
+            models.Index(fields=["service"], name="container_service"),
+            models.Index(fields=["-created", "-id"], name="container_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.uuid} ({self.state})"
+
+    @property
+    def docker_ref(self):
+        """How the satellite finds it: its Docker id, or before that its deterministic name."""
+        return self.docker_id or self.name
+
+    def record_failure(self, error):
+        self.state = self.State.FAILED
+        self.last_error = str(error)[:2000]
+        self.save(update_fields=["state", "last_error", "updated"])

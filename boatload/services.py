@@ -1,14 +1,20 @@
 """Work of the API server that crosses models or calls satellites."""
-from datetime import timedelta
+import base64
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from rest_framework import exceptions
 
-from boatload.errors import Conflict
-from boatload.models import Host, JoinToken
+from boatload.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
+from boatload.models import Container, Host, JoinToken
+from boatload.satellite_client import SatelliteClient
+from boatload.spec import SCOPES
 
 HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public")
 
@@ -61,3 +67,293 @@ def satellite_join_command(token):
     """The one line that starts a satellite on a new host and enrols it with `token`."""
     return (f"BOATLOAD_API_URL={settings.PUBLIC_URL} SATELLITE_JOIN_TOKEN={token} "
             "SATELLITE_BIND=0.0.0.0 python -m satellite")
+
+
+# ---- placement ---------------------------------------------------------------------------------
+
+def hosts_available(*, host_labels=None):
+    """Active, heartbeating hosts whose labels include every `host_labels` pair."""
+    hosts_mark_silent_down()
+    hosts = [host for host in Host.objects.filter(state=Host.State.ACTIVE) if host.is_healthy]
+    wanted = host_labels or {}
+    return [host for host in hosts if all(host.labels.get(k) == v for k, v in wanted.items())]
+
+
+def hosts_for_instances(*, count, host=None, host_labels=None):
+    """One host per instance: the named host, or the least loaded, spreading evenly as it goes."""
+    if host:
+        chosen = Host.objects.filter(name=host).first()
+        if chosen is None:
+            raise BadInput("host", f"no host named {host}")
+        if chosen.state != Host.State.ACTIVE:
+            raise NoHealthyHost(f"Host {host} is {chosen.state}.", detail={"host": host})
+        return [chosen] * count
+    candidates = hosts_available(host_labels=host_labels)
+    if not candidates:
+        raise NoHealthyHost(detail={"host_labels": host_labels or {}})
+    load = dict(Container.objects.filter(host__in=candidates, state__in=Container.DEPLOYED)
+                .values_list("host").annotate(n=Count("id")))
+    placed = []
+    for _ in range(count):
+        best = min(candidates, key=lambda h: (load.get(h.pk, 0), h.name))
+        load[best.pk] = load.get(best.pk, 0) + 1
+        placed.append(best)
+    return placed
+
+
+# ---- containers --------------------------------------------------------------------------------
+
+def endpoints_for(host, ports):
+    """Murano endpoints: for each published port, one per scope from host up to the port's scope.
+
+    A port may be bound twice (loopback for the host scope, the host's address for wider
+    scopes); each endpoint uses the binding that serves its scope.
+    """
+    by_port = {}
+    for binding in ports:
+        by_port.setdefault((binding["port"], binding["protocol"]), []).append(binding)
+    endpoints = []
+    for (container_port, protocol), bindings in sorted(by_port.items()):
+        declared = bindings[0].get("scope", "host")
+        loopback = [b for b in bindings if b["host_ip"] in ("127.0.0.1", "0.0.0.0", "::", "")]
+        wide = [b for b in bindings if b["host_ip"] != "127.0.0.1"]
+        for scope in SCOPES[: SCOPES.index(declared) + 1]:
+            address = host.address_for(scope)
+            binding = (loopback if scope == "host" else wide or bindings or [None])[0]
+            if address and binding:
+                endpoints.append({"address": address, "port": binding["host_port"], "scope": scope,
+                                  "portScope": declared, "containerPort": container_port, "protocol": protocol})
+    return endpoints
+
+
+def _published_with_scope(spec, published):
+    scopes = {(p["port"], p["protocol"]): p["scope"] for p in spec.get("ports", [])}
+    return [{**p, "scope": scopes.get((p["port"], p["protocol"]), "host")} for p in published]
+
+
+def container_intent(*, owner, spec, host, service=""):
+    """Write the row first: a pending container on its chosen host."""
+    script = base64.b64decode(spec["script"]).decode(errors="replace") if spec.get("script") else ""
+    stored = {k: v for k, v in spec.items() if k != "script"}
+    row = Container(owner=owner, host=host, image_name=spec["image_name"], image_tag=spec.get("image_tag", "latest"),
+                    spec=stored, script=script, script_name=spec.get("scriptname", "") if script or
+                    spec.get("scripturl") else "", service=service)
+    row.name = f"bl-{row.uuid}"
+    row.save()
+    return row
+
+
+def _satellite_create(row, spec, as_staff):
+    """Ask the row's satellite to create it; return (answer, error). Runs in worker threads: no ORM."""
+    body = {**spec, "name": row.name, "as_staff": as_staff, "start": True,
+            "identity": {"container": str(row.uuid), "owner": row.owner.username, "service": row.service}}
+    try:
+        return SatelliteClient(row.host).post("/containers", json=body), None
+    except BoatLoadError as error:
+        if isinstance(error, RemoteError) and error.outcome_unknown:
+            _remove_quietly(row)  # never leave a twin of a create whose outcome we do not know
+        return None, error
+
+
+def _remove_quietly(row):
+    try:
+        SatelliteClient(row.host).delete(f"/containers/{row.name}")
+    except BoatLoadError:
+        pass  # the reconciler reaps it after the grace period
+
+
+def _record_created(row, spec, answer, error):
+    if error is not None:
+        row.record_failure(error.message if isinstance(error, BoatLoadError) else error)
+        return
+    row.docker_id = answer["id"]
+    row.ports = _published_with_scope(spec, answer.get("ports") or [])
+    row.endpoints = endpoints_for(row.host, row.ports)
+    row.state = Container.State.RUNNING
+    row.save(update_fields=["docker_id", "ports", "endpoints", "state", "updated"])
+
+
+def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
+    """Create `instances` containers; return [(row, error or None)], rows written before any call."""
+    placed = hosts_for_instances(count=instances, host=host, host_labels=host_labels)
+    rows = [container_intent(owner=owner, spec=spec, host=target, service=service) for target in placed]
+    Container.objects.filter(pk__in=[r.pk for r in rows]).update(state=Container.State.CREATING)
+    if len(rows) == 1:
+        outcomes = [_satellite_create(rows[0], spec, as_staff)]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(rows), settings.CREATE_PARALLELISM)) as pool:
+            outcomes = list(pool.map(lambda row: _satellite_create(row, spec, as_staff), rows))
+    for row, (answer, error) in zip(rows, outcomes):
+        row.state = Container.State.CREATING
+        _record_created(row, spec, answer, error)
+    return [(row, error) for row, (_, error) in zip(rows, outcomes)]
+
+
+def container_create_raw(*, owner, body, host=None, host_labels=None):
+    """Staff only: create from a Docker create body as is (the satellite still refuses the dangerous parts)."""
+    [target] = hosts_for_instances(count=1, host=host, host_labels=host_labels)
+    image, _, tag = body.get("Image", "").partition(":")
+    row = container_intent(owner=owner, spec={"image_name": image, "image_tag": tag or "latest", "raw": body},
+                           host=target)
+    try:
+        answer = SatelliteClient(target).post("/containers/raw", json={
+            "body": body, "name": row.name, "as_staff": True,
+            "identity": {"container": str(row.uuid), "owner": owner.username}})
+    except BoatLoadError as error:
+        row.record_failure(error.message)
+        raise
+    _record_created(row, {}, answer, None)
+    return row
+
+
+def container_delete(*, row):
+    """Remove from its host (idempotent) and mark the row deleted."""
+    if row.host and row.state not in (Container.State.DELETED,):
+        SatelliteClient(row.host).delete(f"/containers/{row.docker_ref}")
+    row.state = Container.State.DELETED
+    row.save(update_fields=["state", "updated"])
+
+
+def container_action(*, row, action, timeout=None):
+    """start, stop or restart on its host, then record the observed state."""
+    if not row.host or row.state not in Container.DEPLOYED:
+        raise Conflict(f"Container {row.uuid} is {row.state}; it can not {action}.")
+    params = {"timeout": timeout} if timeout is not None else None
+    answer = SatelliteClient(row.host).post(f"/containers/{row.docker_ref}/{action}", params=params)
+    container_observe(row=row, docker_state=answer["state"])
+    return answer["state"]
+
+
+def container_observe(*, row, docker_state):
+    """Record what Docker says about a container: running, or exited with its code."""
+    if docker_state.get("Running") or docker_state.get("Restarting"):
+        row.state, row.exit_code = Container.State.RUNNING, None
+    else:
+        row.state, row.exit_code = Container.State.EXITED, docker_state.get("ExitCode")
+    row.health = Container.Health.OK
+    row.save(update_fields=["state", "exit_code", "health", "updated"])
+
+
+def container_docker_state(*, row):
+    """Docker's State of the container, or {} before it exists on its host."""
+    if not row.host or not row.docker_id:
+        return {}
+    try:
+        docker_state = SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/state")
+    except NotFound:
+        return {}
+    if row.state in Container.DEPLOYED:
+        container_observe(row=row, docker_state=docker_state)
+    return docker_state
+
+
+def container_connection(*, source, target, port, protocol):
+    """The nearest endpoint of `target` for `port`/`protocol`, as seen from `source` (Murano)."""
+    if target.state not in Container.DEPLOYED or not target.host or not source.host:
+        raise Conflict(f"Container {target.uuid if target.host else target.uuid} is not deployed.",
+                       detail={"state": target.state})
+    candidates = [e for e in target.endpoints if e["containerPort"] == port and e["protocol"] == protocol]
+    if not candidates:
+        raise NotFound(f"Container {target.uuid} exposes no {protocol} port {port}.")
+    if source.host_id == target.host_id:
+        wanted = ["host"]
+    elif source.host.labels.get("group") and source.host.labels.get("group") == target.host.labels.get("group"):
+        wanted = ["internal", "cloud", "public"]
+    else:
+        wanted = ["cloud", "public"]
+    for scope in wanted:
+        for endpoint in candidates:
+            if endpoint["scope"] == scope:
+                return endpoint
+    raise NotFound(f"Port {port}/{protocol} of {target.uuid} is not reachable from the host of {source.uuid} "
+                   f"(published for scope {candidates[0]['portScope']}).")
+
+
+# ---- cluster-wide reads ------------------------------------------------------------------------
+
+def cluster_read(path, *, params=None):
+    """GET `path` on every active host in parallel; (items tagged with their host, failures)."""
+    hosts = hosts_available()
+    if not hosts:
+        return [], []
+
+    def read(host):
+        try:
+            return host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT).get(path, params=params), None
+        except BoatLoadError as error:
+            return host, None, error
+
+    items, failures = [], []
+    with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as pool:
+        for host, answer, error in pool.map(read, hosts):
+            if error is not None:
+                failures.append({"host": host.name, "code": error.code, "message": error.message})
+            else:
+                items.extend({**item, "host": host.name} for item in answer)
+    return items, failures
+
+
+# ---- reconciliation ----------------------------------------------------------------------------
+
+EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+CLAIM_SECONDS = 120
+
+
+def host_claim(host):
+    """Claim a host for one reconcile pass; False when another reconciler holds it."""
+    now = timezone.now()
+    return bool(Host.objects.filter(pk=host.pk)
+                .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+                .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
+
+
+def host_release(host):
+    Host.objects.filter(pk=host.pk).update(claimed_until=None)
+
+
+def _observed_state(item):
+    if item["state"] in ("running", "restarting", "paused"):
+        return Container.State.RUNNING, None
+    if item["state"] in ("exited", "dead"):
+        match = EXIT_CODE.search(item.get("status", ""))
+        return Container.State.EXITED, int(match.group(1)) if match else None
+    return None, None  # created: a create is still in flight
+
+
+def containers_reconcile_host(*, host):
+    """Make the rows of one host say what its engine holds; reap our orphans after the grace."""
+    counts = {"updated": 0, "lost": 0, "reaped": 0, "unknown": 0}
+    tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST))
+    if host.state == Host.State.DOWN or not host.is_healthy:
+        counts["unknown"] = tracked.exclude(health=Container.Health.UNKNOWN).update(health=Container.Health.UNKNOWN)
+        return counts
+    client = SatelliteClient(host)
+    items = client.get("/containers")
+    listed = {item["labels"].get("boatload.container"): item for item in items}
+    now = timezone.now()
+    for row in tracked:
+        item = listed.get(str(row.uuid))
+        if item is None:
+            in_flight = row.state == Container.State.CREATING and now - row.updated < timedelta(seconds=CLAIM_SECONDS)
+            if row.state != Container.State.LOST and not in_flight:
+                row.state, row.health = Container.State.LOST, Container.Health.OK
+                row.save(update_fields=["state", "health", "updated"])
+                counts["lost"] += 1
+            continue
+        state, exit_code = _observed_state(item)
+        if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
+            row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
+            row.docker_id = row.docker_id or item["id"]
+            row.save(update_fields=["state", "exit_code", "health", "docker_id", "updated"])
+            counts["updated"] += 1
+    wanted = {str(uuid) for uuid in Container.objects.filter(
+        host=host, state__in=(*Container.DEPLOYED, Container.State.LOST, Container.State.PENDING))
+        .values_list("uuid", flat=True)}
+    grace = timedelta(seconds=settings.ORPHAN_GRACE)
+    for item in items:
+        if item["labels"].get("boatload.container") in wanted or item["labels"].get("boatload.service"):
+            continue  # service containers belong to the connector's own reconciliation
+        if now - datetime.fromtimestamp(item["created"], tz=dt_timezone.utc) >= grace:
+            client.delete(f"/containers/{item['id']}")
+            counts["reaped"] += 1
+    return counts

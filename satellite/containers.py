@@ -63,8 +63,13 @@ def check_privileges(spec, as_staff):
             check_host_path(volume["source"])
 
 
-def publish_address(scope):
-    return "127.0.0.1" if scope == "host" else settings.PUBLISH_ADDRESS
+def port_bindings(scope):
+    """Host scope ports listen on loopback only; wider ones also on SATELLITE_PUBLISH_ADDRESS."""
+    if scope == "host":
+        return [("127.0.0.1",)]
+    if settings.PUBLISH_ADDRESS in ("0.0.0.0", "::", "127.0.0.1"):
+        return [(settings.PUBLISH_ADDRESS,)]
+    return [("127.0.0.1",), (settings.PUBLISH_ADDRESS,)]
 
 
 def create_options(spec, labels, script_name=None):
@@ -75,12 +80,11 @@ def create_options(spec, labels, script_name=None):
     else:
         command = (spec.get("command") or []) + spec.get("container_args", []) or None
     ports = [(p["port"], p["protocol"].lower()) for p in spec.get("ports", [])]
-    port_bindings = {f"{p['port']}/{p['protocol'].lower()}": (publish_address(p["scope"]),)
-                     for p in spec.get("ports", [])}
+    bindings = {f"{p['port']}/{p['protocol'].lower()}": port_bindings(p["scope"]) for p in spec.get("ports", [])}
     binds = {v["source"]: {"bind": v["target"], "mode": "ro" if v["read_only"] else "rw"}
              for v in spec.get("volumes", []) if v["type"] == "host"}
     host_config = api.create_host_config(
-        port_bindings=port_bindings or None,
+        port_bindings=bindings or None,
         binds=binds or None,
         privileged=spec.get("privileged", False),
         restart_policy={"Name": "always"} if spec.get("restart") == "permanent" else None,

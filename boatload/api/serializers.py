@@ -1,7 +1,11 @@
 """Data shapes of the v1 API; no side effects here."""
+from django.conf import settings
 from rest_framework import serializers
 
-from boatload.models import Host, JoinToken
+from boatload.errors import BadInput
+from boatload.models import Container, Host, JoinToken, Template
+from boatload.spec import ContainerSpecSerializer
+from boatload.template_spec import check_template_body
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -55,3 +59,114 @@ class IssuedJoinTokenSerializer(JoinTokenSerializer):
 
     class Meta(JoinTokenSerializer.Meta):
         fields = JoinTokenSerializer.Meta.fields + ["token", "join_command"]
+
+
+class ContainerCreateSerializer(ContainerSpecSerializer):
+    """What POST /v1/container/ takes: a container spec, plus where and how many."""
+
+    host = serializers.SlugField(required=False, help_text="Name of the host; the least loaded one when absent.")
+    host_labels = serializers.DictField(child=serializers.CharField(), required=False, default=dict,
+                                        help_text="Only hosts carrying all these labels are chosen.")
+    template = serializers.SlugField(required=False, help_text="Template whose fields the request overrides.")
+    instances = serializers.IntegerField(required=False, min_value=1,
+                                         help_text="How many to create, spread evenly over the chosen hosts.")
+
+    PLACEMENT_FIELDS = ("host", "host_labels", "template", "instances")
+
+    def validate_instances(self, value):
+        if value > settings.MAX_INSTANCES:
+            raise serializers.ValidationError(f"at most {settings.MAX_INSTANCES}")
+        return value
+
+
+class RawCreateSerializer(serializers.Serializer):
+    body = serializers.DictField(help_text="A Docker create-container body, as is.")
+    host = serializers.SlugField(required=False)
+    host_labels = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+
+
+class ContainerSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="uuid", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    host = serializers.CharField(source="host.name", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Container
+        fields = ["id", "owner", "host", "name", "docker_id", "image_name", "image_tag", "state", "health",
+                  "exit_code", "last_error", "ports", "endpoints", "service", "script_name", "spec", "created",
+                  "updated"]
+        read_only_fields = fields
+
+
+class InstanceResultSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    container = ContainerSerializer(required=False)
+    error = serializers.DictField(required=False)
+
+
+class InstancesSerializer(serializers.Serializer):
+    results = InstanceResultSerializer(many=True)
+    created = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class DockerStateSerializer(serializers.Serializer):
+    platform_state = serializers.CharField()
+    docker_state = serializers.DictField()
+
+
+class ScriptSerializer(serializers.Serializer):
+    scriptname = serializers.CharField()
+    script = serializers.CharField()
+
+
+class EndpointSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    port = serializers.IntegerField()
+    scope = serializers.CharField()
+    portScope = serializers.CharField()
+    containerPort = serializers.IntegerField()
+    protocol = serializers.CharField()
+
+
+class ConnectionQuerySerializer(serializers.Serializer):
+    to = serializers.UUIDField()
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    protocol = serializers.ChoiceField(choices=["TCP", "UDP"], default="TCP")
+
+    def to_internal_value(self, data):
+        data = data.dict() if hasattr(data, "dict") else dict(data)
+        if isinstance(data.get("protocol"), str):
+            data["protocol"] = data["protocol"].upper()
+        return super().to_internal_value(data)
+
+
+class ActionQuerySerializer(serializers.Serializer):
+    timeout = serializers.IntegerField(required=False, min_value=0, max_value=600)
+
+
+class LogsQuerySerializer(serializers.Serializer):
+    tail = serializers.IntegerField(required=False, min_value=0)
+    since = serializers.IntegerField(required=False, min_value=0, help_text="Unix time.")
+    follow = serializers.BooleanField(default=False)
+    stderr = serializers.BooleanField(default=False)
+    stdout = serializers.BooleanField(default=True)
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Template
+        fields = ["name", "description", "body", "created", "updated"]
+        read_only_fields = ["created", "updated"]
+
+    def validate_body(self, value):
+        try:
+            check_template_body(value)
+        except BadInput as exc:
+            raise serializers.ValidationError(exc.message) from None
+        return value
+
+
+class ClusterListSerializer(serializers.Serializer):
+    results = serializers.ListField(child=serializers.DictField())
+    failures = serializers.ListField(child=serializers.DictField())

@@ -1,16 +1,30 @@
 """Thin viewsets of the v1 API."""
+import base64
+import json
+import os
+from urllib.parse import quote
+
+import django_filters
+from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from django.http import JsonResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from boatload import services
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
-from boatload.models import Host, JoinToken
+from boatload.errors import BadInput, Conflict, NotFound, TooLarge
+from boatload.models import Container, Host, JoinToken, Template
+from boatload.satellite_client import SatelliteClient
+from boatload.spec import needs_staff
+from boatload.streams import iter_closing
+from boatload.template_spec import template_to_spec
 
 
 def healthz(request):
@@ -37,6 +51,8 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["state"]
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no writes, no user
+            return Host.objects.none()
         services.hosts_mark_silent_down()
         return Host.objects.all()
 
@@ -104,3 +120,291 @@ class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.De
         row.token = token
         row.join_command = services.satellite_join_command(token)
         return Response(serializers.IssuedJoinTokenSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+# ---- containers --------------------------------------------------------------------------------
+
+STREAM = {(200, "application/octet-stream"): OpenApiTypes.BINARY}
+
+
+class ContainerFilter(django_filters.FilterSet):
+    host = django_filters.CharFilter(field_name="host__name")
+    state = django_filters.ChoiceFilter(choices=Container.State.choices)
+    image = django_filters.CharFilter(field_name="image_name")
+    service = django_filters.CharFilter()
+    owner = django_filters.CharFilter(field_name="owner__username")
+
+    class Meta:
+        model = Container
+        fields = ["host", "state", "image", "service", "owner"]
+
+
+def _request_fields(request):
+    """The create request as a plain dict: JSON as is; multipart with JSON-valued fields and a script file."""
+    if not hasattr(request.data, "getlist"):
+        return dict(request.data)
+    fields = {}
+    for key in request.data:
+        if key == "script" and key in request.FILES:
+            continue
+        value = request.data.get(key)
+        if key in JSON_FORM_FIELDS and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                if key not in PLAIN_FORM_FIELDS:
+                    raise BadInput(key, "must be JSON in a multipart form") from None
+        fields[key] = value
+    upload = request.FILES.get("script")
+    if upload is not None:
+        if upload.size > settings.SCRIPT_MAX_BYTES:
+            raise TooLarge(f"script: {upload.size} bytes is over the limit of {settings.SCRIPT_MAX_BYTES}",
+                           detail={"field": "script"})
+        fields["script"] = base64.b64encode(upload.read()).decode()
+        fields.setdefault("scriptname", os.path.basename(upload.name or "script") or "script")
+    return fields
+
+
+JSON_FORM_FIELDS = {"env", "ports", "volumes", "labels", "host_labels", "command", "container_args", "memory",
+                    "instances", "privileged", "cpus"}
+PLAIN_FORM_FIELDS = {"command", "container_args", "memory"}  # a plain string is fine for these
+
+
+def _check_script_size(spec):
+    if spec.get("script") and len(base64.b64decode(spec["script"])) > settings.SCRIPT_MAX_BYTES:
+        raise TooLarge(f"script: over the limit of {settings.SCRIPT_MAX_BYTES} bytes", detail={"field": "script"})
+
+
+def _error_dict(error):
+    return {"code": error.code, "message": error.message, "detail": error.extra}
+
+
+class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                       mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Containers over every host. A user sees their own (others' are 404); staff see all."""
+
+    serializer_class = serializers.ContainerSerializer
+    filterset_class = ContainerFilter
+    lookup_field = "uuid"
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Container.objects.none()
+        rows = Container.objects.select_related("owner", "host")
+        if not self.request.user.is_staff:
+            rows = rows.filter(owner=self.request.user)
+        if self.action == "list" and "state" not in self.request.query_params:
+            rows = rows.exclude(state=Container.State.DELETED)
+        return rows
+
+    def deployed(self):
+        row = self.get_object()
+        if not row.host or not row.docker_id or row.state not in Container.DEPLOYED:
+            raise Conflict(f"Container {row.uuid} is {row.state}, not deployed on a host.",
+                           detail={"state": row.state})
+        return row
+
+    @extend_schema(request=serializers.ContainerCreateSerializer,
+                   responses={201: serializers.ContainerSerializer, 207: serializers.InstancesSerializer})
+    def create(self, request, *args, **kwargs):
+        fields = _request_fields(request)
+        if fields.get("template"):
+            template = Template.objects.filter(name=fields.pop("template")).first()
+            if template is None:
+                raise BadInput("template", "no such template")
+            fields = {**template_to_spec(template.body), **fields}
+        data = serializers.ContainerCreateSerializer(data=fields)
+        data.is_valid(raise_exception=True)
+        spec = dict(data.validated_data)
+        placement = {key: spec.pop(key) for key in data.PLACEMENT_FIELDS if key in spec}
+        _check_script_size(spec)
+        reason = needs_staff(spec)
+        if reason and not request.user.is_staff:
+            raise exceptions.PermissionDenied(f"{reason}: only staff may ask for this.")
+        outcomes = services.container_create(
+            owner=request.user, spec=spec, as_staff=request.user.is_staff, host=placement.get("host"),
+            host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
+        if "instances" not in placement:
+            row, error = outcomes[0]
+            if error is not None:
+                error.extra["container"] = str(row.uuid)
+                raise error
+            return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
+        results = [{"host": row.host.name, "container": serializers.ContainerSerializer(row).data}
+                   if error is None else {"host": row.host.name, "container_id": str(row.uuid),
+                                          "error": _error_dict(error)} for row, error in outcomes]
+        failed = sum(1 for _, error in outcomes if error is not None)
+        code = status.HTTP_201_CREATED if not failed else 207 if failed < len(outcomes) else status.HTTP_502_BAD_GATEWAY
+        return Response({"results": results, "created": len(outcomes) - failed, "failed": failed}, status=code)
+
+    def perform_destroy(self, row):
+        services.container_delete(row=row)
+
+    @extend_schema(request=serializers.RawCreateSerializer, responses={201: serializers.ContainerSerializer})
+    @action(detail=False, methods=["post"], permission_classes=[permissions.IsAdminUser])
+    def raw(self, request):
+        data = serializers.RawCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.container_create_raw(owner=request.user, **data.validated_data)
+        return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=serializers.ClusterListSerializer)
+    @action(detail=False, methods=["get"])
+    def cluster(self, request):
+        """BoatLoad containers as every active host sees them right now, each tagged with its host."""
+        labels = [] if request.user.is_staff else [f"boatload.owner={request.user.username}"]
+        items, failures = services.cluster_read("/containers", params={"label": labels})
+        return Response({"results": items, "failures": failures})
+
+    def _action(self, request, name):
+        query = serializers.ActionQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        row = self.deployed()
+        services.container_action(row=row, action=name, timeout=query.validated_data.get("timeout"))
+        return Response(serializers.ContainerSerializer(row).data)
+
+    @extend_schema(request=None, parameters=[serializers.ActionQuerySerializer],
+                   responses=serializers.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, uuid=None):
+        return self._action(request, "start")
+
+    @extend_schema(request=None, parameters=[serializers.ActionQuerySerializer],
+                   responses=serializers.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, uuid=None):
+        return self._action(request, "stop")
+
+    @extend_schema(request=None, parameters=[serializers.ActionQuerySerializer],
+                   responses=serializers.ContainerSerializer)
+    @action(detail=True, methods=["post"])
+    def restart(self, request, uuid=None):
+        return self._action(request, "restart")
+
+    def _stream(self, request, row, path, params=None, follow=False):
+        upstream, chunks = SatelliteClient(row.host).stream(path, params=params)
+        response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META, follow=follow),
+                                         content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
+        for header in ("Content-Length", "Content-Disposition", "X-BoatLoad-Path"):
+            if header in upstream.headers:
+                response[header] = upstream.headers[header]
+        return response
+
+    @extend_schema(parameters=[serializers.LogsQuerySerializer], responses={(200, "text/plain"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"])
+    def stdout(self, request, uuid=None):
+        """The container's output, streamed; `follow` keeps it open until the container or client ends."""
+        query = serializers.LogsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
+        return self._stream(request, self.deployed(), f"/containers/{self.get_object().docker_ref}/logs",
+                            params=params, follow=query.validated_data["follow"])
+
+    @extend_schema(responses=serializers.ScriptSerializer)
+    @action(detail=True, methods=["get"])
+    def script(self, request, uuid=None):
+        row = self.get_object()
+        if not row.script_name:
+            raise NotFound("This container was created without a script.")
+        if not row.script and row.docker_id:  # fetched from scripturl by the satellite: read it back
+            return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/script"))
+        return Response({"scriptname": row.script_name, "script": row.script})
+
+    @extend_schema(responses=serializers.DockerStateSerializer)
+    @action(detail=True, methods=["get"])
+    def state(self, request, uuid=None):
+        row = self.get_object()
+        docker_state = services.container_docker_state(row=row)
+        return Response({"platform_state": row.state, "docker_state": docker_state})
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def metrics(self, request, uuid=None):
+        row = self.deployed()
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/stats"))
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def changes(self, request, uuid=None):
+        row = self.deployed()
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/changes"))
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def file(self, request, uuid=None):
+        """Changed regular files, numbered in path order (the numbers of /filebynum)."""
+        row = self.deployed()
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/files"))
+
+    @extend_schema(responses=STREAM, operation_id="container_file_by_path",
+                   parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH)])
+    @action(detail=True, methods=["get"], url_path=r"file/(?P<path>.+)")
+    def file_by_path(self, request, uuid=None, path=None):
+        row = self.deployed()
+        if ".." in path.split("/"):
+            raise BadInput("path", "must not contain '..'")
+        return self._stream(request, row, f"/containers/{row.docker_ref}/files/{quote(path.lstrip('/'))}")
+
+    @extend_schema(responses=STREAM, parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)])
+    @action(detail=True, methods=["get"], url_path=r"filebynum/(?P<number>[0-9]+)")
+    def filebynum(self, request, uuid=None, number=None):
+        row = self.deployed()
+        return self._stream(request, row, f"/containers/{row.docker_ref}/filebynum/{int(number)}")
+
+    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
+                   parameters=[OpenApiParameter("compression", str, enum=["gzip"])])
+    @action(detail=True, methods=["get"])
+    def archive(self, request, uuid=None):
+        """Every changed file in one tar, streamed; `?compression=gzip` for .tar.gz."""
+        row = self.deployed()
+        compression = request.query_params.get("compression", "")
+        if compression not in ("", "gzip"):
+            raise BadInput("compression", "only gzip is offered")
+        return self._stream(request, row, f"/containers/{row.docker_ref}/archive",
+                            params={"compression": compression} if compression else None)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def inspect(self, request, uuid=None):
+        row = self.deployed()
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}"))
+
+    @extend_schema(responses=serializers.EndpointSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def endpoints(self, request, uuid=None):
+        return Response(self.get_object().endpoints)
+
+    @extend_schema(parameters=[serializers.ConnectionQuerySerializer], responses=serializers.EndpointSerializer)
+    @action(detail=True, methods=["get"])
+    def connection(self, request, uuid=None):
+        """The nearest endpoint of another container (`to`) as seen from this one."""
+        query = serializers.ConnectionQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        source = self.get_object()
+        target = self.get_queryset().filter(uuid=query.validated_data["to"]).first()
+        if target is None:
+            raise NotFound("No such container to connect to.", detail={"field": "to"})
+        return Response(services.container_connection(source=source, target=target,
+                                                      port=query.validated_data["port"],
+                                                      protocol=query.validated_data["protocol"]))
+
+
+class ImageView(APIView):
+    """Images of every active host, merged; each item tagged with its host; unreachable hosts in `failures`."""
+
+    @extend_schema(responses=serializers.ClusterListSerializer)
+    def get(self, request):
+        items, failures = services.cluster_read("/images")
+        return Response({"results": items, "failures": failures})
+
+
+class TemplateViewSet(viewsets.ModelViewSet):
+    """Container templates in Docker's create-container format; staff write, everyone reads."""
+
+    queryset = Template.objects.all()
+    serializer_class = serializers.TemplateSerializer
+    permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
+    lookup_field = "name"
+    http_method_names = ["get", "post", "put", "delete", "head", "options"]

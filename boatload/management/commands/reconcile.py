@@ -10,6 +10,8 @@ from django.core.management.base import BaseCommand
 from boatload import services
 from boatload.auth import forget_old_nonces
 from boatload.env import env_duration
+from boatload.errors import BoatLoadError
+from boatload.models import Host
 
 
 class Command(BaseCommand):
@@ -37,3 +39,19 @@ class Command(BaseCommand):
         if down:
             self.stdout.write(f"marked {down} silent host(s) down")
         forget_old_nonces()
+        for host in Host.objects.all():
+            self.process_one_host(host)
+
+    def process_one_host(self, host):
+        """Reconcile one host's containers, unless another reconciler holds it; True when done."""
+        if not services.host_claim(host):
+            return False
+        try:
+            counts = services.containers_reconcile_host(host=host)
+            if any(counts.values()):
+                self.stdout.write(f"{host.name}: {counts}")
+        except BoatLoadError as error:  # one failing host never stops the pass
+            self.stderr.write(f"{host.name}: {error.message}")
+        finally:
+            services.host_release(host)
+        return True

@@ -26,6 +26,7 @@ class Command(BaseCommand):
         call_command("migrate", "--noinput", verbosity=0)
         call_command("collectstatic", "--noinput", verbosity=0)
         call_command("ensure_admin")
+        call_command("loadtemplates")
         bind = env_str("BOATLOAD_BIND", "127.0.0.1")
         port = env_int("BOATLOAD_PORT", 8000)
         api_url = f"http://{bind}:{port}"
