@@ -33,3 +33,4 @@ lint: venv
 bench: venv
 	@bash tests/services.sh
 	$(PY) -m bench.satellite
+	$(PY) -m bench.api

@@ -7,14 +7,15 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "satellite.settings")
 
 from tests.conftest import RUN_LABEL, TEST_IMAGE, SatelliteProcess  # noqa: E402
 
 
-def start_satellite(name="bench"):
-    return SatelliteProcess(tempfile.mkdtemp(prefix="boatload-bench-"), name=name).start()
+def start_satellite(name="bench", **env):
+    return SatelliteProcess(tempfile.mkdtemp(prefix="boatload-bench-"), name=name, env=env).start()
 
 
 def remove_run_containers(client):
@@ -53,4 +54,4 @@ class PeakMemory:
         return self.peak
 
 
-__all__ = ["RUN_LABEL", "TEST_IMAGE", "start_satellite", "remove_run_containers", "timed", "median", "PeakMemory"]
+__all__ = ["ROOT", "RUN_LABEL", "TEST_IMAGE", "start_satellite", "remove_run_containers", "timed", "median", "PeakMemory"]

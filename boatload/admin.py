@@ -2,7 +2,8 @@
 from django.contrib import admin, messages
 
 from boatload import services
-from boatload.models import Host, JoinToken
+from boatload.errors import BoatLoadError
+from boatload.models import Container, Host, JoinToken, Template
 
 
 @admin.register(Host)
@@ -36,3 +37,47 @@ class JoinTokenAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         messages.warning(request, f"Join token (shown once): {token} — start the satellite with: "
                                   f"{services.satellite_join_command(token)}")
+
+
+def _each(request, queryset, action, label):
+    """Run a container service on every selected row; report failures instead of stopping."""
+    done = 0
+    for row in queryset.select_related("host", "owner"):
+        try:
+            action(row)
+            done += 1
+        except BoatLoadError as error:
+            messages.error(request, f"{row.uuid}: {error.message}")
+    if done:
+        messages.success(request, f"{label} {done} container(s).")
+
+
+@admin.register(Container)
+class ContainerAdmin(admin.ModelAdmin):
+    list_display = ["uuid", "owner", "host", "image_name", "state", "health", "exit_code", "created"]
+    list_filter = ["state", "health", "host", "owner"]
+    search_fields = ["uuid", "name", "docker_id", "image_name", "service"]
+    list_select_related = ["owner", "host"]
+    readonly_fields = [f.name for f in Container._meta.fields]
+    actions = ["stop", "restart", "remove"]
+
+    def has_add_permission(self, request):
+        return False  # containers are made through the API, which records intent and calls the host
+
+    @admin.action(description="Stop")
+    def stop(self, request, queryset):
+        _each(request, queryset, lambda row: services.container_action(row=row, action="stop"), "Stopped")
+
+    @admin.action(description="Restart")
+    def restart(self, request, queryset):
+        _each(request, queryset, lambda row: services.container_action(row=row, action="restart"), "Restarted")
+
+    @admin.action(description="Delete from its host")
+    def remove(self, request, queryset):
+        _each(request, queryset, lambda row: services.container_delete(row=row), "Deleted")
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "updated"]
+    search_fields = ["name", "description"]

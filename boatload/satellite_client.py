@@ -4,6 +4,8 @@ Every response passes `_raise_for_status()`, which turns a satellite's error sha
 into the same domain error (its status, code and message), and connection failures and
 timeouts into RemoteError naming the host, with `outcome_unknown` set on mutating calls.
 """
+import threading
+
 import requests
 from django.conf import settings
 
@@ -12,6 +14,24 @@ from boatload.signing import HmacAuth
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
+_sessions = {}
+_sessions_lock = threading.Lock()
+
+
+def _session_for(host):
+    """One keep-alive session per host key, shared by threads (its connection pool is thread-safe)."""
+    key = (host.key_id, host.secret, host.satellite_url)
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+            session.auth = HmacAuth(host.key_id, host.secret)
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=32)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[key] = session
+        return session
 
 
 class SatelliteClient:
@@ -19,9 +39,7 @@ class SatelliteClient:
         self.host = host
         self.base_url = host.satellite_url.rstrip("/")
         self.timeout = timeout or settings.SATELLITE_TIMEOUT
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.auth = HmacAuth(host.key_id, host.secret)
+        self.session = _session_for(host)
 
     def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
         """One signed call; `read_timeout=None` waits forever (follow streams)."""

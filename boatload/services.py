@@ -177,14 +177,12 @@ def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None
     """Create `instances` containers; return [(row, error or None)], rows written before any call."""
     placed = hosts_for_instances(count=instances, host=host, host_labels=host_labels)
     rows = [container_intent(owner=owner, spec=spec, host=target, service=service) for target in placed]
-    Container.objects.filter(pk__in=[r.pk for r in rows]).update(state=Container.State.CREATING)
     if len(rows) == 1:
         outcomes = [_satellite_create(rows[0], spec, as_staff)]
     else:
         with ThreadPoolExecutor(max_workers=min(len(rows), settings.CREATE_PARALLELISM)) as pool:
             outcomes = list(pool.map(lambda row: _satellite_create(row, spec, as_staff), rows))
     for row, (answer, error) in zip(rows, outcomes):
-        row.state = Container.State.CREATING
         _record_created(row, spec, answer, error)
     return [(row, error) for row, (_, error) in zip(rows, outcomes)]
 
@@ -271,6 +269,9 @@ def container_connection(*, source, target, port, protocol):
 
 # ---- cluster-wide reads ------------------------------------------------------------------------
 
+_cluster_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cluster-read")  # reused: no start-up per call
+
+
 def cluster_read(path, *, params=None):
     """GET `path` on every active host in parallel; (items tagged with their host, failures)."""
     hosts = hosts_available()
@@ -284,12 +285,11 @@ def cluster_read(path, *, params=None):
             return host, None, error
 
     items, failures = [], []
-    with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as pool:
-        for host, answer, error in pool.map(read, hosts):
-            if error is not None:
-                failures.append({"host": host.name, "code": error.code, "message": error.message})
-            else:
-                items.extend({**item, "host": host.name} for item in answer)
+    for host, answer, error in _cluster_pool.map(read, hosts):
+        if error is not None:
+            failures.append({"host": host.name, "code": error.code, "message": error.message})
+        else:
+            items.extend({**item, "host": host.name} for item in answer)
     return items, failures
 
 
@@ -323,7 +323,8 @@ def _observed_state(item):
 def containers_reconcile_host(*, host):
     """Make the rows of one host say what its engine holds; reap our orphans after the grace."""
     counts = {"updated": 0, "lost": 0, "reaped": 0, "unknown": 0}
-    tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST))
+    tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST,
+                                                             Container.State.PENDING))
     if host.state == Host.State.DOWN or not host.is_healthy:
         counts["unknown"] = tracked.exclude(health=Container.Health.UNKNOWN).update(health=Container.Health.UNKNOWN)
         return counts
@@ -334,8 +335,10 @@ def containers_reconcile_host(*, host):
     for row in tracked:
         item = listed.get(str(row.uuid))
         if item is None:
-            in_flight = row.state == Container.State.CREATING and now - row.updated < timedelta(seconds=CLAIM_SECONDS)
-            if row.state != Container.State.LOST and not in_flight:
+            if row.state in (Container.State.PENDING, Container.State.CREATING):
+                if now - row.updated >= timedelta(seconds=CLAIM_SECONDS):  # its create died with its caller
+                    row.record_failure("The create was never recorded and no container appeared on the host.")
+            elif row.state != Container.State.LOST:
                 row.state, row.health = Container.State.LOST, Container.Health.OK
                 row.save(update_fields=["state", "health", "updated"])
                 counts["lost"] += 1
@@ -346,9 +349,7 @@ def containers_reconcile_host(*, host):
             row.docker_id = row.docker_id or item["id"]
             row.save(update_fields=["state", "exit_code", "health", "docker_id", "updated"])
             counts["updated"] += 1
-    wanted = {str(uuid) for uuid in Container.objects.filter(
-        host=host, state__in=(*Container.DEPLOYED, Container.State.LOST, Container.State.PENDING))
-        .values_list("uuid", flat=True)}
+    wanted = {str(row.uuid) for row in tracked}
     grace = timedelta(seconds=settings.ORPHAN_GRACE)
     for item in items:
         if item["labels"].get("boatload.container") in wanted or item["labels"].get("boatload.service"):

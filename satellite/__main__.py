@@ -39,6 +39,7 @@ class SatelliteServer(BaseApplication):
         self.cfg.set("timeout", 0)  # follow streams may last; the gthread worker heartbeats on its own
         self.cfg.set("graceful_timeout", 5)
         self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") else None)
+        self.cfg.set("access_log_format", "%(h)s \"%(r)s\" %(s)s %(B)s %(L)ss")
         self.cfg.set("post_worker_init", self.start_heartbeats)
 
     def start_heartbeats(self, worker):

@@ -377,3 +377,14 @@ def test_routes_accept_paths_without_a_trailing_slash(api, fleet_hosts):
     assert owner.get(f"/v1/container/{cid}").status_code == 200
     assert owner.post(f"/v1/container/{cid}/stop?timeout=0").status_code == 200
     time.sleep(0)
+
+
+def test_admin_lists_and_stops_containers(client, api, users, fleet_hosts):
+    cid = create(api("owner"), command=["sh", "-c", "trap 'exit 0' TERM; sleep 60 & wait"]).json()["id"]
+    users["staff"].is_superuser = True
+    users["staff"].save()
+    client.login(username="staff", password="staff-pass-1")
+    assert client.get("/admin/boatload/container/?state__exact=running").status_code == 200
+    row = Container.objects.get(uuid=cid)
+    client.post("/admin/boatload/container/", {"action": "stop", "_selected_action": [row.pk]})
+    assert Container.objects.get(uuid=cid).state == "exited"
