@@ -388,3 +388,10 @@ def test_admin_lists_and_stops_containers(client, api, users, fleet_hosts):
     row = Container.objects.get(uuid=cid)
     client.post("/admin/boatload/container/", {"action": "stop", "_selected_action": [row.pk]})
     assert Container.objects.get(uuid=cid).state == "exited"
+
+
+def test_the_example_fixture_loads(db):
+    from django.core.management import call_command
+
+    call_command("loaddata", "fixtures/templates.json", verbosity=0)
+    assert Template.objects.get(name="busybox-sleep").body["Cmd"] == ["sleep", "3600"]
