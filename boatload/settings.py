@@ -86,6 +86,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("BOATLOAD_STATIC_ROOT", str(VAR_DIR / "static")))
+try:  # WhiteNoise warns about a missing folder; collectstatic fills it
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
 WHITENOISE_USE_FINDERS = DEBUG
 
 REST_FRAMEWORK = {
