@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "boatload",
+    "genisys",
 ]
 
 MIDDLEWARE = [
@@ -129,6 +130,12 @@ SCRIPT_MAX_BYTES = env_int("BOATLOAD_SCRIPT_MAX_BYTES", 4096)
 MAX_INSTANCES = env_int("BOATLOAD_MAX_INSTANCES", 100)
 ORPHAN_GRACE = env_duration("BOATLOAD_ORPHAN_GRACE", 300)
 PUBLIC_URL = env_str("BOATLOAD_PUBLIC_URL", "http://127.0.0.1:8000")
+
+# Genisys: genisys.yml (GENISYS_CONFIG) with environment overrides; see genisys/config.py.
+from genisys.config import load as _load_genisys_config  # noqa: E402
+
+GENISYS = _load_genisys_config(env_str("GENISYS_CONFIG", str(BASE_DIR / "genisys.yml")))
+CONNECTOR_TIMEOUT = env_duration("GENISYS_CONNECTOR_TIMEOUT", 300)
 
 # Production hardening; TLS-only cookies and HSTS when BOATLOAD_TLS says the API is behind TLS.
 TLS = env_bool("BOATLOAD_TLS", False)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("boatload.api.urls")),
+    path("", include("genisys.api.urls")),
     # Anything else is a JSON 404, with DEBUG on too (Django's debug page is HTML).
     re_path(r"^.*$", json_404),
 ]

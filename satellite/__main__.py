@@ -50,9 +50,29 @@ class SatelliteServer(BaseApplication):
         return application
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_connector_auth():
+    """Connector auth `none` is for Genisys clients that can not sign: loopback only, and loud."""
+    if settings.CONNECTOR_AUTH not in ("signed", "token", "none"):
+        raise SystemExit("SATELLITE_CONNECTOR_AUTH must be signed, token or none.")
+    if settings.CONNECTOR_AUTH == "token" and not settings.CONNECTOR_TOKEN:
+        raise SystemExit("SATELLITE_CONNECTOR_AUTH=token needs SATELLITE_CONNECTOR_TOKEN.")
+    if settings.CONNECTOR_AUTH == "none":
+        if not settings.BIND.startswith("127.") and settings.BIND not in LOOPBACK:
+            raise SystemExit("SATELLITE_CONNECTOR_AUTH=none is only allowed on a loopback SATELLITE_BIND.")
+        log.warning("!!! SATELLITE_CONNECTOR_AUTH=none: anyone who reaches %s:%s can define and scale services "
+                    "on this host (container endpoints stay signed) !!!", settings.BIND, settings.PORT)
+
+
 def main():
-    if settings.BIND not in ("127.0.0.1", "::1", "localhost"):
+    check_connector_auth()
+    if settings.BIND not in LOOPBACK:
         log.info("serving on %s:%s; every request but /healthz must be signed", settings.BIND, settings.PORT)
+    from connectors.definitions import store
+
+    store()  # merge SATELLITE_SERVICES_FILE now, so a bad file fails at start-up
     data = credentials.enrol()
     log.info("satellite of host %s on %s:%s", data["host"], settings.BIND, settings.PORT)
     warnings.filterwarnings("ignore", module="gunicorn")

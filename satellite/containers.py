@@ -181,7 +181,9 @@ def adopt_existing(name, labels):
     with docker_errors():
         existing = client().api.inspect_container(name)
     theirs = existing["Config"].get("Labels") or {}
-    if name and theirs.get(LABEL_CONTAINER) == labels[LABEL_CONTAINER] and labels[LABEL_CONTAINER]:
+    same_row = labels[LABEL_CONTAINER] and theirs.get(LABEL_CONTAINER) == labels[LABEL_CONTAINER]
+    same_slot = labels[LABEL_SERVICE] and all(theirs.get(k) == labels.get(k) for k in (LABEL_SERVICE, LABEL_SLOT))
+    if name and (same_row or same_slot):
         return describe(existing)
     raise Conflict(f"A different container named {name} already exists on this host.", detail={"field": "name"})
 

@@ -72,3 +72,12 @@ LOGGING = {
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stdout"], "level": env_str("SATELLITE_LOG_LEVEL", "INFO")},
 }
+
+# The Genisys connector protocol on this satellite.
+CONNECTOR = env_str("SATELLITE_CONNECTOR", "docker")  # docker: plain containers; swarm: Swarm services
+CONNECTOR_AUTH = env_str("SATELLITE_CONNECTOR_AUTH", "signed")  # signed | token | none
+CONNECTOR_TOKEN = env_str("SATELLITE_CONNECTOR_TOKEN")
+SERVICES_FILE = env_str("SATELLITE_SERVICES_FILE")  # services.py (seed format) or JSON, merged at start-up
+MAX_SCALE = env_int("SATELLITE_MAX_SCALE", 100)
+SCALE_PARALLELISM = env_int("SATELLITE_SCALE_PARALLELISM", 16)
+SCALE_TIMEOUT = env_duration("SATELLITE_SCALE_TIMEOUT", 120)

@@ -1,6 +1,7 @@
 """Routes of a satellite."""
-from django.urls import path, register_converter
+from django.urls import path, re_path, register_converter
 
+from connectors import views as connector
 from satellite import views
 
 
@@ -34,6 +35,11 @@ urlpatterns = [
     path("containers/<cid:container_id>/archive", views.container_archive),
     path("containers/<cid:container_id>/stats", views.container_stats),
     path("containers/<cid:container_id>/<str:action>", views.container_action),
+    # The Genisys connector protocol, at its documented paths.
+    re_path(r"^service/?$", connector.ServiceListView.as_view()),
+    re_path(r"^service/(?P<name>[^/]+)/scale/?$", connector.ServiceScaleView.as_view()),
+    re_path(r"^service/(?P<name>[^/]+)/status/?$", connector.ServiceStatusView.as_view()),
+    re_path(r"^service/(?P<name>[^/]+)/?$", connector.ServiceDetailView.as_view()),
 ]
 
 handler404 = "boatload.errors.json_404"

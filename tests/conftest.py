@@ -286,3 +286,23 @@ def file_server():
 
 def long_ago(seconds=3600):
     return timezone.now() - timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def engines():
+    """engines(n): extra Docker engine number n, started once per session and stopped at its end."""
+    from tests.engines import ExtraEngine
+
+    started = {}
+
+    def get(index):
+        if index not in started:
+            started[index] = ExtraEngine(index).start()
+        return started[index]
+
+    yield get
+    for engine in started.values():
+        client = engine.client()
+        for container in client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL}):
+            container.remove(force=True, v=True)
+        engine.stop()

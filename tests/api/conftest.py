@@ -4,7 +4,6 @@ import pytest
 from django.utils import timezone
 
 from tests.conftest import RUN_LABEL, SatelliteProcess
-from tests.engines import ExtraEngine
 
 FLEET = [  # name, loopback address, internal group, engine index (0 = the main engine)
     ("host-a", "127.0.0.21", "g1", 0),
@@ -28,15 +27,14 @@ class Member:
 
 
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory):
-    engines, members = [], []
+def fleet(tmp_path_factory, engines):
+    members = []
     try:
         for name, address, group, index in FLEET:
             env = {"SATELLITE_PUBLISH_ADDRESS": address}
             client = docker.from_env()
             if index:
-                engine = ExtraEngine(index).start()
-                engines.append(engine)
+                engine = engines(index)
                 env["DOCKER_HOST"] = engine.docker_host
                 client = engine.client()
             satellite = SatelliteProcess(tmp_path_factory.mktemp(name), name=name, address=address, env=env).start()
@@ -46,8 +44,6 @@ def fleet(tmp_path_factory):
         for member in members:
             member.satellite.stop()
             remove_test_containers(member.docker)
-        for engine in engines:
-            engine.stop()
 
 
 @pytest.fixture

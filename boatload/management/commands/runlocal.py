@@ -20,7 +20,7 @@ from boatload.models import Host, JoinToken
 
 
 class Command(BaseCommand):
-    help = "Run the API server, a local satellite and the reconciler until Ctrl-C."
+    help = "Run the API server, a local satellite and the reconcilers (containers, Genisys) until Ctrl-C."
 
     def handle(self, *args, **options):
         call_command("migrate", "--noinput", verbosity=0)
@@ -38,6 +38,7 @@ class Command(BaseCommand):
         self.wait_for(f"{api_url}/healthz")
         processes.append(subprocess.Popen([python, "-m", "satellite"], env=self.satellite_env(api_url)))
         processes.append(subprocess.Popen([python, "manage.py", "reconcile"]))
+        processes.append(subprocess.Popen([python, "manage.py", "genisys"]))
         self.stdout.write(self.style.SUCCESS(f"BoatLoad API on {api_url} (docs: {api_url}/v1/docs/); "
                                              "local satellite on 127.0.0.1:7051. Ctrl-C stops both."))
         stop = []

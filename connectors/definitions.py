@@ -1,0 +1,135 @@
+"""Service definitions of the connector protocol and the satellite's store of them.
+
+A definition is the Genisys connector's shape: `{"name", "image", "command", "environment",
+"ports"}`; name and image are mandatory, the image carries its tag. The store is a JSON
+file in the satellite's state folder, written atomically; at start-up the definitions of
+`SATELLITE_SERVICES_FILE` (the seed's `services.py` format, or JSON) are merged in.
+"""
+import ast
+import json
+import re
+import shlex
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from rest_framework import serializers
+
+from boatload.spec import ContainerSpecSerializer
+
+SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+
+
+class DefinitionSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=63)
+    image = serializers.CharField(max_length=400, help_text="image:tag")
+    command = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
+    environment = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
+                                        allow_null=True, default=None)
+    ports = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True, default=None)
+
+    def validate_name(self, value):
+        if not SERVICE_NAME.match(value):
+            raise serializers.ValidationError("letters, digits, '_', '.' and '-' only")
+        return value
+
+    def validate(self, data):
+        spec = ContainerSpecSerializer(data=spec_fields(data))
+        if not spec.is_valid():
+            field, errors = next(iter(spec.errors.items()))
+            mapped = {"image_name": "image", "image_tag": "image", "env": "environment"}.get(field, field)
+            raise serializers.ValidationError({mapped: errors})
+        return data
+
+
+def split_image(image):
+    """("repo", "tag") of "repo:tag"; a registry port is not a tag."""
+    repository, _, tag = image.rpartition(":")
+    if not repository or "/" in tag:
+        return image, "latest"
+    return repository, tag
+
+
+def spec_fields(definition):
+    """A BoatLoad container spec (unvalidated) for one container of a service."""
+    image_name, image_tag = split_image(definition["image"])
+    fields = {"image_name": image_name, "image_tag": image_tag, "env": definition.get("environment") or {},
+              "ports": [{"port": int(p), "protocol": "TCP", "scope": "internal"}
+                        for p in definition.get("ports") or [] if str(p).isdigit()]}
+    if definition.get("command"):
+        fields["command"] = shlex.split(definition["command"])
+    return fields
+
+
+def read_services_file(path):
+    """Definitions from the seed's services.py (assignments of literal dicts) or a JSON file."""
+    text = Path(path).read_text()
+    if str(path).endswith(".py"):
+        found = []
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.Assign):
+                value = ast.literal_eval(node.value)
+                if isinstance(value, dict) and "name" in value:
+                    found.append(value)
+        return found
+    data = json.loads(text)
+    return list(data.values()) if isinstance(data, dict) else list(data)
+
+
+class DefinitionStore:
+    """Definitions by name, in memory and in `services.json` of the state folder."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self.loaded = False
+        self.definitions = {}
+
+    def _load(self):
+        if not self.loaded:
+            if self.path.exists():
+                self.definitions = json.loads(self.path.read_text())
+            self.loaded = True
+
+    def _save(self):
+        from satellite.credentials import write_json_atomically
+
+        write_json_atomically(self.path, self.definitions, mode=0o644)
+
+    def all(self):
+        with self.lock:
+            self._load()
+            return dict(self.definitions)
+
+    def get(self, name):
+        with self.lock:
+            self._load()
+            return self.definitions.get(name)
+
+    def put(self, definition):
+        with self.lock:
+            self._load()
+            self.definitions[definition["name"]] = definition
+            self._save()
+        return definition
+
+    def merge_file(self, path):
+        for raw in read_services_file(path):
+            data = DefinitionSerializer(data=raw)
+            data.is_valid(raise_exception=True)
+            self.put(dict(data.validated_data))
+
+
+_store = None
+_store_lock = threading.Lock()
+
+
+def store():
+    """The satellite's definition store; the services file is merged in on first use."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = DefinitionStore(Path(settings.STATE_DIR) / "services.json")
+            if settings.SERVICES_FILE:
+                _store.merge_file(settings.SERVICES_FILE)
+        return _store

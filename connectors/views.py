@@ -1,0 +1,111 @@
+"""The connector protocol served by a satellite: /service CRUD, /scale and /status.
+
+Paths and JSON shapes are the Genisys connector's. Callers authenticate with the API's
+signature by default; SATELLITE_CONNECTOR_AUTH=token also accepts a static bearer token
+and `none` accepts anyone (loopback only) — for Genisys clients that can not sign.
+"""
+from django.conf import settings
+from rest_framework import authentication, exceptions, permissions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from boatload.errors import BadInput, NotFound
+from connectors import definitions
+from satellite.auth import SignatureAuthentication
+
+
+def backend():
+    if settings.CONNECTOR == "swarm":
+        from connectors import swarm_backend
+
+        return swarm_backend
+    from connectors import docker_backend
+
+    return docker_backend
+
+
+class ConnectorTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <SATELLITE_CONNECTOR_TOKEN>`, when the satellite is set up for it."""
+
+    def authenticate(self, request):
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        import hmac
+
+        if not hmac.compare_digest(header[7:].strip(), settings.CONNECTOR_TOKEN or ""):
+            raise exceptions.AuthenticationFailed("The connector token is wrong.")
+        return ConnectorCaller(), None
+
+    def authenticate_header(self, request):
+        return "Bearer"
+
+
+class ConnectorCaller:
+    is_authenticated = True
+
+
+class ConnectorView(APIView):
+    def get_authenticators(self):
+        if settings.CONNECTOR_AUTH == "token" and settings.CONNECTOR_TOKEN:
+            return [ConnectorTokenAuthentication(), SignatureAuthentication()]  # token first: it passes when absent
+        if settings.CONNECTOR_AUTH == "none":
+            return []
+        return [SignatureAuthentication()]
+
+    def get_permissions(self):
+        if settings.CONNECTOR_AUTH == "none":
+            return [permissions.AllowAny()]
+        return [permissions.IsAuthenticated()]
+
+    def definition(self, name):
+        found = definitions.store().get(name)
+        if found is None:
+            raise NotFound(f"No service named {name} on this connector.")
+        return found
+
+
+class ServiceListView(ConnectorView):
+    def get(self, request):
+        return Response(definitions.store().all())
+
+    def post(self, request):
+        data = definitions.DefinitionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(definitions.store().put(dict(data.validated_data)), status=201)
+
+
+class ServiceDetailView(ConnectorView):
+    def get(self, request, name):
+        return Response(self.definition(name))
+
+    def put(self, request, name):
+        data = definitions.DefinitionSerializer(data={**request.data, "name": name})
+        data.is_valid(raise_exception=True)
+        return Response(definitions.store().put(dict(data.validated_data)))
+
+
+class ScaleSerializer(serializers.Serializer):
+    number = serializers.IntegerField(min_value=0)
+
+    def validate_number(self, value):
+        if value > settings.MAX_SCALE:
+            raise serializers.ValidationError(f"at most {settings.MAX_SCALE} on this connector")
+        return value
+
+
+class ServiceScaleView(ConnectorView):
+    def post(self, request, name):
+        if not isinstance(request.data, dict):
+            raise BadInput("number", "the body must be a JSON object")
+        data = ScaleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        definition = self.definition(name)
+        running = backend().scale(definition, data.validated_data["number"])
+        return Response({"running_resources": running})
+
+
+class ServiceStatusView(ConnectorView):
+    def get(self, request, name):
+        self.definition(name)
+        return Response({"running_resources": backend().running(name)})

@@ -1,0 +1,48 @@
+"""Django admin for computes, services (with their desired numbers and a scale action) and orders."""
+from django.contrib import admin, messages
+
+from genisys import services
+from genisys.models import Compute, Desired, ScaleOrder, Service
+
+
+@admin.register(Compute)
+class ComputeAdmin(admin.ModelAdmin):
+    list_display = ["name", "connector", "host", "position"]
+    readonly_fields = ["host"]
+
+
+class DesiredInline(admin.TabularInline):
+    model = Desired
+    extra = 0
+    fields = ["compute", "number", "generation"]
+    readonly_fields = ["generation"]
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["name", "image", "managed_by", "updated"]
+    inlines = [DesiredInline]
+    actions = ["scale_to_desired"]
+
+    @admin.action(description="Scale to the desired numbers now")
+    def scale_to_desired(self, request, queryset):
+        for service in queryset:
+            for desired in service.desired.select_related("compute", "compute__host"):
+                order = services.order_send(service=service, compute=desired.compute, number=desired.number,
+                                            source="admin", user=request.user)
+                level = messages.SUCCESS if order.result == "ok" else messages.ERROR
+                messages.add_message(request, level, f"{service} on {desired.compute}: {order.result} "
+                                                     f"{order.message}")
+
+
+@admin.register(ScaleOrder)
+class ScaleOrderAdmin(admin.ModelAdmin):
+    list_display = ["created", "service", "compute", "source", "requested_by", "from_number", "to_number",
+                    "result", "running"]
+    list_filter = ["result", "source", "compute"]
+    readonly_fields = [f.name for f in ScaleOrder._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+

@@ -1,0 +1,1 @@
+"""Genisys HTTP API at the documented paths (/compute, /service)."""

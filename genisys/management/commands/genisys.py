@@ -1,0 +1,65 @@
+"""The Genisys reconciler: every poll_interval, make each service's running match its desired size.
+
+With a Consul host configured, services of the catalog whose names start with
+service_prefix first take their desired number from the KV store. Several reconcilers may
+run: each service is acted on under a row lock. One failing compute never stops a pass.
+"""
+import signal
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from genisys import services
+from genisys.models import Service
+
+
+class Command(BaseCommand):
+    help = "Reconcile Genisys services with their computes (and Consul), every poll_interval."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true")
+
+    def handle(self, *args, once, **options):
+        self.stopping = False
+        signal.signal(signal.SIGTERM, lambda *a: setattr(self, "stopping", True))
+        self.load_compute_file()
+        while not self.stopping:
+            self.process_one_pass()
+            if once:
+                break
+            time.sleep(settings.GENISYS["poll_interval"])
+
+    def load_compute_file(self):
+        if settings.GENISYS["compute_file"]:
+            from django.core.management import call_command
+
+            call_command("loadcomputes", settings.GENISYS["compute_file"])
+
+    def process_one_pass(self):
+        if settings.GENISYS["consul_host"]:
+            self.process_consul()
+        for service in Service.objects.filter(desired__isnull=False).distinct():
+            self.process_one_service(service)
+
+    def process_consul(self, registry=None):
+        from genisys.consul import ConsulRegistry
+
+        config = settings.GENISYS
+        registry = registry or ConsulRegistry(config["consul_host"], config["consul_port"])
+        try:
+            changed = services.consul_sync(registry=registry, service_prefix=config["service_prefix"],
+                                           resources_key_prefix=config["resources_key_prefix"])
+        except Exception as exc:  # Consul down must not stop reconciling what we know
+            self.stderr.write(f"consul: {exc}")
+            return []
+        for name in changed:
+            self.stdout.write(f"consul: {name} has a new desired number")
+        return changed
+
+    def process_one_service(self, service):
+        orders = services.service_reconcile(service=service)
+        for order in orders or []:
+            self.stdout.write(f"{service.name} on {order.compute}: {order.from_number} → {order.to_number} "
+                              f"{order.result} {order.message}")
+        return orders

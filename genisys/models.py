@@ -1,0 +1,92 @@
+"""Genisys rows: computes (connectors), services, desired numbers and the scale-order history."""
+from django.conf import settings
+from django.db import models
+from django.db.models import Max
+
+
+class Compute(models.Model):
+    """Anything that speaks the connector protocol; a satellite's URL makes it a signed compute."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    connector = models.URLField(max_length=300)
+    token = models.CharField(max_length=200, blank=True, help_text="Bearer token for an external connector.")
+    host = models.ForeignKey("boatload.Host", null=True, blank=True, on_delete=models.SET_NULL,
+                             help_text="The enrolled host whose satellite this connector is; calls are signed.")
+    position = models.PositiveIntegerField(default=0, help_text="Order of definition: the first is the default.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        from boatload.models import Host
+
+        if not self.pk and not self.position:
+            self.position = (Compute.objects.aggregate(m=Max("position"))["m"] or 0) + 1
+        self.host = Host.objects.filter(satellite_url__in=[self.connector.rstrip("/"),
+                                                           self.connector.rstrip("/") + "/"]).first()
+        super().save(*args, **kwargs)
+
+    @property
+    def is_healthy(self):
+        """A satellite compute is healthy while its host heartbeats; an external one is assumed to be."""
+        return self.host is None or (self.host.state == "active" and self.host.is_healthy)
+
+
+class Service(models.Model):
+    """A service definition in the connector's shape; `managed_by` says who sets its size."""
+
+    name = models.CharField(max_length=63, unique=True)
+    image = models.CharField(max_length=400)
+    command = models.TextField(null=True, blank=True)
+    environment = models.JSONField(null=True, blank=True)
+    ports = models.JSONField(null=True, blank=True)
+    managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def definition(self):
+        return {"name": self.name, "image": self.image, "command": self.command, "environment": self.environment,
+                "ports": self.ports}
+
+
+class Desired(models.Model):
+    """How many resources of a service should run on a compute; written before any connector is asked."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="desired")
+    compute = models.ForeignKey(Compute, on_delete=models.CASCADE, related_name="desired")
+    number = models.PositiveIntegerField(default=0)
+    generation = models.PositiveIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["service", "compute"], name="one_desired_per_compute")]
+        ordering = ["compute__position"]
+
+
+class ScaleOrder(models.Model):
+    """One scale order sent to a connector: who, when, from, to, and what came of it."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="orders")
+    compute = models.ForeignKey(Compute, null=True, on_delete=models.SET_NULL, related_name="orders")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    source = models.CharField(max_length=16, choices=[("api", "api"), ("reconciler", "reconciler"),
+                                                      ("consul", "consul"), ("admin", "admin")])
+    from_number = models.IntegerField(null=True, blank=True, help_text="Running before, when known.")
+    to_number = models.PositiveIntegerField()
+    result = models.CharField(max_length=16, choices=[("ok", "ok"), ("failed", "failed")])
+    running = models.IntegerField(null=True, blank=True, help_text="Running after, as the connector said.")
+    message = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]

@@ -1,0 +1,140 @@
+"""Genisys work: scale orders balanced over computes, status, reconciliation and Consul.
+
+A scale order writes the desired number first (with a new generation), pushes the service
+definition to the connector, then posts the scale. A connector that fails leaves the
+desired number in place; the reconciler retries until running matches desired.
+"""
+from django.db import transaction
+from django.db.models import F
+
+from boatload.errors import BadInput, BoatLoadError, RemoteError
+from connectors.client import ConnectorClient
+from genisys.models import Compute, Desired, ScaleOrder, Service
+
+
+def targets_for(*, service, number, compute=None):
+    """{compute: number} for one order: the named compute, the first one, or `*` spread evenly.
+
+    Spreading gives every healthy compute its share and the others of this service zero.
+    """
+    computes = list(Compute.objects.select_related("host"))
+    if not computes:
+        raise BadInput("compute", "no compute is defined; POST /compute first")
+    if compute == "*":
+        healthy = [c for c in computes if c.is_healthy]
+        if not healthy:
+            raise RemoteError("No healthy compute to spread over.", remote="*", status_code=503,
+                              code="no_healthy_compute")
+        share, extra = divmod(number, len(healthy))
+        spread = {c: share + (1 if index < extra else 0) for index, c in enumerate(healthy)}
+        holding = set(Desired.objects.filter(service=service, number__gt=0).values_list("compute_id", flat=True))
+        return {c: spread.get(c, 0) for c in computes if c in spread or c.pk in holding}
+    if compute:
+        chosen = next((c for c in computes if c.name == compute), None)
+        if chosen is None:
+            raise BadInput("compute", f"no compute named {compute}")
+        return {chosen: number}
+    return {computes[0]: number}
+
+
+def desired_write(*, service, targets):
+    """Record the wanted numbers before anything is asked; bump their generation."""
+    with transaction.atomic():
+        for compute, number in targets.items():
+            row, created = Desired.objects.select_for_update().get_or_create(
+                service=service, compute=compute, defaults={"number": number, "generation": 1})
+            if not created:
+                Desired.objects.filter(pk=row.pk).update(number=number, generation=F("generation") + 1)
+
+
+def order_send(*, service, compute, number, source, user=None, observed=None):
+    """Push the definition, then scale; record the order. Returns the ScaleOrder (ok or failed)."""
+    order = ScaleOrder(service=service, compute=compute, to_number=number, source=source, requested_by=user,
+                       from_number=observed)
+    try:
+        client = ConnectorClient(compute)
+        client.put_service(service.definition())
+        order.running = client.scale(service.name, number)
+        order.result = "ok"
+    except BoatLoadError as error:
+        order.result, order.message = "failed", error.message[:2000]
+    order.save()
+    return order
+
+
+def service_scale(*, service, number, compute=None, user=None, source="api"):
+    """Scale `service` to `number` on the computes chosen by `compute`; raise 502 naming failed ones."""
+    targets = targets_for(service=service, number=number, compute=compute)
+    desired_write(service=service, targets=targets)
+    orders = [order_send(service=service, compute=c, number=n, source=source, user=user) for c, n in targets.items()]
+    failed = [order for order in orders if order.result == "failed"]
+    if failed:
+        names = ", ".join(order.compute.name for order in failed)
+        raise RemoteError(f"The connector of compute {names} failed: {failed[0].message}", remote=names,
+                          code="connector_failed", detail={"computes": {o.compute.name: o.message for o in failed},
+                                                           "desired_kept": True})
+    return {"service": service.name, "number": number,
+            "computes": {order.compute.name: {"desired": order.to_number, "running": order.running}
+                         for order in orders}}
+
+
+def service_status(*, service):
+    """Running resources per compute (as each connector says) and the total; failures named."""
+    computes = {}
+    total = 0
+    for desired in service.desired.select_related("compute", "compute__host"):
+        entry = {"desired": desired.number}
+        try:
+            entry["running_resources"] = ConnectorClient(desired.compute).status(service.name)
+            total += entry["running_resources"]
+        except BoatLoadError as error:
+            entry["error"] = error.message
+        computes[desired.compute.name] = entry
+    return {"service": service.name, "computes": computes, "running_resources": total,
+            "desired": sum(entry["desired"] for entry in computes.values())}
+
+
+def service_reconcile(*, service):
+    """One level-triggered pass over a service: scale every compute whose running differs from desired.
+
+    Runs under a row lock (skip locked), so several reconcilers never act on one service at once.
+    Returns the orders sent, or None when another reconciler holds the service.
+    """
+    with transaction.atomic():
+        locked = Service.objects.select_for_update(skip_locked=True).filter(pk=service.pk).first()
+        if locked is None:
+            return None
+        orders = []
+        for desired in locked.desired.select_related("compute", "compute__host"):
+            try:
+                running = ConnectorClient(desired.compute).status(locked.name)
+            except BoatLoadError as error:
+                if getattr(error, "status_code", 0) != 404:  # 404: the connector does not know it yet
+                    orders.append(ScaleOrder.objects.create(
+                        service=locked, compute=desired.compute, to_number=desired.number, source="reconciler",
+                        result="failed", message=f"status: {error.message}"[:2000]))
+                    continue
+                running = None
+            if running != desired.number:
+                orders.append(order_send(service=locked, compute=desired.compute, number=desired.number,
+                                         source="reconciler", observed=running))
+        return orders
+
+
+def consul_sync(*, registry, service_prefix, resources_key_prefix):
+    """Services in Consul's catalog with the prefix take their desired number from the KV store."""
+    changed = []
+    for name in registry.service_names():
+        if not name.startswith(service_prefix):
+            continue
+        service = Service.objects.filter(name=name).first()
+        number = registry.desired_number(f"{resources_key_prefix}{name}")
+        if service is None or number is None:
+            continue  # no definition to run, or no number to run it at
+        if service.managed_by != "consul":
+            Service.objects.filter(pk=service.pk).update(managed_by="consul")
+        current = sum(service.desired.values_list("number", flat=True))
+        if current != number:
+            desired_write(service=service, targets=targets_for(service=service, number=number))
+            changed.append(name)
+    return changed
