@@ -34,3 +34,4 @@ bench: venv
 	@bash tests/services.sh
 	$(PY) -m bench.satellite
 	$(PY) -m bench.api
+	$(PY) -m bench.scale

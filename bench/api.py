@@ -6,32 +6,9 @@
 
 Run: make bench   (or .venv/bin/python -m bench.api); needs Postgres as `make test` starts it.
 """
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
-os.environ["DJANGO_SETTINGS_MODULE"] = "boatload.settings"
-os.environ.setdefault("BOATLOAD_SECRET_KEY", "bench-secret-key")
-os.environ.setdefault("DATABASE_URL", "postgres://boatload:boatload@127.0.0.1:5432/boatload_bench")
-
-import psycopg2  # noqa: E402
-
-from bench.common import ROOT, TEST_IMAGE, median, remove_run_containers, start_satellite, timed  # noqa: E402
-
-
-def ensure_database():
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if not cursor.fetchone():
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+from bench.common import TEST_IMAGE, median, remove_run_containers, setup_api, start_satellite, timed
 
 
 def server_seconds(log, request):
@@ -41,53 +18,21 @@ def server_seconds(log, request):
 
 
 def main():
-    ensure_database()
-    import django
-
-    django.setup()
     import docker
-    import requests
+
+    satellites = [start_satellite(f"bench-{n}", SATELLITE_ACCESS_LOG="1") for n in range(3)]
+    base, session, api, access_log = setup_api(satellites)
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
     from boatload.models import Container, Host
-    from tests.conftest import free_port, wait_until
 
-    call_command("migrate", verbosity=0)
-    Container.objects.all().delete()
-    Host.objects.all().delete()
-    users = get_user_model()
-    users.objects.filter(username="bench").delete()
-    user = users.objects.create_user("bench", password="bench-password-1")
-    satellites = [start_satellite(f"bench-{n}", SATELLITE_ACCESS_LOG="1") for n in range(3)]
-    for satellite in satellites:
-        Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
-                            secret=satellite.secret, last_seen=timezone.now())
-    port = free_port()
-    access_log = Path(tempfile.mkdtemp(prefix="boatload-bench-api-")) / "access.log"
-    api = subprocess.Popen([sys.executable, "-m", "gunicorn", "boatload.wsgi", "--bind", f"127.0.0.1:{port}",
-                            "--worker-class", "gthread", "--threads", "16", "--workers", "2", "--no-control-socket",
-                            "--log-level", "warning", "--access-logfile", str(access_log),
-                            "--access-logformat", "%(r)s %(s)s %(L)s"], cwd=ROOT, env=os.environ)
-    base = f"http://127.0.0.1:{port}"
+    user = get_user_model().objects.get(username="bench")
     client = docker.from_env()
     try:
-        def api_up():
-            assert api.poll() is None, "the API server exited"
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).ok
-            except requests.ConnectionError:
-                return False
-
-        wait_until(api_up, message="the API")
-        token = requests.post(f"{base}/v1/auth/token/", json={"username": "bench",
-                                                                "password": "bench-password-1"}).json()["access"]
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {token}"
         keep_alive = lambda: [Host.objects.update(last_seen=timezone.now())]  # noqa: E731 (no heartbeats here)
 
         # 1. create end to end vs raw SDK create+start
@@ -148,7 +93,6 @@ def main():
         for satellite in satellites:
             satellite.stop()
         remove_run_containers(client)
-        time.sleep(0)
 
 
 if __name__ == "__main__":

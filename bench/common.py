@@ -55,3 +55,69 @@ class PeakMemory:
 
 
 __all__ = ["ROOT", "RUN_LABEL", "TEST_IMAGE", "start_satellite", "remove_run_containers", "timed", "median", "PeakMemory"]
+
+
+def setup_api(satellites):
+    """Postgres bench database, a `bench` user, Host rows for `satellites`, and a real API server.
+
+    Returns (base URL, authenticated requests session, API process, access log path).
+    """
+    import subprocess
+
+    import psycopg2
+    import requests
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "boatload.settings"
+    os.environ.setdefault("BOATLOAD_SECRET_KEY", "bench-secret-key-that-is-long-enough-for-hs256")
+    os.environ.setdefault("DATABASE_URL", "postgres://boatload:boatload@127.0.0.1:5432/boatload_bench")
+    url = os.environ["DATABASE_URL"]
+    admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [url.rsplit("/", 1)[1]])
+        if not cursor.fetchone():
+            cursor.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    admin.close()
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from boatload.models import Container, Host
+    from genisys.models import Compute, Service
+    from tests.conftest import free_port, wait_until
+
+    call_command("migrate", verbosity=0)
+    for model in (Service, Compute, Container, Host):
+        model.objects.all().delete()
+    users = get_user_model()
+    users.objects.filter(username="bench").delete()
+    users.objects.create_user("bench", password="bench-password-1", is_staff=True)
+    for satellite in satellites:
+        Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
+                            secret=satellite.secret, last_seen=timezone.now())
+    port = free_port()
+    access_log = Path(tempfile.mkdtemp(prefix="boatload-bench-api-")) / "access.log"
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "boatload.wsgi", "--bind", f"127.0.0.1:{port}",
+                                "--worker-class", "gthread", "--threads", "16", "--workers", "2",
+                                "--no-control-socket", "--log-level", "warning", "--timeout", "0",
+                                "--access-logfile", str(access_log), "--access-logformat", "%(r)s %(s)s %(L)s"],
+                               cwd=ROOT, env=os.environ)
+    base = f"http://127.0.0.1:{port}"
+
+    def api_up():
+        assert process.poll() is None, "the API server exited"
+        try:
+            return requests.get(f"{base}/healthz", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_until(api_up, message="the API")
+    token = requests.post(f"{base}/v1/auth/token/", json={"username": "bench", "password": "bench-password-1"}
+                          ).json()["access"]
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    return base, session, process, access_log
