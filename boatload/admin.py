@@ -35,7 +35,7 @@ class JoinTokenAdmin(admin.ModelAdmin):
         token = obj.fill()
         obj.created_by = request.user
         super().save_model(request, obj, form, change)
-        messages.warning(request, f"Join token (shown once): {token} — start the satellite with: "
+        messages.warning(request, f"Join token (shown once): {token} — on the new host set HOST_ADDRESS, then run: "
                                   f"{services.satellite_join_command(token)}")
 
 

@@ -8,6 +8,7 @@ import threading
 
 import requests
 
+from boatload import requestid
 from boatload.errors import BoatLoadError, RemoteError
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -46,9 +47,10 @@ class RemoteClient:
     def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
         """One call; `read_timeout=None` waits forever (follow streams)."""
         read_timeout = self.timeout if read_timeout == -1 else read_timeout
+        headers = {"X-Request-ID": requestid.current()} if requestid.current() != "-" else None
         try:
             response = self.session.request(method, f"{self.base_url}{path}", params=params, json=json,
-                                            stream=stream, timeout=(5, read_timeout))
+                                            stream=stream, timeout=(5, read_timeout), headers=headers)
         except requests.Timeout:
             raise RemoteError(f"The {self.kind} of {self.remote} timed out.", remote=self.remote,
                               status_code=504, code=f"{self.kind}_timeout",

@@ -64,9 +64,23 @@ def hosts_mark_silent_down():
 
 
 def satellite_join_command(token):
-    """The one line that starts a satellite on a new host and enrols it with `token`."""
+    """The one `docker run` line that starts a satellite on a new host and enrols it with `token`.
+
+    HOST_ADDRESS is the new host's address as the API reaches it; the operator sets it.
+    """
+    return ("docker run -d --name boatload-satellite --restart unless-stopped --network host --user root "
+            "-v /var/run/docker.sock:/var/run/docker.sock -v boatload-satellite:/var/lib/boatload "
+            f"-e BOATLOAD_API_URL={settings.PUBLIC_URL} -e SATELLITE_JOIN_TOKEN={token} "
+            '-e SATELLITE_BIND="$HOST_ADDRESS" -e SATELLITE_URL="http://$HOST_ADDRESS:7051" '
+            '-e SATELLITE_ADDRESS_INTERNAL="$HOST_ADDRESS" '
+            f"{settings.SATELLITE_IMAGE} satellite")
+
+
+def satellite_join_command_venv(token):
+    """The same for a virtualenv install (systemd: docker/boatload-satellite.service)."""
     return (f"BOATLOAD_API_URL={settings.PUBLIC_URL} SATELLITE_JOIN_TOKEN={token} "
-            "SATELLITE_BIND=0.0.0.0 python -m satellite")
+            'SATELLITE_BIND="$HOST_ADDRESS" SATELLITE_URL="http://$HOST_ADDRESS:7051" '
+            'SATELLITE_ADDRESS_INTERNAL="$HOST_ADDRESS" .venv/bin/python -m satellite')
 
 
 # ---- placement ---------------------------------------------------------------------------------

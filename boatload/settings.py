@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "boatload.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -130,6 +131,7 @@ SCRIPT_MAX_BYTES = env_int("BOATLOAD_SCRIPT_MAX_BYTES", 4096)
 MAX_INSTANCES = env_int("BOATLOAD_MAX_INSTANCES", 100)
 ORPHAN_GRACE = env_duration("BOATLOAD_ORPHAN_GRACE", 300)
 PUBLIC_URL = env_str("BOATLOAD_PUBLIC_URL", "http://127.0.0.1:8000")
+SATELLITE_IMAGE = env_str("BOATLOAD_SATELLITE_IMAGE", "boatload:latest")
 
 # Genisys: genisys.yml (GENISYS_CONFIG) with environment overrides; see genisys/config.py.
 from genisys.config import load as _load_genisys_config  # noqa: E402
@@ -144,11 +146,16 @@ SECURE_HSTS_SECONDS = env_int("BOATLOAD_HSTS_SECONDS", 31536000 if TLS else 0)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TLS else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+if TLS:
+    # Documented exceptions of `check --deploy` behind TLS: the TLS proxy redirects plain HTTP
+    # (W008), and HSTS for subdomains or the preload list is the domain owner's call (W005, W021).
+    SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "boatload.requestid.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["stdout"], "level": env_str("BOATLOAD_LOG_LEVEL", "INFO")},
 }

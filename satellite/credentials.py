@@ -80,7 +80,7 @@ def enrol():
         raise SystemExit(f"Enrolment refused by {settings.API_URL}: {response.status_code} {response.text[:300]}")
     answer = response.json()
     data = {"host": answer["host"], "api_url": settings.API_URL, "key_id": answer["key_id"],
-            "keys": {answer["key_id"]: answer["secret"]}}
+            "keys": {answer["key_id"]: answer["secret"]}, "heartbeat_interval": answer.get("heartbeat_interval")}
     write_json_atomically(path(), data)
     log.info("enrolled as host %s (%s)", answer["host"], platform.node())
     return data
@@ -105,4 +105,11 @@ def heartbeat_forever(stop_event):
                 log.warning("heartbeat answered %s", status)
         except Exception as exc:  # keep beating whatever one beat met
             log.warning("heartbeat failed: %s", exc)
-        stop_event.wait(settings.HEARTBEAT_INTERVAL)
+        stop_event.wait(heartbeat_interval())
+
+
+def heartbeat_interval():
+    """SATELLITE_HEARTBEAT_INTERVAL when set; else what the API asked for at enrolment; else 10 s."""
+    if settings.HEARTBEAT_INTERVAL:
+        return settings.HEARTBEAT_INTERVAL
+    return float((load() or {}).get("heartbeat_interval") or 10)

@@ -12,7 +12,7 @@ DEBUG = False
 SECRET_KEY = env_str("SATELLITE_SECRET_KEY") or secrets.token_urlsafe(32)
 ALLOWED_HOSTS = ["*"]  # every request is authenticated by its HMAC signature instead
 INSTALLED_APPS = ["rest_framework", "satellite"]
-MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+MIDDLEWARE = ["boatload.requestid.RequestIdMiddleware", "django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "satellite.urls"
 WSGI_APPLICATION = "satellite.wsgi.application"
 DATABASES = {}
@@ -38,7 +38,7 @@ URL = env_str("SATELLITE_URL", f"http://{'127.0.0.1' if BIND in ('0.0.0.0', '::'
 STATE_DIR = Path(env_str("SATELLITE_STATE_DIR", str(BASE_DIR / "var" / "satellite")))
 API_URL = env_str("BOATLOAD_API_URL")
 JOIN_TOKEN = env_str("SATELLITE_JOIN_TOKEN")
-HEARTBEAT_INTERVAL = env_duration("SATELLITE_HEARTBEAT_INTERVAL", 10)
+HEARTBEAT_INTERVAL = env_duration("SATELLITE_HEARTBEAT_INTERVAL", 0)  # 0: as the API says at enrolment
 ADDRESSES = {
     "internal": env_str("SATELLITE_ADDRESS_INTERNAL", ""),
     "cloud": env_str("SATELLITE_ADDRESS_CLOUD", ""),
@@ -68,8 +68,9 @@ DOCKER_TIMEOUT = env_duration("SATELLITE_DOCKER_TIMEOUT", 60)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "boatload.requestid.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["stdout"], "level": env_str("SATELLITE_LOG_LEVEL", "INFO")},
 }
 

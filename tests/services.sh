@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx wget || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq

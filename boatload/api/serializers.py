@@ -40,6 +40,8 @@ class EnrolledSerializer(serializers.Serializer):
     host = serializers.CharField()
     key_id = serializers.CharField()
     secret = serializers.CharField()
+    heartbeat_interval = serializers.FloatField(help_text="Seconds between heartbeats, so the host is not "
+                                                          "marked down between two of them.")
 
 
 class JoinTokenSerializer(serializers.ModelSerializer):
@@ -55,10 +57,12 @@ class JoinTokenSerializer(serializers.ModelSerializer):
 
 class IssuedJoinTokenSerializer(JoinTokenSerializer):
     token = serializers.CharField(read_only=True, help_text="Shown once; only its hash is kept.")
-    join_command = serializers.CharField(read_only=True, help_text="Starts a satellite that enrols with this token.")
+    join_command = serializers.CharField(read_only=True, help_text="docker run line that starts an enrolling "
+                                                                   "satellite; set HOST_ADDRESS first.")
+    join_command_venv = serializers.CharField(read_only=True, help_text="The same for a virtualenv install.")
 
     class Meta(JoinTokenSerializer.Meta):
-        fields = JoinTokenSerializer.Meta.fields + ["token", "join_command"]
+        fields = JoinTokenSerializer.Meta.fields + ["token", "join_command", "join_command_venv"]
 
 
 class ContainerCreateSerializer(ContainerSpecSerializer):

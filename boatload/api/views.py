@@ -82,7 +82,8 @@ class EnrolView(APIView):
         data = serializers.EnrolSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         host = services.host_enrol(**data.validated_data)
-        return Response({"host": host.name, "key_id": host.key_id, "secret": host.secret},
+        return Response({"host": host.name, "key_id": host.key_id, "secret": host.secret,
+                         "heartbeat_interval": max(1.0, settings.HOST_DOWN_AFTER / 3)},
                         status=status.HTTP_201_CREATED)
 
     def get_authenticate_header(self, request):
@@ -119,6 +120,7 @@ class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.De
                                      note=data.validated_data.get("note", ""))
         row.token = token
         row.join_command = services.satellite_join_command(token)
+        row.join_command_venv = services.satellite_join_command_venv(token)
         return Response(serializers.IssuedJoinTokenSerializer(row).data, status=status.HTTP_201_CREATED)
 
 

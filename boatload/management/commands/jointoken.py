@@ -19,4 +19,6 @@ class Command(BaseCommand):
             self.stdout.write(token)
             return
         self.stdout.write(f"Join token (expires {row.expires:%Y-%m-%d %H:%M} UTC, usable once):\n{token}\n")
-        self.stdout.write(f"Start a satellite on the new host with:\n{services.satellite_join_command(token)}")
+        self.stdout.write("On the new host, set HOST_ADDRESS to its address as the API reaches it, then run:\n"
+                          f"{services.satellite_join_command(token)}\n"
+                          f"or, in a virtualenv install:\n{services.satellite_join_command_venv(token)}")

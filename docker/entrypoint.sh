@@ -1,0 +1,20 @@
+#!/bin/sh
+# Role of this container: api (migrates first), satellite, reconcile, genisys, migrate, manage <command>.
+set -e
+role=${1:-api}
+[ $# -gt 0 ] && shift
+case "$role" in
+  api)
+    python manage.py migrate --noinput
+    python manage.py ensure_admin
+    python manage.py loadtemplates
+    exec gunicorn boatload.wsgi --bind "${BOATLOAD_BIND:-0.0.0.0}:${BOATLOAD_PORT:-8000}" \
+      --worker-class gthread --workers "${BOATLOAD_WORKERS:-2}" --threads "${BOATLOAD_THREADS:-16}" \
+      --timeout 0 --no-control-socket --access-logfile - "$@" ;;
+  satellite) exec python -m satellite "$@" ;;
+  reconcile) exec python manage.py reconcile "$@" ;;
+  genisys) exec python manage.py genisys "$@" ;;
+  migrate) exec python manage.py migrate --noinput "$@" ;;
+  manage) exec python manage.py "$@" ;;
+  *) exec "$role" "$@" ;;
+esac
