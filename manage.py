@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Django's command-line utility for the API server (and, with DJANGO_SETTINGS_MODULE=satellite.settings, a satellite)."""
+"""Django's command-line utility for the API server (a satellite runs with `python -m satellite`)."""
 import os
 import sys
 

@@ -11,7 +11,6 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
-
 from bench.common import RUN_LABEL, TEST_IMAGE, PeakMemory, median, remove_run_containers, start_satellite, timed
 
 MiB = 1024 * 1024

@@ -18,7 +18,6 @@ COUNT = 30
 
 def main():
     import docker
-
     from tests.engines import ExtraEngine
 
     satellite = start_satellite("scale-0")

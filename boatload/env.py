@@ -68,6 +68,18 @@ def env_duration(name, default):
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
+def logging_config(level_variable):
+    """Plain log lines on stdout, each with the request id (see boatload.requestid)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "boatload.requestid.RequestIdFilter"}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+        "root": {"handlers": ["stdout"], "level": env_str(level_variable, "INFO")},
+    }
+
+
 def env_list(name, default=()):
     """A comma-separated list; empty items are dropped."""
     value = env_str(name)

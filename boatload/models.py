@@ -47,7 +47,8 @@ class Host(models.Model):
 
     @property
     def is_healthy(self):
-        return self.last_seen is not None and timezone.now() - self.last_seen < timedelta(seconds=settings.HOST_DOWN_AFTER)
+        silence = timedelta(seconds=settings.HOST_DOWN_AFTER)
+        return self.last_seen is not None and timezone.now() - self.last_seen < silence
 
     def address_for(self, scope):
         """The address of this host as seen from `scope` (host → loopback)."""

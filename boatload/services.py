@@ -2,8 +2,7 @@
 import base64
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -262,7 +261,7 @@ def container_docker_state(*, row):
 def container_connection(*, source, target, port, protocol):
     """The nearest endpoint of `target` for `port`/`protocol`, as seen from `source` (Murano)."""
     if target.state not in Container.DEPLOYED or not target.host or not source.host:
-        raise Conflict(f"Container {target.uuid if target.host else target.uuid} is not deployed.",
+        raise Conflict(f"Container {target.uuid} is not deployed.",
                        detail={"state": target.state})
     candidates = [e for e in target.endpoints if e["containerPort"] == port and e["protocol"] == protocol]
     if not candidates:
@@ -368,7 +367,7 @@ def containers_reconcile_host(*, host):
     for item in items:
         if item["labels"].get("boatload.container") in wanted or item["labels"].get("boatload.service"):
             continue  # service containers belong to the connector's own reconciliation
-        if now - datetime.fromtimestamp(item["created"], tz=dt_timezone.utc) >= grace:
+        if now - datetime.fromtimestamp(item["created"], tz=UTC) >= grace:
             client.delete(f"/containers/{item['id']}")
             counts["reaped"] += 1
     return counts

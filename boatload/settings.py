@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from boatload.env import env_bool, env_duration, env_int, env_list, env_str
+from boatload.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BOATLOAD_VAR_DIR", str(BASE_DIR / "var")))
@@ -151,11 +151,4 @@ if TLS:
     # (W008), and HSTS for subdomains or the preload list is the domain owner's call (W005, W021).
     SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "boatload.requestid.RequestIdFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
-    "root": {"handlers": ["stdout"], "level": env_str("BOATLOAD_LOG_LEVEL", "INFO")},
-}
+LOGGING = logging_config("BOATLOAD_LOG_LEVEL")

@@ -4,6 +4,7 @@ Only the parts BoatLoad can honour are accepted; any other key is refused by nam
 template never silently loses what its author meant.
 """
 from boatload.errors import BadInput
+from connectors.definitions import split_image
 
 TOP_LEVEL = {"Image", "Cmd", "Entrypoint", "Env", "ExposedPorts", "Labels", "HostConfig"}
 HOST_CONFIG = {"Memory", "NanoCpus", "RestartPolicy", "Privileged", "Binds", "PortBindings"}
@@ -25,8 +26,8 @@ def check_template_body(body):
 def template_to_spec(body):
     """Spec fields from a Docker create body; request fields override them later."""
     check_template_body(body)
-    image, _, tag = body["Image"].rpartition(":") if ":" in body["Image"].rsplit("/", 1)[-1] else (body["Image"], "", "")
-    spec = {"image_name": image, "image_tag": tag or "latest"}
+    image, tag = split_image(body["Image"])
+    spec = {"image_name": image, "image_tag": tag}
     command = list(body.get("Entrypoint") or []) + list(body.get("Cmd") or [])
     if command:
         spec["command"] = command

@@ -5,9 +5,9 @@ service `bl-<service>` and waits until N tasks run; one compute then spans a who
 """
 import time
 
-import docker
 from django.conf import settings
 
+import docker
 from boatload.spec import spec_hash
 from connectors.definitions import spec_fields
 from satellite import containers

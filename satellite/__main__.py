@@ -11,7 +11,7 @@ import warnings
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "satellite.settings"
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

@@ -10,9 +10,9 @@ import logging
 import os
 import posixpath
 
-import docker
 from django.conf import settings
 
+import docker
 from boatload.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
 from boatload.spec import spec_hash
 from satellite import fetch, files
@@ -44,9 +44,8 @@ def boatload_labels(spec, identity):
 def check_host_path(source):
     """A host path volume must lie under one of the satellite's allowed folders."""
     real = os.path.realpath(source)
-    for allowed in settings.HOST_PATHS:
-        allowed = os.path.realpath(allowed)
-        if real == allowed or real.startswith(allowed.rstrip("/") + "/"):
+    for folder in map(os.path.realpath, settings.HOST_PATHS):
+        if real == folder or real.startswith(folder.rstrip("/") + "/"):
             return real
     raise BadInput("volumes", f"{source} is not under a host folder this satellite allows "
                               "(SATELLITE_HOST_PATHS)")
@@ -303,7 +302,7 @@ def container_script(container_id):
     name = (attrs["Config"].get("Labels") or {}).get(LABEL_SCRIPT)
     if not name:
         raise NotFound("This container was created without a script.")
-    chunks, size, _, upstream = files.stream_file(container_id, posixpath.join(SCRIPT_DIR, name))
+    chunks, _, _, upstream = files.stream_file(container_id, posixpath.join(SCRIPT_DIR, name))
     with contextlib.closing(upstream):
         data = b"".join(chunks)  # capped at SCRIPT_MAX_BYTES when it was put there
     return name, data

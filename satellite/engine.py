@@ -7,10 +7,10 @@ turns all of them into BoatLoad errors naming this host.
 import contextlib
 import threading
 
-import docker
 import requests
 from django.conf import settings
 
+import docker
 from boatload.errors import BadInput, Conflict, NotFound, RemoteError
 
 _client = None

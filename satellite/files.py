@@ -1,5 +1,6 @@
 """Files into and out of containers: data zips in, changed files and archives out, all streamed."""
 import io
+import json
 import mimetypes
 import posixpath
 import stat
@@ -10,7 +11,6 @@ import zipfile
 import zlib
 from base64 import b64decode
 from concurrent.futures import ThreadPoolExecutor
-import json
 
 from django.conf import settings
 
@@ -37,7 +37,7 @@ def checked_zip_members(zip_file):
     total = 0
     for member in members:
         name = member.filename
-        if name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
+        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
             raise BadInput("dataurl", f"the zip holds an absolute path: {name}")
         if ".." in name.replace("\\", "/").split("/"):
             raise BadInput("dataurl", f"the zip holds a parent path: {name}")

@@ -9,8 +9,8 @@ whose container stopped, is closed.
 import threading
 import time
 
-from satellite.engine import client, docker_errors
 from satellite.containers import LABEL_CONTAINER
+from satellite.engine import client, docker_errors
 
 IDLE_AFTER = 300
 # How long a call waits for streams that have no CPU sample yet; a call never takes longer,

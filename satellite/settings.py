@@ -3,7 +3,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from boatload.env import env_bool, env_duration, env_int, env_list, env_str
+from boatload.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -65,14 +65,7 @@ STOP_TIMEOUT = env_int("SATELLITE_STOP_TIMEOUT", 10)
 PUBLISH_ADDRESS = env_str("SATELLITE_PUBLISH_ADDRESS", "0.0.0.0")  # where ports of scopes wider than host are published
 DOCKER_TIMEOUT = env_duration("SATELLITE_DOCKER_TIMEOUT", 60)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "boatload.requestid.RequestIdFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
-    "root": {"handlers": ["stdout"], "level": env_str("SATELLITE_LOG_LEVEL", "INFO")},
-}
+LOGGING = logging_config("SATELLITE_LOG_LEVEL")
 
 # The Genisys connector protocol on this satellite.
 CONNECTOR = env_str("SATELLITE_CONNECTOR", "docker")  # docker: plain containers; swarm: Swarm services

@@ -17,12 +17,12 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import docker
 import psutil
 import pytest
 import requests
 from django.utils import timezone
 
+import docker
 from boatload.signing import HmacAuth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,6 +201,27 @@ def api(users):
         return client
 
     return client_for
+
+
+class PeakMemory:
+    """Samples `read()` (bytes) every 20 ms in the background; `stop()` returns the peak."""
+
+    def __init__(self, read):
+        self.read = read
+        self.peak = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.read())
+            time.sleep(0.02)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self.peak
 
 
 class CountingListener:

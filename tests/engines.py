@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import docker
-
 from tests.conftest import TEST_IMAGE
 
 
@@ -51,7 +50,7 @@ class ExtraEngine:
                 break
             except Exception:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"dockerd {self.index} exited; see {self.base / 'dockerd.log'}")
+                    raise RuntimeError(f"dockerd {self.index} exited; see {self.base / 'dockerd.log'}") from None
                 time.sleep(0.3)
         client = docker.DockerClient(base_url=self.docker_host)
         try:

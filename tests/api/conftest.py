@@ -1,8 +1,8 @@
 """A fleet of three real hosts: the main Docker engine and two extra engines, a satellite each."""
-import docker
 import pytest
 from django.utils import timezone
 
+import docker
 from tests.conftest import RUN_LABEL, SatelliteProcess
 
 FLEET = [  # name, loopback address, internal group, engine index (0 = the main engine)

@@ -151,7 +151,7 @@ def test_a_failure_on_the_host_marks_the_row_failed_and_leaves_no_container(api,
     answer = create(api("owner"), command=["/not/there"], host="host-b")
     assert answer.status_code == 400
     row = Container.objects.get(uuid=answer.json()["error"]["detail"]["container"])
-    assert row.state == "failed" and "start" in row.last_error or "executable" in row.last_error
+    assert (row.state == "failed" and "start" in row.last_error) or "executable" in row.last_error
     labelled = fleet["host-b"].docker.containers.list(all=True, filters={"label": f"boatload.container={row.uuid}"})
     assert labelled == []
 
@@ -245,7 +245,7 @@ def test_a_published_endpoint_really_answers(api, fleet_hosts):
     owner = api("owner")
     web = create(owner, command=["sh", "-c", "echo pong | nc -l -p 80"], host="host-b",
                  ports=[{"port": 80, "scope": "internal"}]).json()
-    internal = [e for e in web["endpoints"] if e["scope"] == "internal"][0]
+    internal = next(e for e in web["endpoints"] if e["scope"] == "internal")
     assert internal["address"] == "127.0.0.22"
 
     def pong():

@@ -13,11 +13,11 @@ import sys
 import tempfile
 import time
 
-import docker
 import psycopg2
 import pytest
 import requests
 
+import docker
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, free_port, wait_until
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from boatload.signing import sign_headers
-
 from tests.conftest import RUN_LABEL
 from tests.satellite.helpers import b64, create, wait_exit
 

@@ -39,11 +39,11 @@ def many_entries_zip():
 def zeros_bomb_zip():
     """1 GiB of zeros in one deflated entry (about 1 MiB on the wire)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("zeros", "w", force_zip64=True) as entry:
-            block = bytes(16 * 1024 * 1024)
-            for _ in range(64):
-                entry.write(block)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("zeros", "w", force_zip64=True) as entry:
+        block = bytes(16 * 1024 * 1024)
+        for _ in range(64):
+            entry.write(block)
     return buffer.getvalue()
 
 

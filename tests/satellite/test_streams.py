@@ -1,11 +1,9 @@
 """Streams stay streams: follow logs end with their client, big files pass in bounded memory."""
 import hashlib
-import threading
-import time
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import PeakMemory, wait_until
 from tests.satellite.helpers import b64, create, wait_exit
 
 MiB = 1024 * 1024
@@ -38,27 +36,6 @@ def test_a_follow_stream_ends_when_the_container_ends(sat, docker_client):
     assert answer.text == "line1\nline2\nline3\n"
 
 
-class PeakMemory:
-    """Samples the satellite's memory every 20 ms while a download runs."""
-
-    def __init__(self, satellite):
-        self.satellite = satellite
-        self.peak = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.satellite.memory())
-            time.sleep(0.02)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        return self.peak
-
-
 @pytest.fixture(scope="module")
 def big_file_container(satellite, docker_client):
     sat = satellite.signed()
@@ -77,7 +54,7 @@ def big_file_container(satellite, docker_client):
 def test_200_mib_downloads_keep_the_satellite_under_100_mib(sat, satellite, big_file_container, what):
     container_id, digest = big_file_container
     url = f"{sat.base}/containers/{container_id}/" + ("files/out/big" if what == "file" else "archive")
-    memory = PeakMemory(satellite)
+    memory = PeakMemory(satellite.memory)
     hasher, size = hashlib.sha256(), 0
     with sat.get(url, stream=True) as answer:
         assert answer.status_code == 200
