@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -44,8 +45,11 @@ class HostSignatureAuthentication(authentication.BaseAuthentication):
         hosts = {}
 
         def secret_for(key_id):
-            hosts[key_id] = Host.objects.filter(key_id=key_id).first()
-            return hosts[key_id].secret if hosts[key_id] else None
+            host = Host.objects.filter(Q(key_id=key_id) | Q(next_key_id=key_id)).first()
+            hosts[key_id] = host
+            if host is None:
+                return None
+            return host.secret if host.key_id == key_id else host.next_secret
 
         try:
             key_id = signing.verify(

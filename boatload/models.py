@@ -37,6 +37,10 @@ class Host(models.Model):
     key_id = models.CharField(max_length=64, unique=True, editable=False)
     # The satellite holds the same secret: both ends need it to compute an HMAC.
     secret = models.CharField(max_length=128, editable=False)
+    # A key being rotated in: handed to the satellite with a heartbeat answer, and made the key
+    # once a heartbeat is signed with it. Until then both keys are valid.
+    next_key_id = models.CharField(max_length=64, blank=True, editable=False)
+    next_secret = models.CharField(max_length=128, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -42,8 +42,14 @@ def host_enrol(*, token, name, satellite_url, labels=None, **facts):
     return host
 
 
-def host_heartbeat(*, host, **facts):
-    """Record that a satellite is alive; a down host comes back active, a draining one stays draining."""
+def host_heartbeat(*, host, key_id=None, **facts):
+    """Record that a satellite is alive; a down host comes back active, a draining one stays draining.
+
+    A heartbeat signed with the key being rotated in makes it the host's key.
+    """
+    if key_id and key_id == host.next_key_id:
+        host.key_id, host.secret = host.next_key_id, host.next_secret
+        host.next_key_id = host.next_secret = ""
     host.last_seen = timezone.now()
     for field in HOST_FACTS:
         if facts.get(field) is not None:
@@ -52,6 +58,21 @@ def host_heartbeat(*, host, **facts):
         host.state = Host.State.ACTIVE
     host.save()
     return host
+
+
+def host_rotate_key(*, host):
+    """Start rotating a host's key: the next heartbeat answer hands the satellite a new one."""
+    host.next_key_id, host.next_secret = Host.new_credentials()
+    host.save(update_fields=["next_key_id", "next_secret"])
+    return host
+
+
+def heartbeat_answer(host):
+    """What a satellite learns from a heartbeat: its key, and a new one while a rotation runs."""
+    answer = {"host": host.name, "state": host.state, "key_id": host.key_id}
+    if host.next_key_id:
+        answer["next_key"] = {"key_id": host.next_key_id, "secret": host.next_secret}
+    return answer
 
 
 def hosts_mark_silent_down():

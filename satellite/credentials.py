@@ -94,7 +94,23 @@ def heartbeat():
     auth = HmacAuth(data["key_id"], data["keys"][data["key_id"]])
     response = requests.post(f"{data['api_url'].rstrip('/')}/v1/host/heartbeat/", json=host_facts(),
                              auth=auth, timeout=10)
+    if response.status_code == 200:
+        follow_key_rotation(data, response.json())
     return response.status_code
+
+
+def follow_key_rotation(data, answer):
+    """Take a key being rotated in (sign with it from now on), and drop keys the API no longer uses."""
+    keys = dict(data["keys"])
+    key_id = data["key_id"]
+    if answer.get("next_key"):
+        keys[answer["next_key"]["key_id"]] = answer["next_key"]["secret"]
+        key_id = answer["next_key"]["key_id"]
+    elif answer.get("key_id") == key_id:
+        keys = {key_id: keys[key_id]}  # the rotation is done: the old key stops working here too
+    if (keys, key_id) != (data["keys"], data["key_id"]):
+        write_json_atomically(path(), {**data, "keys": keys, "key_id": key_id})
+        log.info("signing key now %s (%d key(s) accepted)", key_id, len(keys))
 
 
 def heartbeat_forever(stop_event):

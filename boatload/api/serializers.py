@@ -10,12 +10,16 @@ from boatload.template_spec import check_template_body
 
 class HostSerializer(serializers.ModelSerializer):
     healthy = serializers.BooleanField(source="is_healthy", read_only=True)
+    rotating_key = serializers.SerializerMethodField()
 
     class Meta:
         model = Host
-        fields = ["name", "satellite_url", "state", "healthy", "last_seen", "address_internal", "address_cloud",
-                  "address_public", "labels", "docker_version", "cpus", "memory_bytes", "created"]
+        fields = ["name", "satellite_url", "state", "healthy", "rotating_key", "last_seen", "address_internal",
+                  "address_cloud", "address_public", "labels", "docker_version", "cpus", "memory_bytes", "created"]
         read_only_fields = fields
+
+    def get_rotating_key(self, host) -> bool:
+        return bool(host.next_key_id)
 
 
 class HostFactsSerializer(serializers.Serializer):
@@ -27,6 +31,18 @@ class HostFactsSerializer(serializers.Serializer):
     address_internal = serializers.CharField(required=False, allow_blank=True, max_length=255)
     address_cloud = serializers.CharField(required=False, allow_blank=True, max_length=255)
     address_public = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+class NextKeySerializer(serializers.Serializer):
+    key_id = serializers.CharField()
+    secret = serializers.CharField()
+
+
+class HeartbeatAnswerSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    state = serializers.CharField()
+    key_id = serializers.CharField(help_text="The key the API signs with now.")
+    next_key = NextKeySerializer(required=False, help_text="A key being rotated in: sign heartbeats with it.")
 
 
 class EnrolSerializer(HostFactsSerializer):

@@ -16,7 +16,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from boatload import services
+from boatload import services, signing
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
 from boatload.errors import BadInput, Conflict, NotFound, TooLarge
@@ -64,6 +64,14 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
         host.save(update_fields=["state"])
         return Response(self.get_serializer(host).data)
 
+    @extend_schema(request=None, responses=serializers.HostSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-key")
+    def rotate_key(self, request, name=None):
+        """Give the host's satellite a new key with its next heartbeat; the old one stays valid until it signs
+        with the new one."""
+        host = services.host_rotate_key(host=self.get_object())
+        return Response(self.get_serializer(host).data)
+
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["post"])
     def unregister(self, request, name=None):
@@ -96,12 +104,13 @@ class HeartbeatView(APIView):
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(request=serializers.HostFactsSerializer, responses=serializers.HostSerializer)
+    @extend_schema(request=serializers.HostFactsSerializer, responses=serializers.HeartbeatAnswerSerializer)
     def post(self, request):
         facts = serializers.HostFactsSerializer(data=request.data)
         facts.is_valid(raise_exception=True)
-        host = services.host_heartbeat(host=request.auth, **facts.validated_data)
-        return Response(serializers.HostSerializer(host).data)
+        key_id = request.headers.get(signing.HEADER_KEY)
+        host = services.host_heartbeat(host=request.auth, key_id=key_id, **facts.validated_data)
+        return Response(services.heartbeat_answer(host))
 
 
 class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.DestroyModelMixin,

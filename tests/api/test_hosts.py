@@ -114,4 +114,37 @@ def test_a_heartbeat_request_signed_by_requests_auth_matches_the_server(live_ser
     Host.objects.create(name="h", satellite_url="http://127.0.0.1:1", key_id=key_id, secret=secret)
     answer = requests.post(f"{live_server.url}/v1/host/heartbeat/?x=1", json={"cpus": 3},
                            auth=HmacAuth(key_id, secret), timeout=10)
-    assert answer.status_code == 200 and answer.json()["cpus"] == 3
+    assert answer.status_code == 200 and answer.json() == {"host": "h", "state": "active", "key_id": key_id}
+    assert Host.objects.get(name="h").cpus == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_rotation_reaches_the_satellite_and_retires_the_old_key(live_server, tmp_path):
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    _, token = JoinToken.issue()
+    satellite = SatelliteProcess(tmp_path / "state", name="rotating", keys=False,
+                                 env={"BOATLOAD_API_URL": live_server.url, "SATELLITE_JOIN_TOKEN": token})
+    satellite.start()
+    try:
+        host = Host.objects.get(name="rotating")
+        old_key, old_secret = host.key_id, host.secret
+        staff = get_user_model().objects.create_user("rotator", password="x-pass-1", is_staff=True)
+        client = APIClient()
+        client.force_authenticate(staff)
+        assert client.post("/v1/host/rotating/rotate-key/").json()["rotating_key"] is True
+        rotated = wait_until(lambda: (lambda h: h if h.key_id != old_key and not h.next_key_id else None)(
+            Host.objects.get(pk=host.pk)), message="the satellite to sign with the new key")
+        credentials = tmp_path / "state" / "credentials.json"
+        wait_until(lambda: json.loads(credentials.read_text())["keys"] == {rotated.key_id: rotated.secret},
+                   message="the satellite to retire the old key")
+        assert requests.get(f"{satellite.url}/info", auth=HmacAuth(rotated.key_id, rotated.secret),
+                            timeout=10).status_code == 200
+        assert requests.get(f"{satellite.url}/info", auth=HmacAuth(old_key, old_secret), timeout=10).status_code == 401
+    finally:
+        satellite.stop()
+
+
+def test_migrations_are_complete(db):
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
