@@ -6,9 +6,10 @@
 
 Run: make bench   (or .venv/bin/python -m bench.api); needs Postgres as `make test` starts it.
 """
+import time
 from pathlib import Path
 
-from bench.common import TEST_IMAGE, median, remove_run_containers, setup_api, start_satellite, timed
+from bench.common import TEST_IMAGE, PeakMemory, median, remove_run_containers, setup_api, start_satellite, timed
 
 
 def server_seconds(log, request):
@@ -75,7 +76,36 @@ def main():
         print(f"list          100 of {Container.objects.count()} rows: {len(queries)} SQL queries, "
               f"median {latency * 1000:.1f} ms over HTTP")
 
-        # 3. cluster-wide listing: three hosts vs one
+        # 3. a 200 MiB archive streamed through the API: its processes' memory stays flat
+        import base64
+
+        import psutil
+
+
+
+        script = base64.b64encode(b"mkdir -p /out && dd if=/dev/urandom of=/out/big bs=1048576 count=200 "
+                                  b"2>/dev/null").decode()
+        big = session.post(f"{base}/v1/container/", json={"image_name": image_name, "image_tag": tag,
+                                                          "script": script, "host": "bench-0"}).json()
+        client.api.wait(big["docker_id"], timeout=120)
+        api_process = psutil.Process(api.pid)
+
+        def api_memory():
+            return sum(p.memory_full_info().pss for p in [api_process, *api_process.children(recursive=True)])
+
+        before = api_memory()
+        memory = PeakMemory(api_memory)
+        keep_alive()
+        size, started = 0, time.perf_counter()
+        with session.get(f"{base}/v1/container/{big['id']}/archive", stream=True) as answer:
+            for chunk in answer.iter_content(1024 * 1024):
+                size += len(chunk)
+        seconds = time.perf_counter() - started
+        peak = memory.stop()
+        print(f"archive       {size / 2**20:.0f} MiB through the API in {seconds:.2f} s; API processes (master and "
+              f"2 workers, PSS) {before / 2**20:.0f} MiB before, peak {peak / 2**20:.0f} MiB")
+
+        # 4. cluster-wide listing: three hosts vs one
         def cluster():
             keep_alive()
             answer = session.get(f"{base}/v1/container/cluster/").json()
