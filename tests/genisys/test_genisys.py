@@ -291,3 +291,11 @@ def test_two_reconcilers_never_act_on_one_service_at_once(api, hosts, connectors
     thread.join()
     assert outcome["skipped"] is None
     wait_until(lambda: services.service_reconcile(service=service) is not None, message="the lock to free")
+
+
+def test_the_example_fixture_loads(db):
+    from genisys.models import Compute
+
+    call_command("loaddata", "fixtures/genisys.json", verbosity=0)
+    assert Compute.objects.get(name="localdc").connector == "http://127.0.0.1:7051"
+    assert Service.objects.get(name="helloworld").definition()["ports"] == ["8080"]
