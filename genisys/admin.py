@@ -8,7 +8,6 @@ from genisys.models import Compute, Desired, ScaleOrder, Service
 @admin.register(Compute)
 class ComputeAdmin(admin.ModelAdmin):
     list_display = ["name", "connector", "host", "position"]
-    readonly_fields = ["host"]
 
 
 class DesiredInline(admin.TabularInline):
@@ -27,7 +26,7 @@ class ServiceAdmin(admin.ModelAdmin):
     @admin.action(description="Scale to the desired numbers now")
     def scale_to_desired(self, request, queryset):
         for service in queryset:
-            for desired in service.desired.select_related("compute", "compute__host"):
+            for desired in service.desired.select_related("compute"):
                 order = services.order_send(service=service, compute=desired.compute, number=desired.number,
                                             source="admin", user=request.user)
                 level = messages.SUCCESS if order.result == "ok" else messages.ERROR

@@ -2,6 +2,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Max
+from django.utils.functional import cached_property
 
 
 class Compute(models.Model):
@@ -10,8 +11,6 @@ class Compute(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     connector = models.URLField(max_length=300)
     token = models.CharField(max_length=200, blank=True, help_text="Bearer token for an external connector.")
-    host = models.ForeignKey("boatload.Host", null=True, blank=True, on_delete=models.SET_NULL,
-                             help_text="The enrolled host whose satellite this connector is; calls are signed.")
     position = models.PositiveIntegerField(default=0, help_text="Order of definition: the first is the default.")
     created = models.DateTimeField(auto_now_add=True)
 
@@ -22,13 +21,18 @@ class Compute(models.Model):
         return self.name
 
     def save(self, *args, **kwargs):
-        from boatload.models import Host
-
         if not self.pk and not self.position:
             self.position = (Compute.objects.aggregate(m=Max("position"))["m"] or 0) + 1
-        self.host = Host.objects.filter(satellite_url__in=[self.connector.rstrip("/"),
-                                                           self.connector.rstrip("/") + "/"]).first()
         super().save(*args, **kwargs)
+
+    @cached_property
+    def host(self):
+        """The enrolled host whose satellite this connector is (calls are then signed), looked up now,
+        so a satellite that enrols after its compute was defined is signed for at once."""
+        from boatload.models import Host
+
+        url = self.connector.rstrip("/")
+        return Host.objects.filter(satellite_url__in=[url, url + "/"]).first()
 
     @property
     def is_healthy(self):

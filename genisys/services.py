@@ -17,7 +17,7 @@ def targets_for(*, service, number, compute=None):
 
     Spreading gives every healthy compute its share and the others of this service zero.
     """
-    computes = list(Compute.objects.select_related("host"))
+    computes = list(Compute.objects.all())
     if not computes:
         raise BadInput("compute", "no compute is defined; POST /compute first")
     if compute == "*":
@@ -82,7 +82,7 @@ def service_status(*, service):
     """Running resources per compute (as each connector says) and the total; failures named."""
     computes = {}
     total = 0
-    for desired in service.desired.select_related("compute", "compute__host"):
+    for desired in service.desired.select_related("compute"):
         entry = {"desired": desired.number}
         try:
             entry["running_resources"] = ConnectorClient(desired.compute).status(service.name)
@@ -105,7 +105,7 @@ def service_reconcile(*, service):
         if locked is None:
             return None
         orders = []
-        for desired in locked.desired.select_related("compute", "compute__host"):
+        for desired in locked.desired.select_related("compute"):
             try:
                 running = ConnectorClient(desired.compute).status(locked.name)
             except BoatLoadError as error:

@@ -15,7 +15,7 @@ class ComputeSerializer(serializers.ModelSerializer):
         fields = ["name", "connector", "token", "signed"]
 
     def get_signed(self, compute) -> bool:
-        return compute.host_id is not None
+        return compute.host is not None
 
 
 class ComputeUpdateSerializer(ComputeSerializer):
