@@ -165,14 +165,14 @@ def _published_with_scope(spec, published):
     return [{**p, "scope": scopes.get((p["port"], p["protocol"]), "host")} for p in published]
 
 
-def container_intent(*, owner, spec, host, service=""):
-    """Write the row first: a pending container on its chosen host."""
+def container_intent(*, owner, spec, host, service="", name=None):
+    """Write the row first: a pending container on its chosen host, named `name` or bl-<its id>."""
     script = base64.b64decode(spec["script"]).decode(errors="replace") if spec.get("script") else ""
     stored = {k: v for k, v in spec.items() if k != "script"}
     row = Container(owner=owner, host=host, image_name=spec["image_name"], image_tag=spec.get("image_tag", "latest"),
                     spec=stored, script=script, script_name=spec.get("scriptname", "") if script or
                     spec.get("scripturl") else "", service=service)
-    row.name = f"bl-{row.uuid}"
+    row.name = name or f"bl-{row.uuid}"
     row.save()
     return row
 
@@ -210,7 +210,10 @@ def _record_created(row, spec, answer, error):
 def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
     """Create `instances` containers; return [(row, error or None)], rows written before any call."""
     placed = hosts_for_instances(count=instances, host=host, host_labels=host_labels)
-    rows = [container_intent(owner=owner, spec=spec, host=target, service=service) for target in placed]
+    names = [spec.get("name")] if instances == 1 else [f"{spec['name']}-{n}" if spec.get("name") else None
+                                                        for n in range(instances)]
+    rows = [container_intent(owner=owner, spec=spec, host=target, service=service, name=name)
+            for target, name in zip(placed, names)]
     if len(rows) == 1:
         outcomes = [_satellite_create(rows[0], spec, as_staff)]
     else:

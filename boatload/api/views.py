@@ -310,8 +310,9 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         query = serializers.LogsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
-        return self._stream(request, self.deployed(), f"/containers/{self.get_object().docker_ref}/logs",
-                            params=params, follow=query.validated_data["follow"])
+        row = self.deployed()
+        return self._stream(request, row, f"/containers/{row.docker_ref}/logs", params=params,
+                            follow=query.validated_data["follow"])
 
     @extend_schema(responses=serializers.ScriptSerializer)
     @action(detail=True, methods=["get"])

@@ -395,3 +395,16 @@ def test_the_example_fixture_loads(db):
 
     call_command("loaddata", "fixtures/templates.json", verbosity=0)
     assert Template.objects.get(name="busybox-sleep").body["Cmd"] == ["sleep", "3600"]
+
+
+def test_a_given_name_is_the_docker_name_and_a_taken_one_fails_cleanly(api, fleet, fleet_hosts):
+    owner = api("owner")
+    first = create(owner, name="web-1", command=["sleep", "60"], host="host-a")
+    assert first.status_code == 201 and first.json()["name"] == "web-1"
+    assert fleet["host-a"].docker.containers.get("web-1").id == first.json()["docker_id"]
+    taken = create(owner, name="web-1", command=["sleep", "60"], host="host-a")
+    assert taken.status_code == 409
+    assert Container.objects.get(uuid=taken.json()["error"]["detail"]["container"]).state == "failed"
+    assert fleet["host-a"].docker.containers.get("web-1").id == first.json()["docker_id"]
+    many = create(owner, name="batch", command=["sleep", "60"], instances=2, host="host-b").json()
+    assert sorted(r["container"]["name"] for r in many["results"]) == ["batch-0", "batch-1"]
