@@ -125,3 +125,9 @@ def test_the_openapi_schema_validates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
     assert "/v1/host/" in (tmp_path / "schema.yml").read_text()
 
+
+
+def test_the_docs_viewer_serves_its_own_assets(client, users):
+    client.login(username="owner", password="owner-pass-1")
+    page = client.get("/v1/docs/").content.decode()
+    assert "drf_spectacular_sidecar/swagger-ui-dist" in page and "cdn.jsdelivr" not in page
