@@ -156,3 +156,17 @@ def test_requests_carry_an_id_into_the_logs(client, db):
     answer = client.get("/healthz", HTTP_X_REQUEST_ID="trace-me-42")
     assert answer["X-Request-ID"] == "trace-me-42"
     assert len(client.get("/healthz")["X-Request-ID"]) == 16
+
+
+def test_the_compose_file_holds_every_role_with_health_checks():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "api", "reconcile", "genisys", "satellite"}
+    assert services["api"]["command"] == ["api"] and "healthcheck" in services["api"]
+    assert "healthcheck" in services["postgres"] and "healthcheck" in services["satellite"]
+    assert "/var/run/docker.sock:/var/run/docker.sock" in services["satellite"]["volumes"]
+    assert "satellite:/var/lib/boatload" in services["satellite"]["volumes"]
+    assert services["satellite"]["user"] == "root"
+    assert "BOATLOAD_SECRET_KEY_FILE" in services["api"]["environment"]
