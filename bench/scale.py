@@ -8,7 +8,6 @@ Targets: API within 1.15× of (b), at least 1.5× faster than (a), faster than (
 Run: make bench   (or .venv/bin/python -m bench.scale)
 """
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import RUN_LABEL, TEST_IMAGE, remove_run_containers, setup_api, start_satellite, timed
@@ -74,7 +73,6 @@ def main():
         if swarm is not None:
             subprocess.run(["docker", "-H", swarm.docker_host, "swarm", "leave", "--force"], capture_output=True)
             swarm.stop()
-        time.sleep(0)
 
 
 if __name__ == "__main__":

@@ -260,13 +260,14 @@ def container_action(*, row, action, timeout=None):
 
 
 def container_observe(*, row, docker_state):
-    """Record what Docker says about a container: running, or exited with its code."""
+    """Record what Docker says about a container: running, or exited with its code (written only on a change)."""
     if docker_state.get("Running") or docker_state.get("Restarting"):
-        row.state, row.exit_code = Container.State.RUNNING, None
+        observed = (Container.State.RUNNING, None, Container.Health.OK)
     else:
-        row.state, row.exit_code = Container.State.EXITED, docker_state.get("ExitCode")
-    row.health = Container.Health.OK
-    row.save(update_fields=["state", "exit_code", "health", "updated"])
+        observed = (Container.State.EXITED, docker_state.get("ExitCode"), Container.Health.OK)
+    if observed != (row.state, row.exit_code, row.health):
+        row.state, row.exit_code, row.health = observed
+        row.save(update_fields=["state", "exit_code", "health", "updated"])
 
 
 def container_docker_state(*, row):

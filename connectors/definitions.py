@@ -61,8 +61,9 @@ def spec_fields(definition):
     return fields
 
 
-def read_services_file(path):
-    """Definitions from the seed's services.py (assignments of literal dicts) or a JSON file."""
+def read_definitions_file(path):
+    """Definitions from a Python file of literal-dict assignments (the seeds' services.py and computes.py)
+    or a JSON file (an object keyed by name, or a list)."""
     text = Path(path).read_text()
     if str(path).endswith(".py"):
         found = []
@@ -114,7 +115,7 @@ class DefinitionStore:
         return definition
 
     def merge_file(self, path):
-        for raw in read_services_file(path):
+        for raw in read_definitions_file(path):
             data = DefinitionSerializer(data=raw)
             data.is_valid(raise_exception=True)
             self.put(dict(data.validated_data))

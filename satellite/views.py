@@ -11,7 +11,7 @@ from boatload.errors import BadInput, error_body
 from boatload.spec import ContainerSpecSerializer
 from boatload.streams import iter_closing, open_streams
 from satellite import containers, files, metrics
-from satellite.engine import client
+from satellite.engine import client, docker_errors
 
 
 def healthz(request):
@@ -141,7 +141,7 @@ def container_script(request, container_id):
 
 @api_view(["GET"])
 def container_changes(request, container_id):
-    with containers.docker_errors():
+    with docker_errors():
         return Response(client().api.diff(container_id) or [])
 
 

@@ -110,15 +110,6 @@ class SatelliteProcess:
         root = psutil.Process(self.process.pid)
         return sum(p.memory_full_info().pss for p in [root, *root.children(recursive=True)])
 
-    def worker_threads(self):
-        root = psutil.Process(self.process.pid)
-        return sum(p.num_threads() for p in root.children(recursive=True))
-
-    def connections_to_docker(self):
-        root = psutil.Process(self.process.pid)
-        return sum(1 for p in root.children(recursive=True) for c in p.net_connections(kind="unix")
-                   if c.raddr and "docker" in str(c.raddr))
-
     def signed(self):
         """A requests session that signs every call with this satellite's key."""
         session = requests.Session()

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from boatload import services, signing
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
-from boatload.errors import BadInput, Conflict, NotFound, TooLarge
+from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.satellite_client import SatelliteClient
 from boatload.spec import needs_staff
@@ -186,10 +186,6 @@ def _check_script_size(spec):
         raise TooLarge(f"script: over the limit of {settings.SCRIPT_MAX_BYTES} bytes", detail={"field": "script"})
 
 
-def _error_dict(error):
-    return {"code": error.code, "message": error.message, "detail": error.extra}
-
-
 class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Containers over every host. A user sees their own (others' are 404); staff see all."""
@@ -244,8 +240,10 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
                 raise error
             return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
         results = [{"host": row.host.name, "container": serializers.ContainerSerializer(row).data}
-                   if error is None else {"host": row.host.name, "container_id": str(row.uuid),
-                                          "error": _error_dict(error)} for row, error in outcomes]
+                   if error is None else
+                   {"host": row.host.name, "container_id": str(row.uuid),
+                    "error": error_body(error.code, error.message, error.extra)["error"]}
+                   for row, error in outcomes]
         failed = sum(1 for _, error in outcomes if error is not None)
         code = status.HTTP_201_CREATED if not failed else 207 if failed < len(outcomes) else status.HTTP_502_BAD_GATEWAY
         return Response({"results": results, "created": len(outcomes) - failed, "failed": failed}, status=code)

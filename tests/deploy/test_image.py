@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import psycopg2
 import pytest
@@ -141,7 +140,6 @@ def test_the_image_runs_the_api_and_a_satellite_joins_in_one_line(image, databas
             container.remove(force=True, v=True)
         for volume in client.volumes.list(filters={"name": "boatload-satellite"}):
             volume.remove(force=True)
-        time.sleep(0)
 
 
 def test_check_deploy_is_clean_behind_tls():

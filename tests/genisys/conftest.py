@@ -1,7 +1,6 @@
 """Genisys fixtures: two satellites on two Docker engines, a Swarm engine, and Consul (or its stand-in)."""
 import shutil
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -90,4 +89,3 @@ def consul_server(tmp_path_factory):
         standin.kind = "stand-in"
         yield standin
         standin.close()
-    time.sleep(0)

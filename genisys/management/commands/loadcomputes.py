@@ -1,7 +1,7 @@
 """Load compute definitions from a compute_file: the Genisys Python dict format, or JSON."""
 from django.core.management.base import BaseCommand, CommandError
 
-from connectors.definitions import read_services_file
+from connectors.definitions import read_definitions_file
 from genisys.api.serializers import ComputeSerializer
 from genisys.models import Compute
 
@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, path, **options):
         try:
-            definitions = read_services_file(path)  # same literal-dict format as services.py
+            definitions = read_definitions_file(path)
         except (OSError, ValueError, SyntaxError) as exc:
             raise CommandError(f"{path}: {exc}") from None
         for definition in definitions:
