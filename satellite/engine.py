@@ -23,6 +23,9 @@ def client():
     with _lock:
         if _client is None:
             _client = docker.from_env(timeout=settings.DOCKER_TIMEOUT, max_pool_size=settings.THREADS + 8)
+            if _client.api.base_url.startswith("http+docker://"):
+                # A unix socket has no proxy and no netrc: skip requests' per-call scan of both.
+                _client.api.trust_env = False
         return _client
 
 
