@@ -18,8 +18,11 @@ def start_satellite(name="bench", **env):
 
 
 def remove_run_containers(client):
-    for container in client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL}):
-        container.remove(force=True, v=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    containers = client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda container: container.remove(force=True, v=True), containers))
 
 
 def timed(function):

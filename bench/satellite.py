@@ -15,25 +15,28 @@ from bench.common import RUN_LABEL, TEST_IMAGE, PeakMemory, median, remove_run_c
 
 MiB = 1024 * 1024
 ROUNDS = 40  # ABBA rounds, 80 calls a path; the engine alone varies by ±20% call to call here
+COMMAND = ["sleep", "3600"]  # containers stay up while timed (see bench_create)
 
 
 def bench_create(client, satellite, session):
     """Median create+start time of each path over ROUNDS rounds.
 
+    The containers keep running (`sleep`) until the end: a container that exits at once is
+    torn down while the next call runs (the kernel frees its network namespace in the
+    background), and that overlap lands on one path more than the other depending on timing.
     Each round runs raw, satellite, satellite, raw (ABBA), so both paths see the same engine
-    state on average: a container's teardown overlaps whatever call comes next, and the
-    engine drifts over a run.
+    state on average (the engine slows a little as containers pile up, and drifts over a run).
     """
     key, value = RUN_LABEL.split("=")
     image_name, tag = TEST_IMAGE.rsplit(":", 1)
 
     def raw():
-        created = client.api.create_container(TEST_IMAGE, command=["true"], labels={key: value})
+        created = client.api.create_container(TEST_IMAGE, command=COMMAND, labels={key: value})
         client.api.start(created["Id"])
 
     def through_satellite():
         answer = session.post(f"{satellite.url}/containers",
-                              json={"image_name": image_name, "image_tag": tag, "command": ["true"]})
+                              json={"image_name": image_name, "image_tag": tag, "command": COMMAND})
         answer.raise_for_status()
 
     raw(), through_satellite()  # warm both paths
