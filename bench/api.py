@@ -6,6 +6,7 @@
 
 Run: make bench   (or .venv/bin/python -m bench.api); needs Postgres as `make test` starts it.
 """
+import os
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from bench.common import TEST_IMAGE, PeakMemory, median, remove_run_containers, 
 ROUNDS = 40  # ABBA rounds for the create comparison, 80 calls a path
 # The timed containers stay up until the section ends: one that exits at once is torn down
 # while the next call runs, which lands on one path more than the other (bench/satellite.py).
-COMMAND = ["sleep", "3600"]
+COMMAND = os.environ.get("BENCH_COMMAND", "sleep 3600").split()
 
 
 def server_seconds(log, request):

@@ -21,7 +21,7 @@ def main():
 
     satellite = start_satellite("scale-0")
     base, session, api, _ = setup_api([satellite])
-    client = docker.from_env()
+    client = docker.from_env(max_pool_size=16)  # one connection per thread of the parallel loop
     key, value = RUN_LABEL.split("=")
     swarm = None
     try:
