@@ -22,7 +22,8 @@ def client():
     global _client
     with _lock:
         if _client is None:
-            _client = docker.from_env(timeout=settings.DOCKER_TIMEOUT, max_pool_size=settings.THREADS + 8)
+            with docker_errors():  # from_env asks the engine for its API version: it may be down
+                _client = docker.from_env(timeout=settings.DOCKER_TIMEOUT, max_pool_size=settings.THREADS + 8)
             if _client.api.base_url.startswith("http+docker://"):
                 # A unix socket has no proxy and no netrc: skip requests' per-call scan of both.
                 _client.api.trust_env = False

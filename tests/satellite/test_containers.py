@@ -245,5 +245,11 @@ def test_an_engine_that_is_down_answers_502_naming_the_host(tmp_path):
         assert answer.json()["error"]["code"] == "engine_unavailable"
         assert answer.json()["error"]["detail"]["remote"] == "dead-engine"
         assert requests.get(f"{dead.url}/healthz", timeout=5).status_code == 503
+        for path, body in (("/containers", {"image_name": "boatload-test/busybox", "command": ["true"]}),
+                           ("/containers/some-id/stop", None)):
+            answer = session.post(f"{dead.url}{path}", json=body, timeout=5)
+            assert answer.status_code == 502, (path, answer.text)
+            assert answer.json()["error"]["code"] == "engine_unavailable", path
+            assert answer.json()["error"]["detail"]["remote"] == "dead-engine", path
     finally:
         dead.stop()
