@@ -6,16 +6,21 @@
 
 Run: make bench   (or .venv/bin/python -m bench.api); needs Postgres as `make test` starts it.
 """
-import os
 import time
 from pathlib import Path
 
-from bench.common import TEST_IMAGE, PeakMemory, median, remove_run_containers, setup_api, start_satellite, timed
-
-ROUNDS = 40  # ABBA rounds for the create comparison, 80 calls a path
-# The timed containers stay up until the section ends: one that exits at once is torn down
-# while the next call runs, which lands on one path more than the other (bench/satellite.py).
-COMMAND = os.environ.get("BENCH_COMMAND", "sleep 3600").split()
+from bench.common import (
+    COMMAND,
+    TEST_IMAGE,
+    PeakMemory,
+    abba,
+    median,
+    raw_create,
+    remove_run_containers,
+    setup_api,
+    start_satellite,
+    timed,
+)
 
 
 def server_seconds(log, request):
@@ -42,32 +47,20 @@ def main():
     try:
         keep_alive = lambda: [Host.objects.update(last_seen=timezone.now())]  # noqa: E731 (no heartbeats here)
 
-        # 1. create end to end vs raw SDK create+start
+        # 1. create end to end vs raw SDK create+start (see bench.common.abba)
         image_name, tag = TEST_IMAGE.rsplit(":", 1)
-        label = {"boatload.test-run": satellites[0].env["SATELLITE_CONTAINER_LABELS"].split("=")[1]}
-
-        def raw():
-            created = client.api.create_container(TEST_IMAGE, command=COMMAND, labels=label)
-            client.api.start(created["Id"])
 
         def through_api():
             answer = session.post(f"{base}/v1/container/", json={"image_name": image_name, "image_tag": tag,
                                                                    "command": COMMAND, "host": "bench-0"})
             assert answer.status_code == 201, answer.text
 
-        raw(), through_api()
-        api_before = len(server_seconds(access_log, "POST /v1/container/"))
-        satellite_before = len(server_seconds(satellites[0].log_path, "POST /containers"))
-        raw_times, api_times = [], []
-        for _ in range(ROUNDS):  # ABBA, so both paths see the same engine state on average
-            keep_alive()
-            raw_times.append(timed(raw)[0])
-            api_times.extend(timed(through_api)[0] for _ in range(2))
-            raw_times.append(timed(raw)[0])
+        raw_times, api_times = abba(lambda: raw_create(client), through_api, before_round=keep_alive)
         print(f"create        raw SDK median {median(raw_times) * 1000:.0f} ms, API end to end median "
               f"{median(api_times) * 1000:.0f} ms, ratio {median(api_times) / median(raw_times):.3f} (target <= 1.10)")
-        api_side = server_seconds(access_log, "POST /v1/container/")[api_before:]
-        satellite_side = server_seconds(satellites[0].log_path, "POST /containers")[satellite_before:]
+        timed_calls = len(api_times)  # the last lines of both logs; the warm-up call comes before them
+        api_side = server_seconds(access_log, "POST /v1/container/")[-timed_calls:]
+        satellite_side = server_seconds(satellites[0].log_path, "POST /containers")[-timed_calls:]
         own = [api - sat for api, sat in zip(api_side, satellite_side)]
         print(f"              as the servers log it: API {median(api_side) * 1000:.0f} ms of which satellite "
               f"{median(satellite_side) * 1000:.0f} ms (its own engine calls included); the API's own share "

@@ -4,6 +4,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -12,17 +13,43 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "satellite.settings")
 
 from tests.conftest import RUN_LABEL, TEST_IMAGE, PeakMemory, SatelliteProcess  # noqa: E402
 
+# The create comparisons: ROUNDS rounds of raw, ours, ours, raw (ABBA: 80 calls a path), so
+# both paths see the same engine state on average (the engine alone varies by ±20% call to
+# call here, slows a little as containers pile up, and drifts over a run). The timed
+# containers stay up until the comparison ends: one that exits at once is torn down while the
+# next call runs (the kernel frees its network namespace in the background), and that lands
+# on one path more than the other depending on timing. BENCH_COMMAND=true times those anyway.
+ROUNDS = 40
+COMMAND = os.environ.get("BENCH_COMMAND", "sleep 3600").split()
+
 
 def start_satellite(name="bench", **env):
     return SatelliteProcess(tempfile.mkdtemp(prefix="boatload-bench-"), name=name, env=env).start()
 
 
 def remove_run_containers(client):
-    from concurrent.futures import ThreadPoolExecutor
-
     containers = client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL})
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda container: container.remove(force=True, v=True), containers))
+
+
+def raw_create(client):
+    """Create and start one timed container with the raw docker SDK: the baseline."""
+    key, value = RUN_LABEL.split("=")
+    created = client.api.create_container(TEST_IMAGE, command=COMMAND, labels={key: value})
+    client.api.start(created["Id"])
+
+
+def abba(raw, ours, before_round=lambda: None):
+    """(raw times, our times) in seconds over ROUNDS ABBA rounds, after one warm-up call of each."""
+    raw(), ours()
+    raw_times, our_times = [], []
+    for _ in range(ROUNDS):
+        before_round()
+        raw_times.append(timed(raw)[0])
+        our_times.extend(timed(ours)[0] for _ in range(2))
+        raw_times.append(timed(raw)[0])
+    return raw_times, our_times
 
 
 def timed(function):
@@ -35,8 +62,8 @@ def median(values):
     return statistics.median(values)
 
 
-__all__ = ["ROOT", "RUN_LABEL", "TEST_IMAGE", "PeakMemory", "median", "remove_run_containers", "setup_api",
-           "start_satellite", "timed"]
+__all__ = ["COMMAND", "ROOT", "ROUNDS", "RUN_LABEL", "TEST_IMAGE", "PeakMemory", "abba", "median", "raw_create",
+           "remove_run_containers", "setup_api", "start_satellite", "timed"]
 
 
 def setup_api(satellites):

@@ -7,46 +7,35 @@
 Run: make bench   (or .venv/bin/python -m bench.satellite)
 """
 import base64
-import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
-from bench.common import RUN_LABEL, TEST_IMAGE, PeakMemory, median, remove_run_containers, start_satellite, timed
+from bench.common import (
+    COMMAND,
+    TEST_IMAGE,
+    PeakMemory,
+    abba,
+    median,
+    raw_create,
+    remove_run_containers,
+    start_satellite,
+    timed,
+)
 
 MiB = 1024 * 1024
-ROUNDS = 40  # ABBA rounds, 80 calls a path; the engine alone varies by ±20% call to call here
-# Containers stay up while timed (see bench_create); BENCH_COMMAND=true times ones that exit at once.
-COMMAND = os.environ.get("BENCH_COMMAND", "sleep 3600").split()
 
 
 def bench_create(client, satellite, session):
-    """Median create+start time of each path over ROUNDS rounds.
-
-    The containers keep running (`sleep`) until the end: a container that exits at once is
-    torn down while the next call runs (the kernel frees its network namespace in the
-    background), and that overlap lands on one path more than the other depending on timing.
-    Each round runs raw, satellite, satellite, raw (ABBA), so both paths see the same engine
-    state on average (the engine slows a little as containers pile up, and drifts over a run).
-    """
-    key, value = RUN_LABEL.split("=")
+    """Median create+start time of each path (see bench.common.abba)."""
     image_name, tag = TEST_IMAGE.rsplit(":", 1)
-
-    def raw():
-        created = client.api.create_container(TEST_IMAGE, command=COMMAND, labels={key: value})
-        client.api.start(created["Id"])
 
     def through_satellite():
         answer = session.post(f"{satellite.url}/containers",
                               json={"image_name": image_name, "image_tag": tag, "command": COMMAND})
         answer.raise_for_status()
 
-    raw(), through_satellite()  # warm both paths
-    raw_times, sat_times = [], []
-    for _ in range(ROUNDS):
-        raw_times.append(timed(raw)[0])
-        sat_times.extend(timed(through_satellite)[0] for _ in range(2))
-        raw_times.append(timed(raw)[0])
+    raw_times, sat_times = abba(lambda: raw_create(client), through_satellite)
     remove_run_containers(client)
     return median(raw_times), median(sat_times)
 

@@ -4,6 +4,7 @@ Each has its own data root, exec root, pid file, socket and bridge (never docker
 no iptables rules; the test image is copied in with `docker save | docker load`. Only the
 engines started here are stopped here, by their own process.
 """
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -11,9 +12,13 @@ from pathlib import Path
 import docker
 from tests.conftest import TEST_IMAGE
 
+# Shifts the engines' numbers, so that two test runs on one machine never share an engine.
+OFFSET = int(os.environ.get("BOATLOAD_TEST_ENGINE_OFFSET", "0"))
+
 
 class ExtraEngine:
     def __init__(self, index):
+        index += OFFSET
         self.index = index
         self.base = Path(f"/tmp/boatload-test-engine-{index}")
         self.socket = self.base / "docker.sock"
