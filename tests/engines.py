@@ -29,7 +29,7 @@ class ExtraEngine:
     def _bridge(self):
         if subprocess.run(["ip", "link", "show", self.bridge], capture_output=True).returncode == 0:
             return
-        subnet = f"10.{210 + self.index}.0.1/24"
+        subnet = f"10.210.{self.index}.1/24"
         for command in (["ip", "link", "add", self.bridge, "type", "bridge"],
                         ["ip", "addr", "add", subnet, "dev", self.bridge], ["ip", "link", "set", self.bridge, "up"]):
             subprocess.run(command, check=True)
