@@ -8,6 +8,7 @@ Run: make bench   (or .venv/bin/python -m bench.satellite)
 """
 import base64
 import subprocess
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
@@ -26,13 +27,18 @@ from bench.common import (
 MiB = 1024 * 1024
 
 
+def identity():
+    """Who a container is for, as the API sends it: a row uuid, by which the satellite finds it."""
+    return {"container": str(uuid.uuid4())}
+
+
 def bench_create(client, satellite, session):
     """Median create+start time of each path (see bench.common.abba)."""
     image_name, tag = TEST_IMAGE.rsplit(":", 1)
 
     def through_satellite():
-        answer = session.post(f"{satellite.url}/containers",
-                              json={"image_name": image_name, "image_tag": tag, "command": COMMAND})
+        answer = session.post(f"{satellite.url}/containers", json={
+            "image_name": image_name, "image_tag": tag, "command": COMMAND, "identity": identity()})
         answer.raise_for_status()
 
     raw_times, sat_times = abba(lambda: raw_create(client), through_satellite)
@@ -43,8 +49,8 @@ def bench_create(client, satellite, session):
 def bench_metrics(client, satellite, session):
     image_name, tag = TEST_IMAGE.rsplit(":", 1)
     ids = [session.post(f"{satellite.url}/containers", json={"image_name": image_name, "image_tag": tag,
-                                                            "command": ["sleep", "600"]}).json()["id"]
-           for _ in range(20)]
+                                                            "command": ["sleep", "600"], "identity": identity()}
+                        ).json()["id"] for _ in range(20)]
     first, answer = timed(lambda: session.get(f"{satellite.url}/stats").json())
     assert set(ids) <= set(answer), "the satellite did not report every container"
     steady = median([timed(lambda: session.get(f"{satellite.url}/stats").json())[0] for _ in range(5)])
@@ -57,14 +63,15 @@ def bench_metrics(client, satellite, session):
 def bench_archive(client, satellite, session):
     image_name, tag = TEST_IMAGE.rsplit(":", 1)
     script = base64.b64encode(b"mkdir -p /out && dd if=/dev/urandom of=/out/big bs=1048576 count=200 2>/dev/null")
-    container_id = session.post(f"{satellite.url}/containers", json={
-        "image_name": image_name, "image_tag": tag, "script": script.decode()}).json()["id"]
+    made = session.post(f"{satellite.url}/containers", json={
+        "image_name": image_name, "image_tag": tag, "script": script.decode(), "identity": identity()}).json()
+    container_id = made["id"]
     client.api.wait(container_id, timeout=120)
     memory = PeakMemory(satellite.memory)
 
     def through_satellite():
         size = 0
-        with session.get(f"{satellite.url}/containers/{container_id}/archive", stream=True) as answer:
+        with session.get(f"{satellite.url}/containers/{made['container']}/archive", stream=True) as answer:
             for chunk in answer.iter_content(MiB):
                 size += len(chunk)
         return size

@@ -187,11 +187,6 @@ class Container(models.Model):
     def __str__(self):
         return f"{self.uuid} ({self.state})"
 
-    @property
-    def docker_ref(self):
-        """How the satellite finds it: its Docker id, or before that its deterministic name."""
-        return self.docker_id or self.name
-
     def record_failure(self, error):
         self.state = self.State.FAILED
         self.last_error = str(error)[:2000]

@@ -172,7 +172,7 @@ def container_intent(*, owner, spec, host, service="", name=None):
     row = Container(owner=owner, host=host, image_name=spec["image_name"], image_tag=spec.get("image_tag", "latest"),
                     spec=stored, script=script, script_name=spec.get("scriptname", "") if script or
                     spec.get("scripturl") else "", service=service)
-    row.name = name or f"bl-{row.uuid}"
+    row.name = name or f"boatload-{row.uuid}"
     row.save()
     return row
 
@@ -190,21 +190,29 @@ def _satellite_create(row, spec, as_staff):
 
 
 def _remove_quietly(row):
+    """Remove whatever carries this row's label on its host (the satellite never goes by name)."""
     try:
-        SatelliteClient(row.host).delete(f"/containers/{row.name}")
+        SatelliteClient(row.host).delete(f"/containers/{row.uuid}")
     except BoatLoadError:
         pass  # the reconciler reaps it after the grace period
 
 
 def _record_created(row, spec, answer, error):
+    """Record a create's outcome, only while the row is still pending: a row deleted meanwhile stays
+    deleted, and what its create made is removed now (the reaper would, after the grace)."""
+    pending = Container.objects.filter(pk=row.pk, state=Container.State.PENDING)
     if error is not None:
-        row.record_failure(error.message if isinstance(error, BoatLoadError) else error)
+        row.state, row.last_error = Container.State.FAILED, str(getattr(error, "message", error))[:2000]
+        pending.update(state=row.state, last_error=row.last_error, updated=timezone.now())
         return
     row.docker_id = answer["id"]
     row.ports = _published_with_scope(spec, answer.get("ports") or [])
     row.endpoints = endpoints_for(row.host, row.ports)
     row.state = Container.State.RUNNING
-    row.save(update_fields=["docker_id", "ports", "endpoints", "state", "updated"])
+    if not pending.update(docker_id=row.docker_id, ports=row.ports, endpoints=row.endpoints, state=row.state,
+                          updated=timezone.now()):
+        _remove_quietly(row)
+        row.refresh_from_db()
 
 
 def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
@@ -242,9 +250,13 @@ def container_create_raw(*, owner, body, host=None, host_labels=None):
 
 
 def container_delete(*, row):
-    """Remove from its host (idempotent) and mark the row deleted."""
-    if row.host and row.state not in (Container.State.DELETED,):
-        SatelliteClient(row.host).delete(f"/containers/{row.docker_ref}")
+    """Remove from its host what carries this row's label (idempotent) and mark the row deleted.
+
+    A row that never got a container is deleted without any call: should a create whose
+    outcome was unknown have made one after all, it is an orphan and the reconciler reaps it.
+    """
+    if row.host and row.docker_id and row.state != Container.State.DELETED:
+        SatelliteClient(row.host).delete(f"/containers/{row.uuid}")
     row.state = Container.State.DELETED
     row.save(update_fields=["state", "updated"])
 
@@ -254,7 +266,10 @@ def container_action(*, row, action, timeout=None):
     if not row.host or row.state not in Container.DEPLOYED:
         raise Conflict(f"Container {row.uuid} is {row.state}; it can not {action}.")
     params = {"timeout": timeout} if timeout is not None else None
-    answer = SatelliteClient(row.host).post(f"/containers/{row.docker_ref}/{action}", params=params)
+    # A stop may take its whole grace period before the engine kills: give the call that time too.
+    grace = settings.SATELLITE_STOP_GRACE if timeout is None else timeout
+    client = SatelliteClient(row.host, timeout=settings.SATELLITE_TIMEOUT + grace)
+    answer = client.post(f"/containers/{row.uuid}/{action}", params=params)
     container_observe(row=row, docker_state=answer["state"])
     return answer["state"]
 
@@ -275,7 +290,7 @@ def container_docker_state(*, row):
     if not row.host or not row.docker_id:
         return {}
     try:
-        docker_state = SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/state")
+        docker_state = SatelliteClient(row.host).get(f"/containers/{row.uuid}/state")
     except NotFound:
         return {}
     if row.state in Container.DEPLOYED:
@@ -334,6 +349,7 @@ def cluster_read(path, *, params=None):
 # ---- reconciliation ----------------------------------------------------------------------------
 
 EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CLAIM_SECONDS = 120
 
 
@@ -392,7 +408,8 @@ def containers_reconcile_host(*, host):
     for item in items:
         if item["labels"].get("boatload.container") in wanted or item["labels"].get("boatload.service"):
             continue  # service containers belong to the connector's own reconciliation
-        if now - datetime.fromtimestamp(item["created"], tz=UTC) >= grace:
-            client.delete(f"/containers/{item['id']}")
+        label = item["labels"].get("boatload.container", "")
+        if now - datetime.fromtimestamp(item["created"], tz=UTC) >= grace and UUID_RE.fullmatch(label):
+            client.delete(f"/containers/{label}")  # the satellite acts by label only
             counts["reaped"] += 1
     return counts

@@ -16,15 +16,21 @@ from rest_framework import serializers
 
 SCOPES = ["host", "internal", "cloud", "public"]  # narrowest first
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-SIZE_RE = re.compile(r"^(\d+)\s*([kmg]?)b?$", re.IGNORECASE)
+# Names BoatLoad gives: bl-<service>-<slot> for service slots, boatload-<uuid> for containers.
+RESERVED_NAME_PREFIXES = ("bl-", "boatload-")
+ASCII_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes "²" and "①", which int() refuses
+SIZE_RE = re.compile(r"^([0-9]+)\s*([kmg]?)b?$", re.IGNORECASE)
+MAX_MEMORY = 2**50  # 1 PiB: far above any host, far below Docker's int64
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 RESERVED_LABEL_PREFIX = "boatload."
 
 
 def parse_size(value):
     """Bytes in `value`: an integer, or a string such as 256m or 1g."""
-    if isinstance(value, int):
-        return value
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not a size such as 268435456, 256m or 1g")
+    if isinstance(value, (int, float)):
+        return int(value)
     match = SIZE_RE.match(str(value).strip())
     if not match:
         raise ValueError(f"{value!r} is not a size such as 268435456, 256m or 1g")
@@ -46,8 +52,11 @@ class PortSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=SCOPES, default="host")
 
     def to_internal_value(self, data):
-        if isinstance(data, (int, str)) and str(data).isdigit():  # Genisys form: "8080"
-            data = {"port": int(data)}
+        plain_number = isinstance(data, int) and not isinstance(data, bool)
+        if plain_number or isinstance(data, str) and ASCII_DIGITS.fullmatch(data):
+            data = {"port": int(data)}  # Genisys form: "8080"
+        elif not isinstance(data, dict):
+            raise serializers.ValidationError("a port number, or an object with port, protocol and scope")
         if isinstance(data, dict) and isinstance(data.get("protocol"), str):
             data = {**data, "protocol": data["protocol"].upper()}
         return super().to_internal_value(data)
@@ -140,6 +149,8 @@ class ContainerSpecSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(exc)) from None
         if size < 6 * 1024 * 1024:
             raise serializers.ValidationError("must be at least 6m (Docker's minimum)")
+        if size > MAX_MEMORY:
+            raise serializers.ValidationError(f"must be at most {MAX_MEMORY} bytes (1 PiB)")
         return size
 
     def validate_labels(self, value):
@@ -162,6 +173,24 @@ class ContainerSpecSerializer(serializers.Serializer):
         return data
 
 
+class ActionQuerySerializer(serializers.Serializer):
+    """?timeout= of stop and restart: seconds the container gets before it is killed."""
+
+    timeout = serializers.IntegerField(required=False, min_value=0, max_value=600)
+
+
+class LogsQuerySerializer(serializers.Serializer):
+    tail = serializers.IntegerField(required=False, min_value=0, max_value=10**9, help_text="Last lines only.")
+    since = serializers.IntegerField(required=False, min_value=0, max_value=253402300799,  # the year 9999
+                                     help_text="Unix time; 0 means from the start.")
+    follow = serializers.BooleanField(default=False)
+    stderr = serializers.BooleanField(default=False)
+    stdout = serializers.BooleanField(default=True)
+
+    def validate_since(self, value):
+        return value or None  # Docker takes no 0; from the start is what it means
+
+
 def _argv(value):
     if value in (None, "", []):
         return []
@@ -173,6 +202,14 @@ def _argv(value):
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
     raise serializers.ValidationError("must be a string or a list of strings")
+
+
+def check_user_name(value):
+    """A name a user gives: never one of the names BoatLoad gives its own containers."""
+    if value.lower().startswith(RESERVED_NAME_PREFIXES):
+        raise serializers.ValidationError(f"names starting with {' or '.join(RESERVED_NAME_PREFIXES)} "
+                                          "are BoatLoad's own")
+    return value
 
 
 def needs_staff(spec):

@@ -29,7 +29,12 @@ SCRIPT_DIR = "/boatload"
 
 
 def boatload_labels(spec, identity):
-    labels = {**settings.CONTAINER_LABELS, **(spec.get("labels") or {})}
+    """The labels of a new container: the user's, then the operator's (which win), then BoatLoad's own."""
+    user_labels = spec.get("labels") or {}
+    for key in user_labels:
+        if key in settings.CONTAINER_LABELS or key.startswith(tuple(settings.RESERVED_LABEL_PREFIXES)):
+            raise BadInput(f"labels.{key}", "this label is set by the operator of this host")
+    labels = {**user_labels, **settings.CONTAINER_LABELS}
     labels.update({
         LABEL_CONTAINER: identity.get("container", ""),
         LABEL_SERVICE: identity.get("service", ""),
@@ -39,6 +44,35 @@ def boatload_labels(spec, identity):
     if identity.get("slot") is not None:
         labels[LABEL_SLOT] = str(identity["slot"])
     return labels
+
+
+def resolve(container_uuid):
+    """Full Docker ids of the containers labelled as BoatLoad's container `container_uuid`.
+
+    This is the only way the satellite's container endpoints find what to act on: never by
+    name or id prefix, which the engine would resolve to any container on the host.
+    """
+    with docker_errors():
+        rows = client().api.containers(all=True, quiet=True,
+                                       filters={"label": f"{LABEL_CONTAINER}={container_uuid}"})
+    return [row["Id"] for row in rows]
+
+
+def resolve_one(container_uuid):
+    """The full id of BoatLoad's container `container_uuid` on this host; 404 when it has none."""
+    ids = resolve(container_uuid)
+    if not ids:
+        raise NotFound(f"Container {container_uuid} is not on host {settings.NAME}.")
+    if len(ids) > 1:  # twins of one row: only a remove may act on them
+        raise Conflict(f"Container {container_uuid} has {len(ids)} containers on host {settings.NAME}; "
+                       "delete it to remove them all.", detail={"docker_ids": ids})
+    return ids[0]
+
+
+def remove_by_identity(container_uuid):
+    """Remove every container labelled as `container_uuid` (idempotent)."""
+    for container_id in resolve(container_uuid):
+        container_action(container_id, "remove")
 
 
 def check_host_path(source):
@@ -150,8 +184,10 @@ def container_create(*, spec, identity, as_staff=False, start=True):
             data.close()
         return adopted
     except RemoteError as exc:
-        if exc.outcome_unknown and spec.get("name"):
-            remove_quietly(spec["name"])
+        if exc.outcome_unknown and identity.get("container"):
+            # The engine may have made it: remove what carries this row's label, never a name.
+            with contextlib.suppress(BoatLoadError):
+                remove_by_identity(identity["container"])
         raise
     container_id = created["Id"]
     try:

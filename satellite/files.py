@@ -24,11 +24,16 @@ GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 <<
 
 # ---- data zips in ----------------------------------------------------------------------------
 
+# What reading a damaged or unusual zip raises: a bad CRC or header (BadZipFile), a method
+# zipfile lacks such as deflate64 (NotImplementedError), broken deflate data (zlib.error), a
+# short member (EOFError; tarfile says OSError when fewer bytes come than the size declared).
+BAD_ZIP_DATA = (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError)
+
 def checked_zip_members(zip_file):
     """Regular-file and folder entries of a zip, after every safety check; raise on the first problem."""
     try:
         archive = zipfile.ZipFile(zip_file)
-    except zipfile.BadZipFile:
+    except BAD_ZIP_DATA:
         raise BadInput("dataurl", "the data is not a zip file") from None
     members = archive.infolist()
     if len(members) > settings.DATA_MAX_ENTRIES:
@@ -74,8 +79,13 @@ def zip_to_tar(zip_file, datapath):
                 continue
             info.size = member.file_size
             info.mode = (member.external_attr >> 16) & 0o777 or 0o644
-            with archive.open(member) as source:  # zipfile stops at the declared size and checks the CRC
-                tar.addfile(info, source)
+            try:
+                with archive.open(member) as source:  # zipfile stops at the declared size and checks the CRC
+                    tar.addfile(info, source)
+            except BAD_ZIP_DATA as exc:
+                out.close()
+                raise BadInput("dataurl", f"the zip entry {member.filename} can not be unpacked: "
+                                          f"{exc or exc.__class__.__name__}") from None
     out.seek(0)
     return out
 

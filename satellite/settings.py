@@ -47,6 +47,8 @@ ADDRESSES = {
 LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_LABELS") if "=" in item)
 # Labels put on every container this satellite creates, besides the boatload.* ones.
 CONTAINER_LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_CONTAINER_LABELS") if "=" in item)
+# Label key prefixes users may not set (besides the keys of CONTAINER_LABELS and boatload.*).
+RESERVED_LABEL_PREFIXES = ["boatload.", *env_list("SATELLITE_RESERVED_LABEL_PREFIXES")]
 THREADS = env_int("SATELLITE_THREADS", 32)
 
 # Limits of what a satellite accepts.

@@ -6,7 +6,9 @@ from satellite import views
 
 
 class ContainerId:
-    regex = r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}"
+    """The API's row uuid: the satellite finds the container by its label, never by name or id prefix."""
+
+    regex = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
     def to_python(self, value):
         return value

@@ -1,14 +1,17 @@
 """HTTP surface of a satellite; every view but /healthz needs the API's signature."""
+import functools
 import threading
+from urllib.parse import quote
 
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from boatload.errors import BadInput, error_body
-from boatload.spec import ContainerSpecSerializer
+from boatload.spec import ActionQuerySerializer, ContainerSpecSerializer, LogsQuerySerializer
 from boatload.streams import iter_closing, open_streams
 from satellite import containers, files, metrics
 from satellite.engine import client, docker_errors
@@ -24,17 +27,28 @@ def healthz(request):
     return JsonResponse({"status": "ok", "docker": "ok"})
 
 
+def by_identity(view):
+    """Give `view` the full Docker id of the container labelled with the row uuid in the path."""
+    @functools.wraps(view)
+    def wrapper(request, container_id, **kwargs):
+        return view(request, containers.resolve_one(container_id), **kwargs)
+    return wrapper
+
+
 class IdentitySerializer(serializers.Serializer):
-    container = serializers.CharField(max_length=64, allow_blank=True, default="")
+    container = serializers.UUIDField(help_text="The API's row: the label by which the container is found.")
     owner = serializers.CharField(max_length=150, allow_blank=True, default="")
     service = serializers.CharField(max_length=100, allow_blank=True, default="")
     slot = serializers.IntegerField(required=False, min_value=0)
+
+    def validate_container(self, value):
+        return str(value)
 
 
 class CreateSerializer(ContainerSpecSerializer):
     """A container spec plus who it is for; field names match the API's, so errors name the same field."""
 
-    identity = IdentitySerializer(default=dict)
+    identity = IdentitySerializer()
     as_staff = serializers.BooleanField(default=False)
     start = serializers.BooleanField(default=True)
 
@@ -42,21 +56,15 @@ class CreateSerializer(ContainerSpecSerializer):
 class RawCreateSerializer(serializers.Serializer):
     body = serializers.DictField()
     name = serializers.CharField(required=False, max_length=128)
-    identity = IdentitySerializer(default=dict)
+    identity = IdentitySerializer()
     as_staff = serializers.BooleanField(default=False)
 
 
-def _query_int(request, name, default=None, minimum=0):
-    value = request.query_params.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadInput(name, "must be an integer") from None
-    if number < minimum:
-        raise BadInput(name, f"must be at least {minimum}")
-    return number
+def _query(serializer_class, request):
+    """Query parameters, validated by the same serializer the API uses."""
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
 
 
 def _query_bool(request, name, default=False):
@@ -89,7 +97,8 @@ def container_list(request):
     data.is_valid(raise_exception=True)
     spec = dict(data.validated_data)
     options = {key: spec.pop(key) for key in ("identity", "as_staff", "start")}
-    return Response(containers.container_create(spec=spec, **options), status=201)
+    made = containers.container_create(spec=spec, **options)
+    return Response({**made, "container": options["identity"]["container"]}, status=201)
 
 
 @api_view(["POST"])
@@ -98,54 +107,58 @@ def container_raw(request):
     data.is_valid(raise_exception=True)
     if not data.validated_data["as_staff"]:
         raise BadInput("as_staff", "raw create is for staff only")
-    return Response(containers.container_create_raw(body=data.validated_data["body"],
-                                                    identity=data.validated_data["identity"],
-                                                    name=data.validated_data.get("name")), status=201)
+    made = containers.container_create_raw(body=data.validated_data["body"], identity=data.validated_data["identity"],
+                                           name=data.validated_data.get("name"))
+    return Response({**made, "container": data.validated_data["identity"]["container"]}, status=201)
 
 
 @api_view(["GET", "DELETE"])
 def container_detail(request, container_id):
     if request.method == "DELETE":
-        containers.container_action(container_id, "remove")
+        containers.remove_by_identity(container_id)  # every twin, and nothing when there is none
         return Response(status=204)
-    return Response(containers.container_inspect(container_id))
+    return Response(containers.container_inspect(containers.resolve_one(container_id)))
 
 
 @api_view(["POST"])
+@by_identity
 def container_action(request, container_id, action):
-    timeout = _query_int(request, "timeout")
+    timeout = _query(ActionQuerySerializer, request).get("timeout")
     return Response({"state": containers.container_action(container_id, action, timeout=timeout)})
 
 
 @api_view(["GET"])
+@by_identity
 def container_state(request, container_id):
     return Response(containers.container_inspect(container_id)["State"])
 
 
 @api_view(["GET"])
+@by_identity
 def container_logs(request, container_id):
-    follow = _query_bool(request, "follow")
-    stream = containers.logs_stream(
-        container_id, stdout=_query_bool(request, "stdout", True), stderr=_query_bool(request, "stderr", False),
-        tail=_query_int(request, "tail"), since=_query_int(request, "since"), follow=follow,
-    )
+    query = _query(LogsQuerySerializer, request)
+    follow = query["follow"]
+    stream = containers.logs_stream(container_id, **query)
     return StreamingHttpResponse(iter_closing(stream, stream, request.META, follow=follow),
                                  content_type="text/plain")
 
 
 @api_view(["GET"])
+@by_identity
 def container_script(request, container_id):
     name, data = containers.container_script(container_id)
     return Response({"scriptname": name, "script": data.decode(errors="replace")})
 
 
 @api_view(["GET"])
+@by_identity
 def container_changes(request, container_id):
     with docker_errors():
         return Response(client().api.diff(container_id) or [])
 
 
 @api_view(["GET"])
+@by_identity
 def container_files(request, container_id):
     return Response(files.changed_files(container_id))
 
@@ -154,22 +167,27 @@ def _file_response(container_id, entry):
     chunks, size, content_type, upstream = files.stream_file(container_id, entry["path"])
     response = StreamingHttpResponse(iter_closing(chunks, upstream, {}), content_type=content_type)
     response["Content-Length"] = str(size)
-    response["Content-Disposition"] = f'attachment; filename="{entry["path"].rsplit("/", 1)[-1]}"'
-    response["X-BoatLoad-Path"] = entry["path"]
+    # A file name is the container's to choose (newlines, quotes, any Unicode): RFC 6266 quoting
+    # for the name, and the path percent-encoded, so no name can break or inject a header.
+    response["Content-Disposition"] = content_disposition_header(True, entry["path"].rsplit("/", 1)[-1])
+    response["X-BoatLoad-Path"] = quote(entry["path"])
     return response
 
 
 @api_view(["GET"])
+@by_identity
 def container_file(request, container_id, path):
     return _file_response(container_id, files.find_changed_file(container_id, path=path))
 
 
 @api_view(["GET"])
+@by_identity
 def container_file_by_number(request, container_id, number):
     return _file_response(container_id, files.find_changed_file(container_id, number=number))
 
 
 @api_view(["GET"])
+@by_identity
 def container_archive(request, container_id):
     compress = request.query_params.get("compression", "") == "gzip"
     archive = files.ArchiveStream(container_id, files.changed_files(container_id), compress=compress)
@@ -180,6 +198,7 @@ def container_archive(request, container_id):
 
 
 @api_view(["GET"])
+@by_identity
 def container_stats(request, container_id):
     attrs = containers.container_inspect(container_id)
     if not attrs["State"]["Running"]:

@@ -2,6 +2,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from boatload import spec
 from boatload.errors import BadInput
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.spec import ContainerSpecSerializer
@@ -93,6 +94,9 @@ class ContainerCreateSerializer(ContainerSpecSerializer):
 
     PLACEMENT_FIELDS = ("host", "host_labels", "template", "instances")
 
+    def validate_name(self, value):
+        return spec.check_user_name(super().validate_name(value))
+
     def validate_instances(self, value):
         if value > settings.MAX_INSTANCES:
             raise serializers.ValidationError(f"at most {settings.MAX_INSTANCES}")
@@ -161,16 +165,9 @@ class ConnectionQuerySerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ActionQuerySerializer(serializers.Serializer):
-    timeout = serializers.IntegerField(required=False, min_value=0, max_value=600)
-
-
-class LogsQuerySerializer(serializers.Serializer):
-    tail = serializers.IntegerField(required=False, min_value=0)
-    since = serializers.IntegerField(required=False, min_value=0, help_text="Unix time.")
-    follow = serializers.BooleanField(default=False)
-    stderr = serializers.BooleanField(default=False)
-    stdout = serializers.BooleanField(default=True)
+# The same query rules on the API and its satellites.
+ActionQuerySerializer = spec.ActionQuerySerializer
+LogsQuerySerializer = spec.LogsQuerySerializer
 
 
 class TemplateSerializer(serializers.ModelSerializer):

@@ -309,7 +309,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         query.is_valid(raise_exception=True)
         params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
         row = self.deployed()
-        return self._stream(request, row, f"/containers/{row.docker_ref}/logs", params=params,
+        return self._stream(request, row, f"/containers/{row.uuid}/logs", params=params,
                             follow=query.validated_data["follow"])
 
     @extend_schema(responses=serializers.ScriptSerializer)
@@ -319,7 +319,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         if not row.script_name:
             raise NotFound("This container was created without a script.")
         if not row.script and row.docker_id:  # fetched from scripturl by the satellite: read it back
-            return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/script"))
+            return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/script"))
         return Response({"scriptname": row.script_name, "script": row.script})
 
     @extend_schema(responses=serializers.DockerStateSerializer)
@@ -333,20 +333,20 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"])
     def metrics(self, request, uuid=None):
         row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/stats"))
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/stats"))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def changes(self, request, uuid=None):
         row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/changes"))
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/changes"))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def file(self, request, uuid=None):
         """Changed regular files, numbered in path order (the numbers of /filebynum)."""
         row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}/files"))
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/files"))
 
     @extend_schema(responses=STREAM, operation_id="container_file_by_path",
                    parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH)])
@@ -355,13 +355,13 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         row = self.deployed()
         if ".." in path.split("/"):
             raise BadInput("path", "must not contain '..'")
-        return self._stream(request, row, f"/containers/{row.docker_ref}/files/{quote(path.lstrip('/'))}")
+        return self._stream(request, row, f"/containers/{row.uuid}/files/{quote(path.lstrip('/'))}")
 
     @extend_schema(responses=STREAM, parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"], url_path=r"filebynum/(?P<number>[0-9]+)")
     def filebynum(self, request, uuid=None, number=None):
         row = self.deployed()
-        return self._stream(request, row, f"/containers/{row.docker_ref}/filebynum/{int(number)}")
+        return self._stream(request, row, f"/containers/{row.uuid}/filebynum/{int(number)}")
 
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
                    parameters=[OpenApiParameter("compression", str, enum=["gzip"])])
@@ -372,14 +372,14 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         compression = request.query_params.get("compression", "")
         if compression not in ("", "gzip"):
             raise BadInput("compression", "only gzip is offered")
-        return self._stream(request, row, f"/containers/{row.docker_ref}/archive",
+        return self._stream(request, row, f"/containers/{row.uuid}/archive",
                             params={"compression": compression} if compression else None)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def inspect(self, request, uuid=None):
         row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.docker_ref}"))
+        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}"))
 
     @extend_schema(responses=serializers.EndpointSerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -1,6 +1,7 @@
 """Small helpers for satellite tests."""
 import base64
 import io
+import uuid
 import zipfile
 
 from tests.conftest import IMAGE_NAME, IMAGE_TAG
@@ -11,7 +12,10 @@ def spec(**fields):
 
 
 def create(sat, identity=None, as_staff=False, start=True, **fields):
-    return sat.post(f"{sat.base}/containers", json={**spec(**fields), "identity": identity or {},
+    """POST /containers as the API does: the identity names the row (a fresh uuid unless given).
+    The answer's `container` is that uuid, by which the satellite's container paths find it."""
+    identity = {"container": str(uuid.uuid4()), **(identity or {})}
+    return sat.post(f"{sat.base}/containers", json={**spec(**fields), "identity": identity,
                                                     "as_staff": as_staff, "start": start}, timeout=60)
 
 

@@ -24,13 +24,13 @@ def finished(sat, docker_client):
     answer = create(sat, script=b64(SCRIPT), container_args="one two", env={"GREETING": "hi there"},
                     identity={"container": str(uuid.uuid4()), "owner": "owner"})
     assert answer.status_code == 201, answer.text
-    container_id = answer.json()["id"]
-    assert wait_exit(docker_client, container_id) == 0
-    return container_id
+    assert wait_exit(docker_client, answer.json()["id"]) == 0
+    return answer.json()["container"]  # the row uuid: how the satellite's paths find a container
 
 
 def test_create_runs_the_script_with_args_env_and_boatload_labels(sat, finished, docker_client):
-    attrs = docker_client.api.inspect_container(finished)
+    [made] = docker_client.containers.list(all=True, filters={"label": f"boatload.container={finished}"})
+    attrs = made.attrs
     labels = attrs["Config"]["Labels"]
     assert {"boatload.container", "boatload.service", "boatload.owner", "boatload.spec-hash"} <= set(labels)
     assert labels["boatload.owner"] == "owner" and RUN_LABEL.split("=")[0] in labels
@@ -69,6 +69,10 @@ def test_changed_files_are_numbered_in_path_order_and_downloadable(sat, finished
     assert sat.get(f"{sat.base}/containers/{finished}/filebynum/4").status_code == 404
 
 
+def identity():
+    return {"container": str(uuid.uuid4())}
+
+
 def raw_get(satellite, path):
     """GET with the path exactly as given: requests would resolve the dot segments itself."""
     connection = http.client.HTTPConnection("127.0.0.1", satellite.port, timeout=30)
@@ -99,13 +103,13 @@ def test_the_archive_holds_every_changed_file(sat, finished, compression, mode):
 
 def test_lifecycle_is_idempotent(sat, docker_client):
     answer = create(sat, command=["sleep", "300"])
-    container_id = answer.json()["id"]
+    container_id = answer.json()["container"]
     assert sat.post(f"{sat.base}/containers/{container_id}/start").json()["state"]["Running"] is True
     for _ in range(2):
         stopped = sat.post(f"{sat.base}/containers/{container_id}/stop", params={"timeout": 0})
         assert stopped.status_code == 200 and stopped.json()["state"]["Running"] is False
     assert sat.post(f"{sat.base}/containers/{container_id}/restart", params={"timeout": 0}).json()["state"]["Running"]
-    assert sat.get(f"{sat.base}/containers/{container_id}").json()["Id"] == container_id
+    assert sat.get(f"{sat.base}/containers/{container_id}").json()["Id"] == answer.json()["id"]
     assert sat.delete(f"{sat.base}/containers/{container_id}").status_code == 204
     assert sat.delete(f"{sat.base}/containers/{container_id}").status_code == 204
     missing = sat.get(f"{sat.base}/containers/{container_id}")
@@ -167,7 +171,7 @@ def test_host_volumes_must_be_staff_and_under_the_allow_list(sat, satellite, doc
                              {"type": "temp", "target": "/scratch"}])
     assert inside.status_code == 201, inside.text
     wait_exit(docker_client, inside.json()["id"])
-    assert sat.get(f"{sat.base}/containers/{inside.json()['id']}/logs").text == "from host"
+    assert sat.get(f"{sat.base}/containers/{inside.json()['container']}/logs").text == "from host"
 
 
 def test_a_failed_start_removes_the_container_and_names_the_step(sat, docker_client):
@@ -199,11 +203,12 @@ def test_a_script_over_the_limit_is_refused(sat):
 
 
 def test_a_name_conflict_adopts_the_same_container_and_refuses_another(sat):
-    name = f"bl-conflict-{uuid.uuid4().hex[:8]}"
-    first = create(sat, name=name, command=["sleep", "60"], identity={"container": "c-1"})
-    again = create(sat, name=name, command=["sleep", "60"], identity={"container": "c-1"})
+    name = f"conflict-{uuid.uuid4().hex[:8]}"
+    row = str(uuid.uuid4())
+    first = create(sat, name=name, command=["sleep", "60"], identity={"container": row})
+    again = create(sat, name=name, command=["sleep", "60"], identity={"container": row})
     assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
-    other = create(sat, name=name, command=["sleep", "60"], identity={"container": "c-2"})
+    other = create(sat, name=name, command=["sleep", "60"], identity={"container": str(uuid.uuid4())})
     assert other.status_code == 409
 
 
@@ -217,12 +222,12 @@ def test_raw_create_refuses_host_namespaces_devices_and_capabilities(sat, docker
     for field, host_config in bodies.items():
         body = {"Image": "boatload-test/busybox:latest", "Cmd": ["true"], "HostConfig": host_config,
                 "Labels": {"marker": "raw-refused"}}
-        answer = sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True})
+        answer = sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True, "identity": identity()})
         assert answer.status_code == 400 and answer.json()["error"]["detail"]["field"] == field
     assert docker_client.containers.list(all=True, filters={"label": "marker=raw-refused"}) == []
     body = {"Image": "boatload-test/busybox:latest", "Cmd": ["echo", "raw"]}
-    assert sat.post(f"{sat.base}/containers/raw", json={"body": body}).status_code == 400
-    made = sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True})
+    assert sat.post(f"{sat.base}/containers/raw", json={"body": body, "identity": identity()}).status_code == 400
+    made = sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True, "identity": identity()})
     assert made.status_code == 201 and made.json()["labels"]["boatload.spec-hash"]
 
 
@@ -245,8 +250,9 @@ def test_an_engine_that_is_down_answers_502_naming_the_host(tmp_path):
         assert answer.json()["error"]["code"] == "engine_unavailable"
         assert answer.json()["error"]["detail"]["remote"] == "dead-engine"
         assert requests.get(f"{dead.url}/healthz", timeout=5).status_code == 503
-        for path, body in (("/containers", {"image_name": "boatload-test/busybox", "command": ["true"]}),
-                           ("/containers/some-id/stop", None)):
+        for path, body in (("/containers", {"image_name": "boatload-test/busybox", "command": ["true"],
+                                            "identity": identity()}),
+                           (f"/containers/{uuid.uuid4()}/stop", None)):
             answer = session.post(f"{dead.url}{path}", json=body, timeout=5)
             assert answer.status_code == 502, (path, answer.text)
             assert answer.json()["error"]["code"] == "engine_unavailable", path

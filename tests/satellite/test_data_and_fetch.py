@@ -19,7 +19,7 @@ def test_a_data_zip_lands_under_datapath(sat, file_server, docker_client):
                     script=b64("cat /srv/input/a.txt /srv/input/deep/b.txt; ls -d /srv/input/empty"))
     assert answer.status_code == 201, answer.text
     wait_exit(docker_client, answer.json()["id"])
-    assert sat.get(f"{sat.base}/containers/{answer.json()['id']}/logs").text == "AB/srv/input/empty\n"
+    assert sat.get(f"{sat.base}/containers/{answer.json()['container']}/logs").text == "AB/srv/input/empty\n"
 
 
 def symlink_zip():
@@ -101,7 +101,7 @@ def test_a_script_is_fetched_from_an_allowed_url(sat, file_server, docker_client
     answer = create(sat, scripturl=url, scriptname="hello.sh", container_args=["arg"])
     assert answer.status_code == 201, answer.text
     wait_exit(docker_client, answer.json()["id"])
-    assert sat.get(f"{sat.base}/containers/{answer.json()['id']}/logs").text == "fetched arg\n"
+    assert sat.get(f"{sat.base}/containers/{answer.json()['container']}/logs").text == "fetched arg\n"
 
 
 def test_a_fetched_script_over_the_limit_is_refused(sat, file_server):

@@ -1,6 +1,7 @@
 """Every satellite request must be signed, fresh, unreplayed and untampered; else 401 before Docker."""
 import json
 import time
+import uuid
 
 import requests
 
@@ -10,7 +11,7 @@ from tests.conftest import IMAGE_NAME, IMAGE_TAG
 
 def create_body(marker):
     return json.dumps({"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["true"],
-                       "labels": {"marker": marker}}).encode()
+                       "labels": {"marker": marker}, "identity": {"container": str(uuid.uuid4())}}).encode()
 
 
 def containers_marked(docker_client, marker):

@@ -14,7 +14,7 @@ def satellite_facts(sat):
 
 
 def test_a_follow_stream_whose_client_leaves_is_closed(sat, satellite):
-    container_id = create(sat, script=b64("echo started; sleep 300")).json()["id"]
+    container_id = create(sat, script=b64("echo started; sleep 300")).json()["container"]
     wait_until(lambda: sat.get(f"{sat.base}/containers/{container_id}/logs").text == "started\n",
                message="the first line")
     worker = __import__("psutil").Process(satellite.process.pid).children()[0]
@@ -31,7 +31,7 @@ def test_a_follow_stream_whose_client_leaves_is_closed(sat, satellite):
 
 
 def test_a_follow_stream_ends_when_the_container_ends(sat, docker_client):
-    container_id = create(sat, script=b64("for i in 1 2 3; do echo line$i; sleep 0.3; done")).json()["id"]
+    container_id = create(sat, script=b64("for i in 1 2 3; do echo line$i; sleep 0.3; done")).json()["container"]
     answer = sat.get(f"{sat.base}/containers/{container_id}/logs", params={"follow": 1}, timeout=30)
     assert answer.text == "line1\nline2\nline3\n"
 
@@ -43,8 +43,8 @@ def big_file_container(satellite, docker_client):
     answer = create(sat, script=b64("mkdir -p /out && dd if=/dev/urandom of=/out/big bs=1048576 count=200 "
                                     "2>/dev/null && sha256sum /out/big"))
     assert answer.status_code == 201, answer.text
-    container_id = answer.json()["id"]
-    assert wait_exit(docker_client, container_id, timeout=120) == 0
+    assert wait_exit(docker_client, answer.json()["id"], timeout=120) == 0
+    container_id = answer.json()["container"]
     digest = sat.get(f"{sat.base}/containers/{container_id}/logs").text.split()[0]
     return container_id, digest
 
@@ -72,8 +72,9 @@ def test_200_mib_downloads_keep_the_satellite_under_100_mib(sat, satellite, big_
 
 
 def test_metrics_of_one_container_and_of_all(sat):
-    busy = create(sat, command=["sh", "-c", "while :; do :; done"]).json()["id"]
-    idle = create(sat, command=["sleep", "300"]).json()["id"]
+    busy_made = create(sat, command=["sh", "-c", "while :; do :; done"]).json()
+    idle_made = create(sat, command=["sleep", "300"]).json()
+    busy, idle = busy_made["container"], idle_made["id"]  # /stats of all is keyed by Docker id
     first = sat.get(f"{sat.base}/containers/{busy}/stats").json()
     assert first["running"] is True  # cpu_percent may still be null: one sample only
     one = wait_until(lambda: (lambda m: m if m["cpu_percent"] is not None else None)(
@@ -83,7 +84,7 @@ def test_metrics_of_one_container_and_of_all(sat):
     assert {"network_rx_bytes", "network_tx_bytes", "block_read_bytes", "block_write_bytes"} <= set(one)
     every = wait_until(lambda: (lambda m: m if m.get(idle, {}).get("cpu_percent") is not None else None)(
         sat.get(f"{sat.base}/stats").json()), timeout=5, message="a CPU sample of the idle container")
-    assert {busy, idle} <= set(every)
+    assert {busy_made["id"], idle} <= set(every)
     assert every[idle]["cpu_percent"] < 5 and every[idle]["running"] is True
     sat.post(f"{sat.base}/containers/{busy}/stop", params={"timeout": 0})
     assert sat.get(f"{sat.base}/containers/{busy}/stats").json() == {"running": False}
