@@ -15,6 +15,7 @@ from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
 from boatload.spec import SCOPES
 
+CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public")
 
 
@@ -177,9 +178,14 @@ def container_intent(*, owner, spec, host, service="", name=None):
     return row
 
 
+def create_budget():
+    """Seconds a satellite may spend on a create: it gives up (and cleans up) before we stop waiting."""
+    return max(1.0, settings.SATELLITE_TIMEOUT - CREATE_MARGIN)
+
+
 def _satellite_create(row, spec, as_staff):
     """Ask the row's satellite to create it; return (answer, error). Runs in worker threads: no ORM."""
-    body = {**spec, "name": row.name, "as_staff": as_staff, "start": True,
+    body = {**spec, "name": row.name, "as_staff": as_staff, "start": True, "budget": create_budget(),
             "identity": {"container": str(row.uuid), "owner": row.owner.username, "service": row.service}}
     try:
         return SatelliteClient(row.host).post("/containers", json=body), None
@@ -211,8 +217,9 @@ def _record_created(row, spec, answer, error):
     row.state = Container.State.RUNNING
     if not pending.update(docker_id=row.docker_id, ports=row.ports, endpoints=row.endpoints, state=row.state,
                           updated=timezone.now()):
-        _remove_quietly(row)
-        row.refresh_from_db()
+        row.refresh_from_db()  # settled meanwhile: deleted by its owner, or adopted by the reconciler
+        if row.state == Container.State.DELETED:
+            _remove_quietly(row)
 
 
 def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
@@ -274,14 +281,24 @@ def container_action(*, row, action, timeout=None):
     return answer["state"]
 
 
+def observed_state(status, exit_code=None):
+    """The row state that Docker's status of a container means: the one rule for every reader.
+
+    running, restarting and paused containers are up; exited and dead ones are down with
+    their code; created (never started) and removing mean a create or delete is under way.
+    """
+    if status in ("running", "restarting", "paused"):
+        return Container.State.RUNNING, None
+    if status in ("exited", "dead"):
+        return Container.State.EXITED, exit_code
+    return None, None
+
+
 def container_observe(*, row, docker_state):
-    """Record what Docker says about a container: running, or exited with its code (written only on a change)."""
-    if docker_state.get("Running") or docker_state.get("Restarting"):
-        observed = (Container.State.RUNNING, None, Container.Health.OK)
-    else:
-        observed = (Container.State.EXITED, docker_state.get("ExitCode"), Container.Health.OK)
-    if observed != (row.state, row.exit_code, row.health):
-        row.state, row.exit_code, row.health = observed
+    """Record what Docker's State says about a container (written only on a change)."""
+    state, exit_code = observed_state(docker_state.get("Status"), docker_state.get("ExitCode"))
+    if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
+        row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
         row.save(update_fields=["state", "exit_code", "health", "updated"])
 
 
@@ -365,18 +382,42 @@ def host_release(host):
     Host.objects.filter(pk=host.pk).update(claimed_until=None)
 
 
-def _observed_state(item):
-    if item["state"] in ("running", "restarting", "paused"):
-        return Container.State.RUNNING, None
-    if item["state"] in ("exited", "dead"):
-        match = EXIT_CODE.search(item.get("status", ""))
-        return Container.State.EXITED, int(match.group(1)) if match else None
-    return None, None  # created: a create is still in flight
+def _listed_state(item):
+    """observed_state() of an item of the satellite's list, whose exit code is in its status text."""
+    match = EXIT_CODE.search(item.get("status", ""))
+    return observed_state(item["state"], int(match.group(1)) if match else None)
+
+
+def _in_flight(row, now):
+    """True while the create of a pending row may still be running (the satellite stops by then)."""
+    return now - row.updated < timedelta(seconds=settings.SATELLITE_TIMEOUT + CREATE_MARGIN)
+
+
+def _settle_pending(client, row, item):
+    """A pending row whose create died with its caller, and the container that create left.
+
+    One that never started may lack its script or data (the caller died between the steps):
+    it is removed and the row fails. One that started is adopted: the row records it.
+    """
+    if item["state"] == "created":
+        client.delete(f"/containers/{row.uuid}")
+        _settle(row, state=Container.State.FAILED,
+                last_error="The create was interrupted before the container started; it was removed.")
+        return
+    state, exit_code = _listed_state(item)
+    row.ports = _published_with_scope(row.spec, item.get("ports") or [])
+    _settle(row, state=state or Container.State.RUNNING, exit_code=exit_code, docker_id=item["id"],
+            ports=row.ports, endpoints=endpoints_for(row.host, row.ports))
+
+
+def _settle(row, **fields):
+    """Write `fields` only while the row is still in the state we read (a conditional update)."""
+    Container.objects.filter(pk=row.pk, state=row.state).update(**fields, updated=timezone.now())
 
 
 def containers_reconcile_host(*, host):
     """Make the rows of one host say what its engine holds; reap our orphans after the grace."""
-    counts = {"updated": 0, "lost": 0, "reaped": 0, "unknown": 0}
+    counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0}
     tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST,
                                                              Container.State.PENDING))
     if host.state == Host.State.DOWN or not host.is_healthy:
@@ -388,16 +429,22 @@ def containers_reconcile_host(*, host):
     now = timezone.now()
     for row in tracked:
         item = listed.get(str(row.uuid))
+        if row.state in (Container.State.PENDING, Container.State.CREATING):
+            if not _in_flight(row, now):  # its create died with its caller
+                if item is None:
+                    _settle(row, state=Container.State.FAILED,
+                            last_error="The create was never recorded and no container appeared on the host.")
+                else:
+                    _settle_pending(client, row, item)
+                counts["settled"] += 1
+            continue
         if item is None:
-            if row.state in (Container.State.PENDING, Container.State.CREATING):
-                if now - row.updated >= timedelta(seconds=CLAIM_SECONDS):  # its create died with its caller
-                    row.record_failure("The create was never recorded and no container appeared on the host.")
-            elif row.state != Container.State.LOST:
+            if row.state != Container.State.LOST:
                 row.state, row.health = Container.State.LOST, Container.Health.OK
                 row.save(update_fields=["state", "health", "updated"])
                 counts["lost"] += 1
             continue
-        state, exit_code = _observed_state(item)
+        state, exit_code = _listed_state(item)
         if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
             row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
             row.docker_id = row.docker_id or item["id"]

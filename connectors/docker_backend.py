@@ -2,7 +2,7 @@
 
 Containers get deterministic names `bl-<service>-<slot>` and labels (service, slot, spec
 hash). A scale is level-triggered: list by label, then create the missing slots in
-parallel, remove extras from the highest slot down, replace dead containers, and replace
+parallel, remove extras from the highest slot down, replace dead or never-started ones, and replace
 containers of an older definition one at a time. One scale per service at a time.
 """
 import threading
@@ -57,8 +57,11 @@ def scale(definition, number):
         for item in strays + [by_slot.pop(slot) for slot in sorted(by_slot, reverse=True) if slot >= number]:
             containers.container_action(item["id"], "remove")
         for slot, item in list(by_slot.items()):
-            if item["state"] not in ("running", "restarting", "created"):
-                containers.container_action(item["id"], "remove")  # dead: replaced below
+            # Dead, or created and never started (a scale killed between create and start: its
+            # script may be missing): replaced below. A scale in flight holds the lock, so a
+            # `created` slot seen here is never one being made right now.
+            if item["state"] not in ("running", "restarting", "paused"):
+                containers.container_action(item["id"], "remove")
                 del by_slot[slot]
         missing = [slot for slot in range(number) if slot not in by_slot]
         if missing:

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import time
 
 from django.conf import settings
 
@@ -163,14 +164,43 @@ def remove_quietly(name_or_id):
             log.warning("cleanup of %s failed: %s", name_or_id, exc)
 
 
-def container_create(*, spec, identity, as_staff=False, start=True):
-    """Create (and start) a container; on any failure remove what was made and name the step."""
+class Deadline:
+    """The time the API gives a create (`budget` seconds from now): past it, the satellite stops
+    and removes what it made, so a create the API gave up on never leaves a container behind."""
+
+    def __init__(self, budget):
+        self.at = None if budget is None else time.monotonic() + budget
+
+    def check(self, step):
+        if self.at is not None and time.monotonic() > self.at:
+            raise RemoteError(f"Host {settings.NAME} ran past the API's deadline at step {step}; "
+                              "nothing was left behind.", remote=settings.NAME, status_code=504,
+                              code="deadline_exceeded", detail={"step": step, "removed": True})
+
+
+def container_create(*, spec, identity, as_staff=False, start=True, budget=None):
+    """Create (and start) a container; on any failure remove what was made and name the step.
+
+    The row uuid in `identity` is the idempotency key: a retried create meets its own
+    deterministic name and adopts the container it finds there (adopt_existing).
+    """
+    deadline = Deadline(budget)
     check_privileges(spec, as_staff)
     script = load_script(spec)
+    deadline.check("script")
     data = None
     if spec.get("dataurl"):
         with fetch.fetch_to_file(spec["dataurl"], field="dataurl", max_bytes=settings.DATA_MAX_BYTES) as zipped:
             data = files.zip_to_tar(zipped, spec.get("datapath") or "/data")
+    try:
+        deadline.check("data")
+        return _create_and_start(spec, identity, script, data, start, deadline)
+    finally:
+        if data:
+            data.close()
+
+
+def _create_and_start(spec, identity, script, data, start, deadline):
     labels = boatload_labels(spec, identity)
     if script:
         labels[LABEL_SCRIPT] = spec.get("scriptname") or "script"
@@ -179,10 +209,7 @@ def container_create(*, spec, identity, as_staff=False, start=True):
         with docker_errors(mutating=True, step="create"):
             created = client().api.create_container(**options)
     except Conflict:
-        adopted = adopt_existing(spec.get("name"), labels)
-        if data:
-            data.close()
-        return adopted
+        return adopt_existing(spec.get("name"), labels)
     except RemoteError as exc:
         if exc.outcome_unknown and identity.get("container"):
             # The engine may have made it: remove what carries this row's label, never a name.
@@ -192,12 +219,15 @@ def container_create(*, spec, identity, as_staff=False, start=True):
     container_id = created["Id"]
     try:
         if script:
+            deadline.check("script")
             with docker_errors(mutating=True, step="script"):
                 client().api.put_archive(container_id, "/", files.script_tar(script, labels[LABEL_SCRIPT]))
         if data:
+            deadline.check("data")
             with docker_errors(mutating=True, step="data"):
                 client().api.put_archive(container_id, "/", data)
         if start:
+            deadline.check("start")
             with docker_errors(mutating=True, step="start"):
                 client().api.start(container_id)
     except BaseException as exc:
@@ -205,9 +235,6 @@ def container_create(*, spec, identity, as_staff=False, start=True):
         if isinstance(exc, BoatLoadError) and isinstance(exc.extra, dict):
             exc.extra.setdefault("removed", True)
         raise
-    finally:
-        if data:
-            data.close()
     return summary(container_id, spec.get("name"), with_ports=bool(spec.get("ports")))
 
 

@@ -51,6 +51,8 @@ class CreateSerializer(ContainerSpecSerializer):
     identity = IdentitySerializer()
     as_staff = serializers.BooleanField(default=False)
     start = serializers.BooleanField(default=True)
+    budget = serializers.FloatField(required=False, min_value=0, max_value=24 * 3600,
+                                    help_text="Seconds the caller waits; past them the create stops and cleans up.")
 
 
 class RawCreateSerializer(serializers.Serializer):
@@ -96,7 +98,7 @@ def container_list(request):
     data = CreateSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     spec = dict(data.validated_data)
-    options = {key: spec.pop(key) for key in ("identity", "as_staff", "start")}
+    options = {key: spec.pop(key) for key in ("identity", "as_staff", "start", "budget") if key in spec}
     made = containers.container_create(spec=spec, **options)
     return Response({**made, "container": options["identity"]["container"]}, status=201)
 
