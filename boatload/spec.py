@@ -191,6 +191,24 @@ class LogsQuerySerializer(serializers.Serializer):
         return value or None  # Docker takes no 0; from the start is what it means
 
 
+def page_cursor(path):
+    """The opaque cursor that continues after `path`: base64url, so any file name fits a header and a URL."""
+    return base64.urlsafe_b64encode(path.encode()).decode()
+
+
+class PageQuerySerializer(serializers.Serializer):
+    """?limit= and ?cursor= of a container's changes and changed files."""
+
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000, default=1000)
+    cursor = serializers.CharField(required=False, max_length=8192, help_text="X-Next-Cursor of the last page.")
+
+    def validate_cursor(self, value):
+        try:
+            return base64.b64decode(value.encode(), altchars=b"-_", validate=True).decode()
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("not a cursor this API gave") from None
+
+
 def _argv(value):
     if value in (None, "", []):
         return []

@@ -365,9 +365,12 @@ def container_script(container_id):
     name = (attrs["Config"].get("Labels") or {}).get(LABEL_SCRIPT)
     if not name:
         raise NotFound("This container was created without a script.")
-    chunks, _, _, upstream = files.stream_file(container_id, posixpath.join(SCRIPT_DIR, name))
-    with contextlib.closing(upstream):
-        data = b"".join(chunks)  # capped at SCRIPT_MAX_BYTES when it was put there
+    chunks, size, _, upstream = files.stream_file(container_id, posixpath.join(SCRIPT_DIR, name))
+    with contextlib.closing(upstream):  # closing early stops the engine's tar stream
+        if size > settings.SCRIPT_MAX_BYTES:  # the container may have grown it since
+            raise TooLarge(f"script: {size} bytes in the container, over the limit of {settings.SCRIPT_MAX_BYTES}; "
+                           "read it with /file", detail={"field": "script", "size": size})
+        data = b"".join(chunks)
     return name, data
 
 

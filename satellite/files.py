@@ -1,4 +1,5 @@
 """Files into and out of containers: data zips in, changed files and archives out, all streamed."""
+import bisect
 import io
 import json
 import mimetypes
@@ -115,18 +116,50 @@ def path_stat(container_id, path):
     return json.loads(b64decode(response.headers["X-Docker-Container-Path-Stat"]))
 
 
-def changed_files(container_id):
-    """Changed or added regular files of a container, sorted by path (so numbers are stable)."""
+def changed_paths(container_id):
+    """Changed or added leaf paths of a container, sorted (so numbers are stable).
+
+    The engine answers the whole diff at once; nothing else here is per changed file, so a
+    container with 100,000 files costs one engine call until a page of them is asked for.
+    """
     with docker_errors():
         changes = client().api.diff(container_id) or []
-        paths = sorted(change["Path"] for change in changes if change["Kind"] in (0, 1))
-        folders = {posixpath.dirname(path) for path in paths}
-        leaves = [path for path in paths if path not in folders]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            stats = list(pool.map(lambda p: path_stat(container_id, p), leaves))
-    return [{"number": number, "path": path, "size": info["size"], "mtime": info.get("mtime")}
-            for number, (path, info) in enumerate(
-                (p, s) for p, s in zip(leaves, stats) if s and not s["mode"] & GO_MODE_TYPE)]
+    paths = sorted(change["Path"] for change in changes if change["Kind"] in (0, 1))
+    folders = {posixpath.dirname(path) for path in paths}
+    return [path for path in paths if path not in folders]
+
+
+def _stats(container_id, paths):
+    with docker_errors(), ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda p: path_stat(container_id, p), paths))
+
+
+def _is_regular(info):
+    return info is not None and not info["mode"] & GO_MODE_TYPE
+
+
+def changed_files(container_id, *, cursor=None, limit=None):
+    """(page, next cursor): changed regular files after `cursor` (a path), at most `limit` paths looked at.
+
+    A file's number is its position among the changed paths, so it stays the same on every
+    page; folders, links and other special files keep their numbers unused.
+    """
+    paths = changed_paths(container_id)
+    first = bisect.bisect_right(paths, cursor) if cursor else 0
+    window = paths[first:first + limit] if limit else paths[first:]
+    entries = [{"number": first + index, "path": path, "size": info["size"], "mtime": info.get("mtime")}
+               for index, (path, info) in enumerate(zip(window, _stats(container_id, window))) if _is_regular(info)]
+    more = limit and first + limit < len(paths)
+    return entries, (window[-1] if more else None)
+
+
+def changes_page(container_id, *, cursor=None, limit=None):
+    """(page, next cursor) of the engine's diff, sorted by path."""
+    with docker_errors():
+        changes = sorted(client().api.diff(container_id) or [], key=lambda change: change["Path"])
+    first = bisect.bisect_right([change["Path"] for change in changes], cursor) if cursor else 0
+    window = changes[first:first + limit] if limit else changes[first:]
+    return window, (window[-1]["Path"] if limit and first + limit < len(changes) else None)
 
 
 def confined_path(path):
@@ -138,16 +171,21 @@ def confined_path(path):
 
 
 def find_changed_file(container_id, *, path=None, number=None):
-    files = changed_files(container_id)
+    """The entry of one changed regular file, by number or path; one stat, whatever the diff holds."""
+    paths = changed_paths(container_id)
     if number is not None:
-        if not 0 <= number < len(files):
-            raise NotFound(f"No changed file number {number}; the container has {len(files)}.")
-        return files[number]
-    wanted = confined_path(path)
-    for entry in files:
-        if entry["path"] == wanted:
-            return entry
-    raise NotFound(f"{wanted} is not a changed file of this container.")
+        if not 0 <= number < len(paths):
+            raise NotFound(f"No changed file number {number}; the container has {len(paths)} changed paths.")
+        wanted = paths[number]
+    else:
+        wanted = confined_path(path)
+        number = bisect.bisect_left(paths, wanted)
+        if number == len(paths) or paths[number] != wanted:
+            raise NotFound(f"{wanted} is not a changed file of this container.")
+    [info] = _stats(container_id, [wanted])
+    if not _is_regular(info):
+        raise NotFound(f"Changed path {number} ({wanted}) is not a regular file.")
+    return {"number": number, "path": wanted, "size": info["size"], "mtime": info.get("mtime")}
 
 
 def _open_member(container_id, path):
@@ -184,9 +222,9 @@ def stream_file(container_id, path):
 class ArchiveStream:
     """One tar of every changed file, built member by member as the client reads it."""
 
-    def __init__(self, container_id, files, compress=False):
+    def __init__(self, container_id, paths, compress=False):
         self.container_id = container_id
-        self.files = files
+        self.paths = paths  # changed_paths(): what is not a regular file is skipped as it is opened
         self.compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if compress else None
         self.current = None
 
@@ -195,10 +233,12 @@ class ArchiveStream:
             self.current.close()
 
     def _raw(self):
-        for entry in self.files:
-            self.current, reader, member = _open_member(self.container_id, entry["path"])
+        for path in self.paths:
+            self.current, reader, member = _open_member(self.container_id, path)
             try:
-                info = tarfile.TarInfo(entry["path"].lstrip("/"))
+                if member is None or not member.isreg():
+                    continue
+                info = tarfile.TarInfo(path.lstrip("/"))
                 info.size, info.mode, info.mtime = member.size, member.mode, member.mtime
                 yield info.tobuf(format=tarfile.PAX_FORMAT)
                 source = reader.extractfile(member)

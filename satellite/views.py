@@ -1,7 +1,7 @@
 """HTTP surface of a satellite; every view but /healthz needs the API's signature."""
 import functools
 import threading
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
@@ -11,10 +11,16 @@ from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from boatload.errors import BadInput, error_body
-from boatload.spec import ActionQuerySerializer, ContainerSpecSerializer, LogsQuerySerializer
+from boatload.spec import (
+    ActionQuerySerializer,
+    ContainerSpecSerializer,
+    LogsQuerySerializer,
+    PageQuerySerializer,
+    page_cursor,
+)
 from boatload.streams import iter_closing, open_streams
 from satellite import containers, files, metrics
-from satellite.engine import client, docker_errors
+from satellite.engine import client
 
 
 def healthz(request):
@@ -152,17 +158,28 @@ def container_script(request, container_id):
     return Response({"scriptname": name, "script": data.decode(errors="replace")})
 
 
+def _paged(request, page_of, container_id):
+    """A page of a container's changes as a list (their documented shape); the next page's cursor in
+    `X-Next-Cursor` and a `Link: rel="next"` header, as long as there is one."""
+    query = _query(PageQuerySerializer, request)
+    items, cursor = page_of(container_id, cursor=query.get("cursor"), limit=query["limit"])
+    response = Response(items)
+    if cursor is not None:
+        response["X-Next-Cursor"] = page_cursor(cursor)
+        response["Link"] = f'<?{urlencode({"limit": query["limit"], "cursor": page_cursor(cursor)})}>; rel="next"'
+    return response
+
+
 @api_view(["GET"])
 @by_identity
 def container_changes(request, container_id):
-    with docker_errors():
-        return Response(client().api.diff(container_id) or [])
+    return _paged(request, files.changes_page, container_id)
 
 
 @api_view(["GET"])
 @by_identity
 def container_files(request, container_id):
-    return Response(files.changed_files(container_id))
+    return _paged(request, files.changed_files, container_id)
 
 
 def _file_response(container_id, entry):
@@ -192,7 +209,7 @@ def container_file_by_number(request, container_id, number):
 @by_identity
 def container_archive(request, container_id):
     compress = request.query_params.get("compression", "") == "gzip"
-    archive = files.ArchiveStream(container_id, files.changed_files(container_id), compress=compress)
+    archive = files.ArchiveStream(container_id, files.changed_paths(container_id), compress=compress)
     response = StreamingHttpResponse(iter_closing(archive, archive, request.META),
                                      content_type="application/gzip" if compress else "application/x-tar")
     response["Content-Disposition"] = f'attachment; filename="{container_id[:12]}.{"tar.gz" if compress else "tar"}"'

@@ -2,7 +2,7 @@
 import base64
 import json
 import os
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import django_filters
 from django.conf import settings
@@ -16,7 +16,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from boatload import services, signing
+from boatload import services, signing, spec
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
 from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
@@ -335,18 +335,34 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         row = self.deployed()
         return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/stats"))
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def _paged(self, request, what):
+        """A page of the satellite's list `what`; the next cursor passes on in X-Next-Cursor and Link."""
+        query = spec.PageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = {"limit": query.validated_data["limit"]}
+        if query.validated_data.get("cursor") is not None:
+            params["cursor"] = spec.page_cursor(query.validated_data["cursor"])
+        row = self.deployed()
+        upstream = SatelliteClient(row.host).request("GET", f"/containers/{row.uuid}/{what}", params=params)
+        response = Response(upstream.json())
+        cursor = upstream.headers.get("X-Next-Cursor")
+        if cursor:
+            response["X-Next-Cursor"] = cursor
+            response["Link"] = f'<{request.path}?{urlencode({**params, "cursor": cursor})}>; rel="next"'
+        return response
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[spec.PageQuerySerializer])
     @action(detail=True, methods=["get"])
     def changes(self, request, uuid=None):
-        row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/changes"))
+        """The engine's diff, sorted by path, paged (`limit`, `cursor` from X-Next-Cursor)."""
+        return self._paged(request, "changes")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[spec.PageQuerySerializer])
     @action(detail=True, methods=["get"])
     def file(self, request, uuid=None):
-        """Changed regular files, numbered in path order (the numbers of /filebynum)."""
-        row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/files"))
+        """Changed regular files, numbered by their position among changed paths (the numbers of /filebynum),
+        paged (`limit`, `cursor` from X-Next-Cursor)."""
+        return self._paged(request, "files")
 
     @extend_schema(responses=STREAM, operation_id="container_file_by_path",
                    parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH)])
