@@ -17,7 +17,8 @@ ALL_GATES = ("HOST_NAMESPACES", "DEVICES", "CAPABILITIES", "SHARING", "SECURITY_
 
 
 def raw(sat, body):
-    return sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True}, timeout=60)
+    return sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True,
+                                                        "identity": {"container": str(uuid.uuid4())}}, timeout=60)
 
 
 def marked(marker, **fields):
