@@ -1,8 +1,8 @@
 """Container work on the local engine: create with script and data injection, lifecycle, listing.
 
 The API's spec is translated into Docker's create options here; a raw Docker body is
-only accepted on the staff-only raw path, and even there host namespaces, devices and
-extra capabilities are refused unless this satellite's settings allow them.
+only accepted on the staff-only raw path, and even there it passes boatload.docker_policy
+(an allow-list; what reaches past the container only when this satellite's settings allow it).
 """
 import base64
 import contextlib
@@ -14,6 +14,7 @@ import time
 from django.conf import settings
 
 import docker
+from boatload import docker_policy
 from boatload.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
 from boatload.spec import spec_hash
 from satellite import fetch, files
@@ -270,37 +271,9 @@ def describe(attrs):
             "state": attrs["State"], "labels": attrs["Config"].get("Labels") or {}}
 
 
-RAW_HOST_NAMESPACES = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
-
-
-def check_raw_body(body):
-    """Refuse the dangerous parts of a raw Docker create body unless settings allow them."""
-    if not isinstance(body, dict) or not isinstance(body.get("Image"), str):
-        raise BadInput("Image", "a Docker create body needs an Image")
-    host_config = body.get("HostConfig") or {}
-    if not isinstance(host_config, dict):
-        raise BadInput("HostConfig", "must be an object")
-    if not settings.RAW_ALLOW_HOST_NAMESPACES:
-        for key in RAW_HOST_NAMESPACES:
-            if str(host_config.get(key, "")).lower() == "host":
-                raise BadInput(f"HostConfig.{key}", "host namespaces are not allowed on this satellite")
-    if not settings.RAW_ALLOW_DEVICES and (host_config.get("Devices") or host_config.get("DeviceRequests")):
-        raise BadInput("HostConfig.Devices", "devices are not allowed on this satellite")
-    if not settings.RAW_ALLOW_CAPABILITIES and host_config.get("CapAdd"):
-        raise BadInput("HostConfig.CapAdd", "extra capabilities are not allowed on this satellite")
-    if host_config.get("Privileged") and not (settings.RAW_ALLOW_DEVICES and settings.RAW_ALLOW_CAPABILITIES):
-        raise BadInput("HostConfig.Privileged", "privileged raw containers are not allowed on this satellite")
-    for bind in host_config.get("Binds") or []:
-        check_host_path(str(bind).split(":")[0])
-    for mount in host_config.get("Mounts") or []:
-        if isinstance(mount, dict) and mount.get("Type") == "bind":
-            check_host_path(str(mount.get("Source", "")))
-
-
 def container_create_raw(*, body, identity, name=None):
     """Create and start a container from a Docker create body (staff only, checked by the API)."""
-    check_raw_body(body)
-    body = dict(body)
+    body = docker_policy.check_create_body(body, docker_policy.RawPolicy.from_settings(settings))
     body["Labels"] = {**(body.get("Labels") or {}),
                       **boatload_labels({"raw": body}, identity)}
     with docker_errors(mutating=True, step="create"):

@@ -63,6 +63,11 @@ HOST_PATHS = env_list("SATELLITE_HOST_PATHS")  # host folders a host-path volume
 RAW_ALLOW_HOST_NAMESPACES = env_bool("SATELLITE_RAW_ALLOW_HOST_NAMESPACES", False)
 RAW_ALLOW_DEVICES = env_bool("SATELLITE_RAW_ALLOW_DEVICES", False)
 RAW_ALLOW_CAPABILITIES = env_bool("SATELLITE_RAW_ALLOW_CAPABILITIES", False)
+# Raw create may join other containers (container:<id> namespaces, VolumesFrom, Links, named
+# networks and named volumes), loosen seccomp/AppArmor and /proc masking, and set sysctls.
+RAW_ALLOW_SHARING = env_bool("SATELLITE_RAW_ALLOW_SHARING", False)
+RAW_ALLOW_SECURITY_OPTIONS = env_bool("SATELLITE_RAW_ALLOW_SECURITY_OPTIONS", False)
+RAW_ALLOW_SYSCTLS = env_bool("SATELLITE_RAW_ALLOW_SYSCTLS", False)
 STOP_TIMEOUT = env_int("SATELLITE_STOP_TIMEOUT", 10)
 PUBLISH_ADDRESS = env_str("SATELLITE_PUBLISH_ADDRESS", "0.0.0.0")  # where ports of scopes wider than host are published
 DOCKER_TIMEOUT = env_duration("SATELLITE_DOCKER_TIMEOUT", 60)

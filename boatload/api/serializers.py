@@ -6,7 +6,7 @@ from boatload import spec
 from boatload.errors import BadInput
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.spec import ContainerSpecSerializer
-from boatload.template_spec import check_template_body
+from boatload.template_spec import check_template_body, error_tree
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -177,11 +177,11 @@ class TemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["created", "updated"]
 
     def validate_body(self, value):
+        """Checked whole when saved (boatload.template_spec); stored with Docker's canonical keys."""
         try:
-            check_template_body(value)
+            return check_template_body(value)
         except BadInput as exc:
-            raise serializers.ValidationError(exc.message) from None
-        return value
+            raise serializers.ValidationError(error_tree(exc)) from None
 
 
 class ClusterListSerializer(serializers.Serializer):

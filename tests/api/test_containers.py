@@ -200,7 +200,7 @@ def test_raw_create_is_staff_only(api, fleet_hosts):
     assert answer.status_code == 201 and answer.json()["state"] == "running"
     refused = api("staff").post("/v1/container/raw/", {**raw, "body": {**raw["body"], "HostConfig": {
         "PidMode": "host"}}}, format="json")
-    assert refused.status_code == 400 and refused.json()["error"]["detail"]["field"] == "HostConfig.PidMode"
+    assert refused.status_code == 400 and refused.json()["error"]["detail"]["field"] == "body.HostConfig.PidMode"
 
 
 def test_privileged_and_host_volumes_are_staff_only(api, fleet_hosts):

@@ -223,7 +223,7 @@ def test_raw_create_refuses_host_namespaces_devices_and_capabilities(sat, docker
         body = {"Image": "boatload-test/busybox:latest", "Cmd": ["true"], "HostConfig": host_config,
                 "Labels": {"marker": "raw-refused"}}
         answer = sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True, "identity": identity()})
-        assert answer.status_code == 400 and answer.json()["error"]["detail"]["field"] == field
+        assert answer.status_code == 400 and answer.json()["error"]["detail"]["field"] == f"body.{field}"
     assert docker_client.containers.list(all=True, filters={"label": "marker=raw-refused"}) == []
     body = {"Image": "boatload-test/busybox:latest", "Cmd": ["echo", "raw"]}
     assert sat.post(f"{sat.base}/containers/raw", json={"body": body, "identity": identity()}).status_code == 400

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from boatload.api.serializers import TemplateSerializer
+from boatload.errors import _first_error
 from boatload.models import Template
 
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
             existing = Template.objects.filter(name=data["name"]).first()
             serializer = TemplateSerializer(existing, data=data)
             if not serializer.is_valid():
-                raise CommandError(f"{file}: {serializer.errors}")
+                field, message = _first_error(serializer.errors)
+                raise CommandError(f"{file}: invalid template: {field}: {message}")
             serializer.save()
             self.stdout.write(f"{'updated' if existing else 'created'} template {data['name']}")
