@@ -2,7 +2,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from boatload import spec
+from boatload import docker_policy, spec
 from boatload.errors import BadInput
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.spec import ContainerSpecSerializer
@@ -103,10 +103,20 @@ class ContainerCreateSerializer(ContainerSpecSerializer):
         return value
 
 
+# What every satellite could allow: the API checks a raw body's keys and types with it before any
+# row is written; the chosen satellite then applies its own operator's policy.
+ANY_SATELLITE = docker_policy.RawPolicy(host_namespaces=True, devices=True, capabilities=True, sharing=True,
+                                        security_options=True, sysctls=True, host_paths=("/",))
+
+
 class RawCreateSerializer(serializers.Serializer):
     body = serializers.DictField(help_text="A Docker create-container body, as is.")
     host = serializers.SlugField(required=False)
     host_labels = serializers.DictField(child=serializers.CharField(), required=False, default=dict)
+
+    def validate_body(self, value):
+        docker_policy.check_create_body(value, ANY_SATELLITE)
+        return value
 
 
 class ContainerSerializer(serializers.ModelSerializer):

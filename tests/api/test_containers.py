@@ -201,6 +201,11 @@ def test_raw_create_is_staff_only(api, fleet_hosts):
     refused = api("staff").post("/v1/container/raw/", {**raw, "body": {**raw["body"], "HostConfig": {
         "PidMode": "host"}}}, format="json")
     assert refused.status_code == 400 and refused.json()["error"]["detail"]["field"] == "body.HostConfig.PidMode"
+    rows = Container.objects.count()
+    unknown = api("staff").post("/v1/container/raw/", {**raw, "body": {**raw["body"], "hostconfig": {
+        "Sysctls": 5}}}, format="json")  # no satellite takes this: refused before any row is written
+    assert unknown.status_code == 400 and unknown.json()["error"]["detail"]["field"].startswith("body.HostConfig")
+    assert Container.objects.count() == rows
 
 
 def test_privileged_and_host_volumes_are_staff_only(api, fleet_hosts):
