@@ -1,0 +1,232 @@
+"""Schemathesis over /v1/schema/, as staff and as a plain user, against the real API process.
+
+The API runs under gunicorn (as in production) on the test Postgres database; a real
+satellite on the real Docker engine is enrolled as a Host, and each user owns a running
+container, so container operations reach a real engine. Schemathesis' own CLI (`st run`)
+drives every operation of the served schema through its coverage phase (boundary and
+wrong-type values, non-object bodies, missing fields) and its fuzzing phase, with a fixed seed
+and deterministic generation. The examples phase has nothing to run (the schema has no
+examples); the stateful phase is left out to fit CI's time. One worker: with several,
+schemathesis 4.32.5 failed in its own coverage generator (SystemError from Python's compiler
+under threads), reported as errors of the run.
+
+A run fails on:
+- any 5xx that is not a documented upstream failure (tests/api/schemathesis_checks.py);
+- a status the operation's schema does not list (status_code_conformance);
+- a body, content type or header that breaks the schema (response_schema_conformance,
+  content_type_conformance, response_headers_conformance).
+Schemathesis' other checks (negative_data_rejection, ignored_auth, use_after_free, …) judge
+API design rather than robustness and are left to their own tests.
+
+No operation is excluded. `follow=true` on stdout streams until the container ends: the
+containers here run `sleep`, so a follow stream would only end at the request timeout; the
+timeout below (`--request-timeout`) ends such a call, which schemathesis then reports.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, SatelliteProcess, free_port, jwt_for, wait_until
+
+MAX_EXAMPLES = int(os.environ.get("BOATLOAD_FUZZ_EXAMPLES", "3"))
+SEED = 20261201
+CHECKS = "status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"
+
+
+class ApiServer:
+    """The API under gunicorn on a loopback port, on the test database; its log kept for tracebacks."""
+
+    def __init__(self, log_path, database_name):
+        from django.conf import settings
+
+        db = settings.DATABASES["default"]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{database_name}",
+            "BOATLOAD_DEBUG": "0", "BOATLOAD_SATELLITE_TIMEOUT": "10s", "BOATLOAD_CLUSTER_READ_TIMEOUT": "2s",
+            "BOATLOAD_CONN_MAX_AGE": "0",
+        }
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "boatload.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "60",
+             "--no-control-socket"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self.healthy, timeout=30, message=f"API at {self.url}\n{self.read_log()}")
+        return self
+
+    def healthy(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.read_log()}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def read_log(self):
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_world(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Committed rows the API process can see: staff and a plain user, a real host, a container each."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from boatload import services
+    from boatload.api.serializers import ContainerCreateSerializer
+    from boatload.models import Host
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    satellite = SatelliteProcess(folder / "satellite", name="fuzz-host").start()
+    server = None
+    with django_db_blocker.unblock():
+        try:
+            users = {
+                "staff": get_user_model().objects.create_user("fuzz-staff", password="fuzz-pass-1", is_staff=True,
+                                                              is_superuser=True),
+                "user": get_user_model().objects.create_user("fuzz-user", password="fuzz-pass-2"),
+            }
+            Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
+                                secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
+                                address_internal="127.0.0.1")
+            spec = ContainerCreateSerializer(data={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
+                                                   "command": ["sleep", "3600"]})
+            spec.is_valid(raise_exception=True)
+            for user in users.values():
+                services.container_create(owner=user, spec=dict(spec.validated_data))
+            server = ApiServer(folder / "api.log", settings.DATABASES["default"]["NAME"]).start()
+            yield {"server": server, "users": users, "satellite": satellite, "folder": folder}
+        finally:
+            if server:
+                server.stop()
+            satellite.stop()
+            call_command("flush", interactive=False, verbosity=0)  # later tests expect an empty database
+
+
+class SchemathesisRun:
+    """`st run` over the served schema as one user, in its own process and folder."""
+
+    def __init__(self, world, role):
+        token = jwt_for(world["users"][role])
+        self.folder = world["folder"] / f"st-{role}"
+        self.folder.mkdir()
+        self.output_path = self.folder / "output.txt"
+        self.started = time.monotonic()
+        with open(self.output_path, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "schemathesis.cli", "run", f"{world['server'].url}/v1/schema/",
+                 "--header", f"Authorization: Bearer {token}",
+                 "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+                 "--generation-deterministic", "--workers", "1", "--phases", "coverage,fuzzing",
+                 "--request-timeout", "15", "--suppress-health-check", "all", "--no-color",
+                 "--report", "junit", "--report-junit-path", str(self.folder / "junit.xml")],
+                # In the run's own folder: schemathesis keeps a cache (.schemathesis/) in its working
+                # directory, and a cache carried over from an earlier run would change what this one tries.
+                cwd=self.folder, env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_checks",
+                                      "PYTHONPATH": str(ROOT)},
+                stdout=output, stderr=subprocess.STDOUT)
+
+    def wait(self):
+        """(exit code, console output, seconds)."""
+        code = self.process.wait(timeout=900)
+        return code, self.output_path.read_text(errors="replace"), time.monotonic() - self.started
+
+
+@pytest.fixture(scope="module")
+def schemathesis_runs(fuzz_world):
+    """Both users' runs, side by side (each is one process with one worker: half the wall time)."""
+    runs = {role: SchemathesisRun(fuzz_world, role) for role in fuzz_world["users"]}
+    yield runs
+    for run in runs.values():
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+def server_tracebacks(log):
+    """The last line of each distinct traceback in the API's log."""
+    lines = log.splitlines()
+    ends = {lines[i + 1].strip() for i, line in enumerate(lines[:-1])
+            if re.match(r"^\S.*(Error|Exception)\b", lines[i + 1]) and line.startswith("  ")}
+    return sorted(ends)
+
+
+KNOWN_FAILURES = (  # found on main, being fixed elsewhere (issue 11); strict: passing again fails this mark
+    "500 on POST /v1/container/ with a JSON body that is not an object (`[null, null]`: TypeError in dict()); "
+    "Django's HTML CSRF page (403 text/html) for an unsafe request with a session cookie on an unrouted path "
+    "(the catch-all JSON 404 view is not csrf_exempt), e.g. DELETE /v1/container/%C2%84/; "
+    "GET/POST /v1/jointoken/ answer `host: null`, documented as a non-null string; "
+    "GET /v1/container/{uuid}/endpoints/ answers a list documented as a paginated list (list action)"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES)
+@pytest.mark.django_db  # sets up the test database; the rows the API sees are committed by fuzz_world
+@pytest.mark.parametrize("role", ["staff", "user"])
+def test_schemathesis_finds_no_failure(fuzz_world, schemathesis_runs, role):
+    code, output, seconds = schemathesis_runs[role].wait()
+    log = fuzz_world["server"].log_path.read_text(errors="replace")
+    print(output)
+    print(f"fuzz run as {role}: {seconds:.0f} s")
+    assert code == 0, (f"schemathesis as {role} failed ({seconds:.0f} s):\n{output[-20000:]}\n"
+                       f"server tracebacks:\n" + "\n".join(server_tracebacks(log)))
+
+
+def _served_schema(api):
+    response = api("staff").get("/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return response.json()
+
+
+ERROR_REF = "#/components/schemas/Error"
+
+
+def test_every_operation_documents_its_error_statuses_with_the_error_shape(api):
+    paths = _served_schema(api)["paths"]
+    expected = {
+        ("post", "/v1/container/"): {"400", "401", "403", "406", "409", "413", "415", "502", "503", "504"},
+        ("get", "/v1/container/{uuid}/stdout/"): {"400", "401", "404", "409", "502", "503", "504"},
+        ("get", "/v1/container/{uuid}/"): {"401", "404"},
+        ("post", "/v1/container/raw/"): {"400", "401", "403", "413", "415", "502"},
+        ("post", "/v1/host/{name}/drain/"): {"401", "403", "404"},
+        ("post", "/v1/auth/token/"): {"400", "401", "429"},
+        ("post", "/service/{name}/scale/"): {"400", "401", "404", "502", "503", "504"},
+        ("get", "/compute/"): {"401"},
+    }
+    for (method, path), statuses in expected.items():
+        responses = paths[path][method]["responses"]
+        assert statuses <= set(responses), f"{method.upper()} {path} lacks {sorted(statuses - set(responses))}"
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for status_code, response in operation["responses"].items():
+                if int(status_code) >= 400:
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == ERROR_REF, f"{method.upper()} {path} {status_code} is not the error shape"
+    # and nothing an operation can not answer
+    assert "403" not in paths["/v1/container/{uuid}/"]["get"]["responses"]  # own rows only: others' are 404
+    assert "404" not in paths["/v1/container/"]["get"]["responses"]
+    assert "502" not in paths["/v1/template/"]["post"]["responses"]  # templates never reach a satellite
+    assert "400" not in paths["/v1/host/{name}/"]["get"]["responses"]  # the name is a lookup: 404
