@@ -62,7 +62,8 @@ class EnrolledSerializer(serializers.Serializer):
 
 
 class JoinTokenSerializer(serializers.ModelSerializer):
-    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True,
+                                        help_text="The host it enrolled; null while unused.")
     ttl = serializers.IntegerField(write_only=True, required=False, min_value=60, max_value=30 * 24 * 3600,
                                    help_text="Seconds until the token expires.")
 

@@ -398,7 +398,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}"))
 
     @extend_schema(responses=serializers.EndpointSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # one row's list, whole
     def endpoints(self, request, uuid=None):
         return Response(self.get_object().endpoints)
 
