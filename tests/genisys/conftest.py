@@ -89,3 +89,13 @@ def consul_server(tmp_path_factory):
         standin.kind = "stand-in"
         yield standin
         standin.close()
+
+
+@pytest.fixture
+def original_connector():
+    """A stand-in of genisys-connector-docker 0.1.0 (empty 200 bodies, 501 for unknown services)."""
+    from tests.genisys.connector_standin import OriginalConnectorStandIn
+
+    standin = OriginalConnectorStandIn(address="127.0.0.35")
+    yield standin
+    standin.close()
