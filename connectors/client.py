@@ -1,7 +1,14 @@
-"""The one client Genisys uses for every compute: satellites (signed) and external connectors."""
+"""The one client Genisys uses for every compute: satellites (signed) and external connectors.
+
+What a connector answers is checked here, once: any 2xx to a definition push or a scale
+is success whatever its body (the original genisys-connector-docker answers 200 with an
+empty body), and a status that is not `{"running_resources": <int >= 0>}` is a 502 naming
+the compute. Nothing a connector sends can surface as anything but a RemoteError.
+"""
 import requests
 from django.conf import settings
 
+from boatload.errors import RemoteError
 from boatload.remote import RemoteClient
 from boatload.signing import HmacAuth
 
@@ -31,10 +38,38 @@ class ConnectorClient(RemoteClient):
                          timeout=timeout or settings.CONNECTOR_TIMEOUT)
 
     def put_service(self, definition):
-        return self.put(f"/service/{definition['name']}", json=definition)
+        """Push a definition; any 2xx is success (nothing of the body is used)."""
+        self.request("PUT", f"/service/{definition['name']}", json=definition).close()
 
     def scale(self, name, number):
-        return self.post(f"/service/{name}/scale", json={"number": number})["running_resources"]
+        """Order `number` resources; any 2xx is success. Returns the running number the connector gave,
+        or None when its body does not say (the protocol does not require it to)."""
+        response = self.request("POST", f"/service/{name}/scale", json={"number": number})
+        try:
+            return running_of(response.json())
+        except ValueError:
+            return None
+        finally:
+            response.close()
 
     def status(self, name):
-        return self.get(f"/service/{name}/status", read_timeout=10)["running_resources"]
+        """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""
+        response = self.request("GET", f"/service/{name}/status", read_timeout=10)
+        try:
+            return running_of(response.json())
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise RemoteError(f"The connector of {self.remote} answered a status that is not "
+                              f'{{"running_resources": n}} ({response.status_code}, {kind}): '
+                              f"{response.text[:100]!r}", remote=self.remote, code="connector_bad_answer",
+                              retryable=True) from None
+        finally:
+            response.close()
+
+
+def running_of(body):
+    """n of `{"running_resources": n}`, n an int >= 0 (not a bool, a float or a string); else ValueError."""
+    running = body.get("running_resources") if isinstance(body, dict) else None
+    if type(running) is not int or running < 0:
+        raise ValueError(f"not a running number: {running!r}")
+    return running

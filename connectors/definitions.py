@@ -18,6 +18,29 @@ from rest_framework import serializers
 from boatload.spec import ContainerSpecSerializer
 
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp))?$", re.ASCII | re.IGNORECASE)  # "8080", "53/udp"
+
+
+class PortField(serializers.CharField):
+    """A published port as the connector writes it: ASCII digits (1-65535), optionally `/tcp` or `/udp`.
+
+    `str.isdigit()` is not enough: it accepts "²" and "①", which `int()` refuses.
+    """
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        match = PORT.match(value)
+        if not match or not 1 <= int(match.group(1)) <= 65535:
+            raise serializers.ValidationError('a port number 1-65535 in ASCII digits, optionally "/tcp" or "/udp"')
+        return value
+
+
+def command_split(command):
+    """The argv of a shell-style command; an unbalanced quote or a trailing escape is bad input."""
+    try:
+        return shlex.split(command)
+    except ValueError as error:
+        raise serializers.ValidationError(f"not a shell-style command: {error}") from None
 
 
 class DefinitionSerializer(serializers.Serializer):
@@ -26,7 +49,12 @@ class DefinitionSerializer(serializers.Serializer):
     command = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
     environment = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
                                         allow_null=True, default=None)
-    ports = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True, default=None)
+    ports = serializers.ListField(child=PortField(), required=False, allow_null=True, default=None)
+
+    def validate_command(self, value):
+        if value:
+            command_split(value)
+        return value
 
     def validate_name(self, value):
         if not SERVICE_NAME.match(value):
@@ -51,13 +79,20 @@ def split_image(image):
 
 
 def spec_fields(definition):
-    """A BoatLoad container spec (unvalidated) for one container of a service."""
+    """A BoatLoad container spec (unvalidated) for one container of a service.
+
+    A definition stored before ports and commands were validated still raises only
+    ValidationError (400), never a ValueError."""
     image_name, image_tag = split_image(definition["image"])
+    ports = [PORT.match(str(p)) for p in definition.get("ports") or []]
     fields = {"image_name": image_name, "image_tag": image_tag, "env": definition.get("environment") or {},
-              "ports": [{"port": int(p), "protocol": "TCP", "scope": "internal"}
-                        for p in definition.get("ports") or [] if str(p).isdigit()]}
+              "ports": [{"port": int(m.group(1)), "protocol": (m.group(2) or "tcp").upper(), "scope": "internal"}
+                        for m in ports if m]}
     if definition.get("command"):
-        fields["command"] = shlex.split(definition["command"])
+        try:
+            fields["command"] = command_split(definition["command"])
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError({"command": error.detail}) from None
     return fields
 
 

@@ -19,7 +19,8 @@ class DesiredInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
-    list_display = ["name", "image", "managed_by", "updated"]
+    list_display = ["name", "owner", "image", "managed_by", "updated"]
+    list_filter = ["managed_by", "owner"]
     inlines = [DesiredInline]
     actions = ["scale_to_desired"]
 

@@ -5,6 +5,21 @@ from django.db.models import Max
 from django.utils.functional import cached_property
 
 
+class ComputeQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Staff: every compute. Others: the computes their own services use (a desired number or an order)."""
+        if user.is_staff:
+            return self
+        used = models.Q(desired__service__owner=user, desired__number__gt=0) | models.Q(orders__service__owner=user)
+        return self.filter(pk__in=Compute.objects.filter(used).values("pk"))
+
+
+class ServiceQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Staff: every service. Others: their own (ownerless services are staff only)."""
+        return self if user.is_staff else self.filter(owner=user)
+
+
 class Compute(models.Model):
     """Anything that speaks the connector protocol; a satellite's URL makes it a signed compute."""
 
@@ -13,6 +28,8 @@ class Compute(models.Model):
     token = models.CharField(max_length=200, blank=True, help_text="Bearer token for an external connector.")
     position = models.PositiveIntegerField(default=0, help_text="Order of definition: the first is the default.")
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = ComputeQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "id"]
@@ -49,8 +66,13 @@ class Service(models.Model):
     environment = models.JSONField(null=True, blank=True)
     ports = models.JSONField(null=True, blank=True)
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="genisys_services",
+                              help_text="Who may see and change it (staff: every service); none: staff only.")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = ServiceQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -4,12 +4,16 @@ A scale order writes the desired number first (with a new generation), pushes th
 definition to the connector, then posts the scale. A connector that fails leaves the
 desired number in place; the reconciler retries until running matches desired.
 """
+import logging
+
 from django.db import transaction
 from django.db.models import F
 
 from boatload.errors import BadInput, BoatLoadError, RemoteError
 from connectors.client import ConnectorClient
 from genisys.models import Compute, Desired, ScaleOrder, Service
+
+log = logging.getLogger("genisys")
 
 
 def targets_for(*, service, number, compute=None):
@@ -38,35 +42,85 @@ def targets_for(*, service, number, compute=None):
 
 
 def desired_write(*, service, targets):
-    """Record the wanted numbers before anything is asked; bump their generation."""
+    """Record the wanted numbers before anything is asked; bump their generation.
+
+    Returns {compute pk: (number before or None when there was no row, generation written)},
+    what `desired_restore` needs to take the order back."""
+    before = {}
     with transaction.atomic():
         for compute, number in targets.items():
             row, created = Desired.objects.select_for_update().get_or_create(
                 service=service, compute=compute, defaults={"number": number, "generation": 1})
-            if not created:
+            if created:
+                before[compute.pk] = (None, 1)
+            else:
                 Desired.objects.filter(pk=row.pk).update(number=number, generation=F("generation") + 1)
+                before[compute.pk] = (row.number, row.generation + 1)
+    return before
+
+
+def desired_restore(*, service, before):
+    """Take back the numbers `desired_write` wrote, unless a later order has written them since."""
+    with transaction.atomic():
+        for compute_pk, (number, generation) in before.items():
+            rows = Desired.objects.filter(service=service, compute_id=compute_pk, generation=generation)
+            if number is None:
+                rows.delete()
+            else:
+                rows.update(number=number, generation=F("generation") + 1)
 
 
 def order_send(*, service, compute, number, source, user=None, observed=None):
-    """Push the definition, then scale; record the order. Returns the ScaleOrder (ok or failed)."""
+    """Push the definition, then scale; record the order. Returns the ScaleOrder (ok or failed).
+
+    `order.error` keeps the failure; `order.refused` is set when the connector refused the order
+    as bad input (400/422): trying again can never help."""
     order = ScaleOrder(service=service, compute=compute, to_number=number, source=source, requested_by=user,
                        from_number=observed)
+    order.error, order.refused = None, False
     try:
         client = ConnectorClient(compute)
         client.put_service(service.definition())
         order.running = client.scale(service.name, number)
         order.result = "ok"
+        if order.running is None:  # the connector's 2xx did not say (the original answers an empty body)
+            order.running = running_or_none(client, service.name)
     except BoatLoadError as error:
-        order.result, order.message = "failed", error.message[:2000]
+        order.result, order.message, order.error = "failed", error.message[:2000], error
+        order.refused = not isinstance(error, RemoteError) and error.status_code in (400, 422)
     order.save()
     return order
 
 
+def running_or_none(client, name):
+    try:
+        return client.status(name)
+    except BoatLoadError:
+        return None
+
+
 def service_scale(*, service, number, compute=None, user=None, source="api"):
-    """Scale `service` to `number` on the computes chosen by `compute`; raise 502 naming failed ones."""
+    """Scale `service` to `number` on the computes chosen by `compute`.
+
+    The desired numbers are written first, so a connector that is down (502, named) leaves them for
+    the reconciler. A connector that refuses the order as bad input (e.g. over its maximum) can never
+    meet it: every number of this order is taken back (computes that had accepted are sent their
+    previous number) and the answer is 400 naming the connector's field (`number` by default)."""
     targets = targets_for(service=service, number=number, compute=compute)
-    desired_write(service=service, targets=targets)
+    before = desired_write(service=service, targets=targets)
     orders = [order_send(service=service, compute=c, number=n, source=source, user=user) for c, n in targets.items()]
+    refused = [order for order in orders if order.refused]
+    if refused:
+        desired_restore(service=service, before=before)
+        for order in orders:
+            if order.result == "ok":
+                previous = before[order.compute.pk][0] or 0
+                order_send(service=service, compute=order.compute, number=previous, source=source, user=user)
+        first = refused[0]
+        field = first.error.extra.get("field") or "number"
+        raise BoatLoadError(f"{field}: compute {first.compute.name} refused it: {first.message}", code="invalid",
+                            status_code=400, detail={"field": field, "desired_kept": False,
+                                                     "computes": {o.compute.name: o.message for o in refused}})
     failed = [order for order in orders if order.result == "failed"]
     if failed:
         names = ", ".join(order.compute.name for order in failed)
@@ -79,7 +133,10 @@ def service_scale(*, service, number, compute=None, user=None, source="api"):
 
 
 def service_status(*, service):
-    """Running resources per compute (as each connector says) and the total; failures named."""
+    """Running resources per compute (as each connector says) and the total.
+
+    A compute whose connector fails or answers something that is not a status makes it a 502
+    naming that compute; the detail still holds every compute's entry."""
     computes = {}
     total = 0
     for desired in service.desired.select_related("compute"):
@@ -90,14 +147,21 @@ def service_status(*, service):
         except BoatLoadError as error:
             entry["error"] = error.message
         computes[desired.compute.name] = entry
-    return {"service": service.name, "computes": computes, "running_resources": total,
-            "desired": sum(entry["desired"] for entry in computes.values())}
+    answer = {"service": service.name, "computes": computes, "running_resources": total,
+              "desired": sum(entry["desired"] for entry in computes.values())}
+    failed = {name: entry["error"] for name, entry in computes.items() if "error" in entry}
+    if failed:
+        names = ", ".join(failed)
+        raise RemoteError(f"The connector of compute {names} failed: {next(iter(failed.values()))}",
+                          remote=names, code="connector_failed", detail={"status": answer})
+    return answer
 
 
 def service_reconcile(*, service):
     """One level-triggered pass over a service: scale every compute whose running differs from desired.
 
     Runs under a row lock (skip locked), so several reconcilers never act on one service at once.
+    One failing compute, whatever it answers, is recorded as a failed order and the pass goes on.
     Returns the orders sent, or None when another reconciler holds the service.
     """
     with transaction.atomic():
@@ -107,18 +171,32 @@ def service_reconcile(*, service):
         orders = []
         for desired in locked.desired.select_related("compute"):
             try:
-                running = ConnectorClient(desired.compute).status(locked.name)
-            except BoatLoadError as error:
-                if getattr(error, "status_code", 0) != 404:  # 404: the connector does not know it yet
-                    orders.append(ScaleOrder.objects.create(
-                        service=locked, compute=desired.compute, to_number=desired.number, source="reconciler",
-                        result="failed", message=f"status: {error.message}"[:2000]))
-                    continue
-                running = None
-            if running != desired.number:
-                orders.append(order_send(service=locked, compute=desired.compute, number=desired.number,
-                                         source="reconciler", observed=running))
+                with transaction.atomic():
+                    order = compute_reconcile(service=locked, desired=desired)
+            except Exception as error:  # a bug must not stop the pass for the other computes either
+                log.exception("reconciling %s on %s", locked.name, desired.compute.name)
+                order = ScaleOrder.objects.create(
+                    service=locked, compute=desired.compute, to_number=desired.number, source="reconciler",
+                    result="failed", message=f"reconcile: {error.__class__.__name__}: {error}"[:2000])
+            if order is not None:
+                orders.append(order)
         return orders
+
+
+def compute_reconcile(*, service, desired):
+    """The order (if any) that makes one compute run `desired.number` of `service`."""
+    try:
+        running = ConnectorClient(desired.compute).status(service.name)
+    except BoatLoadError as error:
+        if getattr(error, "status_code", 0) != 404:  # 404: the connector does not know it yet
+            return ScaleOrder.objects.create(
+                service=service, compute=desired.compute, to_number=desired.number, source="reconciler",
+                result="failed", message=f"status: {error.message}"[:2000])
+        running = None
+    if running == desired.number:
+        return None
+    return order_send(service=service, compute=desired.compute, number=desired.number, source="reconciler",
+                      observed=running)
 
 
 def consul_sync(*, registry, service_prefix, resources_key_prefix):

@@ -24,11 +24,14 @@ class ComputeUpdateSerializer(ComputeSerializer):
 
 
 class ServiceSerializer(serializers.ModelSerializer):
-    """A service definition: name and image (with its tag) mandatory, as the connector's."""
+    """A service definition: name and image (with its tag) mandatory, as the connector's; `owner` is extra."""
+
+    owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True, default=None,
+                                  help_text="The user it belongs to (set from the request); none: staff only.")
 
     class Meta:
         model = Service
-        fields = ["name", "image", "command", "environment", "ports"]
+        fields = ["name", "image", "command", "environment", "ports", "owner"]
 
     def validate(self, data):
         merged = {"name": getattr(self.instance, "name", None), **data}

@@ -1,10 +1,13 @@
-"""Genisys endpoints at the documented paths; lists answer a JSON object keyed by name."""
-from django.shortcuts import get_object_or_404
+"""Genisys endpoints at the documented paths; lists answer a JSON object keyed by name.
+
+Every view reads its rows through one scoped queryset (`GenisysView.get_queryset`):
+a user reaches only their own services (and, through them, their orders and the computes
+they use); anything else is 404, exactly as a name that does not exist. Staff reach all.
+"""
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, status
+from rest_framework import generics, permissions, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from boatload.api.views import IsStaffOrReadOnly
 from genisys import services
@@ -16,14 +19,32 @@ def keyed(rows, serializer):
     return {row.name: serializer(row).data for row in rows}
 
 
-class ComputeListView(APIView):
-    """GET: every compute keyed by name. POST: a new compute `{name, connector}` (staff)."""
+class GenisysView(generics.GenericAPIView):
+    """Rows of `model` that the caller may reach, looked up by name."""
 
+    model = Service
+    lookup_field = "name"
+    pagination_class = None
+    filter_backends = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return self.model.objects.none()
+        return self.model.objects.visible_to(self.request.user)
+
+
+class ComputeView(GenisysView):
+    model = Compute
+    serializer_class = serializers.ComputeSerializer
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
+
+
+class ComputeListView(ComputeView):
+    """GET: every compute the caller may see, keyed by name. POST: a new compute `{name, connector}` (staff)."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="compute_list")
     def get(self, request):
-        return Response(keyed(Compute.objects.all(), serializers.ComputeSerializer))
+        return Response(keyed(self.get_queryset(), serializers.ComputeSerializer))
 
     @extend_schema(request=serializers.ComputeSerializer, responses={201: serializers.ComputeSerializer})
     def post(self, request):
@@ -32,67 +53,69 @@ class ComputeListView(APIView):
         return Response(serializers.ComputeSerializer(data.save()).data, status=status.HTTP_201_CREATED)
 
 
-class ComputeDetailView(APIView):
-    permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
-
+class ComputeDetailView(ComputeView):
     @extend_schema(responses=serializers.ComputeSerializer)
     def get(self, request, name):
-        return Response(serializers.ComputeSerializer(get_object_or_404(Compute, name=name)).data)
+        return Response(serializers.ComputeSerializer(self.get_object()).data)
 
     @extend_schema(request=serializers.ComputeUpdateSerializer, responses=serializers.ComputeSerializer)
     def put(self, request, name):
-        data = serializers.ComputeUpdateSerializer(get_object_or_404(Compute, name=name), data=request.data)
+        data = serializers.ComputeUpdateSerializer(self.get_object(), data=request.data)
         data.is_valid(raise_exception=True)
         return Response(serializers.ComputeSerializer(data.save()).data)
 
 
-class ServiceListView(APIView):
-    """GET: every service definition keyed by name. POST: a new definition."""
+class ServiceView(GenisysView):
+    serializer_class = serializers.ServiceSerializer
+
+
+class ServiceListView(ServiceView):
+    """GET: the caller's service definitions keyed by name (staff: all). POST: a new definition, theirs."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT, operation_id="service_list")
     def get(self, request):
-        return Response(keyed(Service.objects.all(), serializers.ServiceSerializer))
+        return Response(keyed(self.get_queryset().select_related("owner"), serializers.ServiceSerializer))
 
     @extend_schema(request=serializers.ServiceSerializer, responses={201: serializers.ServiceSerializer})
     def post(self, request):
         data = serializers.ServiceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ServiceSerializer(data.save()).data, status=status.HTTP_201_CREATED)
+        return Response(serializers.ServiceSerializer(data.save(owner=request.user)).data,
+                        status=status.HTTP_201_CREATED)
 
 
-class ServiceDetailView(APIView):
+class ServiceDetailView(ServiceView):
     @extend_schema(responses=serializers.ServiceSerializer)
     def get(self, request, name):
-        return Response(serializers.ServiceSerializer(get_object_or_404(Service, name=name)).data)
+        return Response(serializers.ServiceSerializer(self.get_object()).data)
 
     @extend_schema(request=serializers.ServiceUpdateSerializer, responses=serializers.ServiceSerializer)
     def put(self, request, name):
         """Update a definition; running containers follow at the next scale or reconcile pass."""
-        data = serializers.ServiceUpdateSerializer(get_object_or_404(Service, name=name), data=request.data)
+        data = serializers.ServiceUpdateSerializer(self.get_object(), data=request.data)
         data.is_valid(raise_exception=True)
         return Response(serializers.ServiceSerializer(data.save()).data)
 
 
-class ServiceScaleView(APIView):
+class ServiceScaleView(ServiceView):
     @extend_schema(request=serializers.ScaleSerializer, responses=serializers.ScaleResultSerializer)
     def post(self, request, name):
         """Ensure `number` resources run; on `compute`, the first compute, or spread over all with "*"."""
-        service = get_object_or_404(Service, name=name)
+        service = self.get_object()
         data = serializers.ScaleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(services.service_scale(service=service, user=request.user, **data.validated_data))
 
 
-class ServiceStatusView(APIView):
+class ServiceStatusView(ServiceView):
     @extend_schema(responses=serializers.StatusSerializer)
     def get(self, request, name):
-        return Response(services.service_status(service=get_object_or_404(Service, name=name)))
+        return Response(services.service_status(service=self.get_object()))
 
 
-class ServiceOrdersView(APIView):
+class ServiceOrdersView(ServiceView):
     @extend_schema(responses=serializers.ScaleOrderSerializer(many=True))
     def get(self, request, name):
         """The scale-order history of a service, newest first."""
-        service = get_object_or_404(Service, name=name)
-        orders = service.orders.select_related("compute", "requested_by")[:200]
+        orders = self.get_object().orders.select_related("compute", "requested_by")[:200]
         return Response(serializers.ScaleOrderSerializer(orders, many=True).data)

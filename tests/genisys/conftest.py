@@ -49,8 +49,11 @@ def service_name():
 def swarm_satellite(tmp_path_factory, engines):
     """A satellite with SATELLITE_CONNECTOR=swarm on extra engine 3, made a Swarm manager."""
     engine = engines(3)
-    subprocess.run(["docker", "-H", engine.docker_host, "swarm", "init", "--advertise-addr", "127.0.0.1"],
-                   capture_output=True)
+    # Its own listen port: Swarm's default 2377 is shared by every test run on this machine.
+    address = f"127.0.0.1:{free_port()}"
+    init = subprocess.run(["docker", "-H", engine.docker_host, "swarm", "init", "--advertise-addr", address,
+                           "--listen-addr", address], capture_output=True, text=True)
+    assert init.returncode == 0 or "already part of a swarm" in init.stderr, init.stderr
     satellite = SatelliteProcess(tmp_path_factory.mktemp("swarm"), name="swarm-mgr", address="127.0.0.33",
                                  env={"DOCKER_HOST": engine.docker_host, "SATELLITE_CONNECTOR": "swarm"}).start()
     yield satellite, engine
@@ -89,3 +92,13 @@ def consul_server(tmp_path_factory):
         standin.kind = "stand-in"
         yield standin
         standin.close()
+
+
+@pytest.fixture
+def original_connector():
+    """A stand-in of genisys-connector-docker 0.1.0 (empty 200 bodies, 501 for unknown services)."""
+    from tests.genisys.connector_standin import OriginalConnectorStandIn
+
+    standin = OriginalConnectorStandIn(address="127.0.0.35")
+    yield standin
+    standin.close()
