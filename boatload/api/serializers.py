@@ -58,7 +58,7 @@ class EnrolSerializer(HostFactsSerializer):
     name = serializers.SlugField(max_length=100)
     satellite_url = serializers.URLField(max_length=300)
     labels = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
-    certificate = serializers.CharField(required=False, allow_blank=True, max_length=20_000,
+    certificate = serializers.CharField(required=False, allow_blank=True, max_length=20_000, trim_whitespace=False,
                                         help_text="The satellite's TLS certificate (PEM); pinned from now on.")
     seal_public_key = serializers.CharField(max_length=64, help_text="X25519 public key (base64url) rotated "
                                                                      "secrets are sealed to.")
