@@ -51,14 +51,26 @@ def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_
     return host
 
 
-def host_heartbeat(*, host, key_id=None, **facts):
+def host_heartbeat(*, host, key_id=None, satellite_url=None, certificate="", seal_public_key="", **facts):
     """Record that a satellite is alive; a down host comes back active, a draining one stays draining.
 
     A heartbeat signed with the key being rotated in makes it the host's key. Every write is
     an UPDATE of named columns, the state and key changes conditional on what they replace,
     so a drain, a reconciler's claim or a rotation asked meanwhile is never undone.
+
+    A host enrolled before satellites served TLS has no certificate: its first heartbeat
+    from an upgraded satellite records its https URL and certificate (and a missing seal
+    key), once. A pinned certificate or seal key is never replaced by a heartbeat.
     """
     rows = Host.objects.filter(pk=host.pk)
+    if satellite_url and satellite_url.startswith("https://") and certificate:
+        if rows.filter(tls_certificate="").update(satellite_url=satellite_url, tls_certificate=certificate):
+            log.warning("host %s upgraded: now reached at %s, its certificate pinned", host.name, satellite_url)
+        elif host.tls_certificate and certificate != host.tls_certificate:
+            log.warning("host %s reports another certificate than the pinned one; ignored (re-enrol to change it)",
+                        host.name)
+    if seal_public_key:
+        rows.filter(seal_public_key="").update(seal_public_key=seal_public_key)
     if key_id:
         rows.filter(next_key_id=key_id).update(key_id=F("next_key_id"), secret=F("next_secret"),
                                                next_key_id="", next_secret="")

@@ -166,6 +166,16 @@ def enrol():
     return data
 
 
+def channel():
+    """How the API reaches this satellite, for a host enrolled before satellites served TLS (the API
+    records it once, when it has none)."""
+    if not serves_tls():
+        return {}
+    cert_path, _ = tls_paths()
+    return {"satellite_url": settings.URL, "certificate": cert_path.read_text(),
+            "seal_public_key": sealing.public_text(seal_key(create=True))}
+
+
 def heartbeat():
     """One signed heartbeat to the API; returns the HTTP status ("refused" for a forged answer).
 
@@ -177,7 +187,7 @@ def heartbeat():
     if not data or not data.get("api_url"):
         return None
     url = f"{data['api_url'].rstrip('/')}/v1/host/heartbeat/"
-    facts = host_facts()
+    facts = {**host_facts(), **channel()}
     with api_session(data["api_url"], data.get("api_fingerprint", ""), data.get("api_ca", "")) as session:
         for used in [data["key_id"], *(k for k in data["keys"] if k != data["key_id"])]:
             response = session.post(url, json=facts, auth=HmacAuth(used, data["keys"][used]), timeout=10)

@@ -144,3 +144,36 @@ def test_a_satellite_enrols_through_a_tls_proxy_pinned_by_the_join_commands_fing
             satellite.stop()
     finally:
         proxy.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_host_enrolled_before_tls_is_pinned_by_its_first_heartbeat_and_never_re_pinned(live_server, tmp_path):
+    satellite = SatelliteProcess(tmp_path / "old", name="old-host", tls=True)
+    stored = {"host": "old-host", "api_url": live_server.url, "key_id": satellite.key_id,
+              "keys": {satellite.key_id: satellite.secret}}
+    (satellite.state_dir / "credentials.json").write_text(json.dumps(stored))
+    host = Host.objects.create(name="old-host", satellite_url=satellite.url.replace("https", "http"),
+                               key_id=satellite.key_id, secret=satellite.secret)
+    satellite.start()
+    impostor = None
+    try:
+        upgraded = wait_until(lambda: (lambda h: h if h.tls_certificate else None)(Host.objects.get(pk=host.pk)),
+                              message="the first heartbeat to pin the certificate")
+        assert upgraded.satellite_url == satellite.url and upgraded.transport == "https-pinned"
+        assert upgraded.tls_certificate == satellite.certificate and upgraded.seal_public_key
+        assert SatelliteClient(upgraded).get("/info")["satellite"]["name"] == "old-host"
+        # A holder of the host's keys with another certificate heartbeats too: the pin stays.
+        impostor = SatelliteProcess(tmp_path / "impostor", name="old-host", tls=True)
+        (impostor.state_dir / "credentials.json").write_text(json.dumps(stored))
+        impostor.start()
+        beat = Host.objects.get(pk=host.pk).last_seen
+        wait_until(lambda: Host.objects.get(pk=host.pk).last_seen > beat, message="more heartbeats")
+        satellite.stop()
+        beat = Host.objects.get(pk=host.pk).last_seen
+        wait_until(lambda: Host.objects.get(pk=host.pk).last_seen > beat, message="the impostor's heartbeat")
+        after = Host.objects.get(pk=host.pk)
+        assert (after.satellite_url, after.tls_certificate) == (upgraded.satellite_url, upgraded.tls_certificate)
+    finally:
+        satellite.stop()
+        if impostor:
+            impostor.stop()

@@ -53,11 +53,10 @@ class HeartbeatAnswerSerializer(serializers.Serializer):
     next_key = NextKeySerializer(required=False, help_text="A key being rotated in: sign heartbeats with it.")
 
 
-class EnrolSerializer(HostFactsSerializer):
-    token = serializers.CharField(max_length=200)
-    name = serializers.SlugField(max_length=100)
+class ChannelSerializer(serializers.Serializer):
+    """How the API reaches a satellite and seals keys to it: checked the same at enrolment and heartbeat."""
+
     satellite_url = serializers.URLField(max_length=300)
-    labels = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
     certificate = serializers.CharField(required=False, allow_blank=True, max_length=20_000, trim_whitespace=False,
                                         help_text="The satellite's TLS certificate (PEM); pinned from now on.")
     seal_public_key = serializers.CharField(max_length=64, help_text="X25519 public key (base64url) rotated "
@@ -79,6 +78,8 @@ class EnrolSerializer(HostFactsSerializer):
         return value
 
     def validate(self, data):
+        if "satellite_url" not in data:
+            return data
         url = urlsplit(data["satellite_url"])
         if url.scheme == "https" and not data.get("certificate"):
             raise BadInput("certificate", "an https satellite_url needs the satellite's certificate to pin")
@@ -87,6 +88,20 @@ class EnrolSerializer(HostFactsSerializer):
         if url.scheme not in ("http", "https"):
             raise BadInput("satellite_url", "must be https (or http on a loopback address)")
         return data
+
+
+class EnrolSerializer(ChannelSerializer, HostFactsSerializer):
+    token = serializers.CharField(max_length=200)
+    name = serializers.SlugField(max_length=100)
+    labels = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
+
+
+class HeartbeatSerializer(ChannelSerializer, HostFactsSerializer):
+    """Facts, and (optionally) the channel: recorded only for a host enrolled before satellites served
+    TLS, which has no certificate or seal key yet; a pinned certificate is never replaced here."""
+
+    satellite_url = serializers.URLField(max_length=300, required=False)
+    seal_public_key = serializers.CharField(max_length=64, required=False)
 
 
 class EnrolledSerializer(serializers.Serializer):

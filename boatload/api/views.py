@@ -104,9 +104,9 @@ class HeartbeatView(APIView):
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(request=serializers.HostFactsSerializer, responses=serializers.HeartbeatAnswerSerializer)
+    @extend_schema(request=serializers.HeartbeatSerializer, responses=serializers.HeartbeatAnswerSerializer)
     def post(self, request):
-        facts = serializers.HostFactsSerializer(data=request.data)
+        facts = serializers.HeartbeatSerializer(data=request.data)
         facts.is_valid(raise_exception=True)
         key_id = request.headers.get(signing.HEADER_KEY)
         secret = request.auth.secret if key_id == request.auth.key_id else request.auth.next_secret  # as verified
