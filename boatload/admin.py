@@ -16,7 +16,8 @@ class HostAdmin(admin.ModelAdmin):
 
     @admin.action(description="Drain: take no new containers")
     def drain(self, request, queryset):
-        queryset.update(state=Host.State.DRAINING)
+        for host in queryset:
+            host.drain()
 
     @admin.action(description="Activate: take new containers again")
     def activate(self, request, queryset):

@@ -41,6 +41,12 @@ class Host(models.Model):
     # once a heartbeat is signed with it. Until then both keys are valid.
     next_key_id = models.CharField(max_length=64, blank=True, editable=False)
     next_secret = models.CharField(max_length=128, blank=True, editable=False)
+    # The satellite's own self-signed TLS certificate (PEM), recorded at enrolment and pinned:
+    # the API trusts exactly this certificate for this host. Empty for plain HTTP on loopback.
+    tls_certificate = models.TextField(blank=True, editable=False)
+    # The public half (X25519, base64url) of the key pair the satellite made at enrolment;
+    # rotated secrets are sealed to it, so only that satellite can read them.
+    seal_public_key = models.CharField(max_length=64, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -59,6 +65,21 @@ class Host(models.Model):
         if scope == "host":
             return "127.0.0.1"
         return getattr(self, f"address_{scope}", "") or ""
+
+    @property
+    def transport(self):
+        """How the API reaches the satellite: https-pinned, https-ca (no pin: hosts made by hand), http-loopback."""
+        if self.satellite_url.startswith("https://"):
+            return "https-pinned" if self.tls_certificate else "https-ca"
+        return "http-loopback"
+
+    def drain(self):
+        """Take no new containers here: one conditional UPDATE of the state alone, so a concurrent
+        heartbeat or reconciler can not undo it. True when this call changed it."""
+        changed = bool(Host.objects.filter(pk=self.pk).exclude(state=self.State.DRAINING)
+                       .update(state=self.State.DRAINING))
+        self.state = self.State.DRAINING
+        return changed
 
     @classmethod
     def new_credentials(cls):

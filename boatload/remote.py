@@ -8,7 +8,7 @@ import threading
 
 import requests
 
-from boatload import requestid
+from boatload import requestid, tls
 from boatload.errors import BoatLoadError, RemoteError
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -17,17 +17,18 @@ _sessions = {}
 _sessions_lock = threading.Lock()
 
 
-def shared_session(key, auth):
-    """One keep-alive session per remote and credentials, shared by threads (its pool is thread-safe)."""
+def shared_session(key, auth, certificate=None):
+    """One keep-alive session per remote, credentials and pinned certificate, shared by threads (its
+    pool is thread-safe). With `certificate` (PEM), HTTPS trusts exactly that certificate."""
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
             session = requests.Session()
             session.trust_env = False
             session.auth = auth
-            adapter = requests.adapters.HTTPAdapter(pool_maxsize=32)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=32))
+            session.mount("https://", tls.PinnedAdapter(certificate=certificate, pool_maxsize=32) if certificate
+                          else requests.adapters.HTTPAdapter(pool_maxsize=32))
             _sessions[key] = session
         return session
 
@@ -37,12 +38,13 @@ class RemoteClient:
 
     kind = "remote"
 
-    def __init__(self, base_url, *, remote, auth=None, timeout=30):
+    def __init__(self, base_url, *, remote, auth=None, timeout=30, certificate=None):
         self.base_url = base_url.rstrip("/")
         self.remote = remote
         self.timeout = timeout
         self.session = shared_session((self.base_url, repr(getattr(auth, "key_id", None)),
-                                       getattr(auth, "secret", None) or getattr(auth, "token", None)), auth)
+                                       getattr(auth, "secret", None) or getattr(auth, "token", None),
+                                       certificate or None), auth, certificate)
 
     def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
         """One call; `read_timeout=None` waits forever (follow streams)."""

@@ -1,4 +1,5 @@
-"""The API server's client of satellites: requests signed with the host's key."""
+"""The API server's client of satellites: requests signed with the host's key, over HTTPS pinned to the
+certificate the satellite enrolled with (plain HTTP only for loopback satellites)."""
 from django.conf import settings
 
 from boatload.remote import RemoteClient
@@ -11,4 +12,4 @@ class SatelliteClient(RemoteClient):
     def __init__(self, host, timeout=None):
         self.host = host
         super().__init__(host.satellite_url, remote=host.name, auth=HmacAuth(host.key_id, host.secret),
-                         timeout=timeout or settings.SATELLITE_TIMEOUT)
+                         timeout=timeout or settings.SATELLITE_TIMEOUT, certificate=host.tls_certificate or None)

@@ -1,28 +1,33 @@
 """Work of the API server that crosses models or calls satellites."""
 import base64
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from rest_framework import exceptions
 
+from boatload import sealing
 from boatload.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
 from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
 from boatload.spec import SCOPES
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
+log = logging.getLogger("boatload")
 HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public")
 
 
-def host_enrol(*, token, name, satellite_url, labels=None, **facts):
+def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_public_key="", **facts):
     """Turn a one-time join token into a Host with its own key id and secret.
 
-    A reused, expired or unknown token is refused with 401 and nothing is created.
+    A reused, expired or unknown token is refused with 401 and nothing is created. The
+    satellite's TLS certificate is recorded (and pinned from then on) and the public half of
+    its seal key pair, to which rotated secrets are encrypted.
     """
     with transaction.atomic():
         join = JoinToken.usable(token)
@@ -34,46 +39,86 @@ def host_enrol(*, token, name, satellite_url, labels=None, **facts):
         key_id, secret = Host.new_credentials()
         host = Host.objects.create(
             name=name, satellite_url=satellite_url, labels=labels or {}, key_id=key_id, secret=secret,
+            tls_certificate=certificate or "", seal_public_key=seal_public_key or "",
             last_seen=timezone.now(), state=Host.State.ACTIVE,
             **{k: v for k, v in facts.items() if k in HOST_FACTS and v is not None},
         )
         join.used = timezone.now()
         join.host = host
         join.save(update_fields=["used", "host"])
+    if host.transport == "http-loopback":
+        log.warning("!!! host %s enrolled over plain HTTP (%s): loopback only, nothing is encrypted !!!",
+                    name, satellite_url)
     return host
 
 
-def host_heartbeat(*, host, key_id=None, **facts):
+def host_heartbeat(*, host, key_id=None, satellite_url=None, certificate="", seal_public_key="", **facts):
     """Record that a satellite is alive; a down host comes back active, a draining one stays draining.
 
-    A heartbeat signed with the key being rotated in makes it the host's key.
+    A heartbeat signed with the key being rotated in makes it the host's key. Every write is
+    an UPDATE of named columns, the state and key changes conditional on what they replace,
+    so a drain, a reconciler's claim or a rotation asked meanwhile is never undone.
+
+    A host enrolled before satellites served TLS has no certificate: its first heartbeat
+    from an upgraded satellite records its https URL and certificate (and a missing seal
+    key), once. A pinned certificate or seal key is never replaced by a heartbeat.
     """
-    if key_id and key_id == host.next_key_id:
-        host.key_id, host.secret = host.next_key_id, host.next_secret
-        host.next_key_id = host.next_secret = ""
-    host.last_seen = timezone.now()
-    for field in HOST_FACTS:
-        if facts.get(field) is not None:
-            setattr(host, field, facts[field])
-    if host.state == Host.State.DOWN:
-        host.state = Host.State.ACTIVE
-    host.save()
+    rows = Host.objects.filter(pk=host.pk)
+    if satellite_url and satellite_url.startswith("https://") and certificate:
+        if rows.filter(tls_certificate="").update(satellite_url=satellite_url, tls_certificate=certificate):
+            log.warning("host %s upgraded: now reached at %s, its certificate pinned", host.name, satellite_url)
+        elif host.tls_certificate and certificate != host.tls_certificate:
+            log.warning("host %s reports another certificate than the pinned one; ignored (re-enrol to change it)",
+                        host.name)
+    if seal_public_key:
+        rows.filter(seal_public_key="").update(seal_public_key=seal_public_key)
+    if key_id:
+        rows.filter(next_key_id=key_id).update(key_id=F("next_key_id"), secret=F("next_secret"),
+                                               next_key_id="", next_secret="")
+    rows.update(last_seen=timezone.now(),
+                **{field: facts[field] for field in HOST_FACTS if facts.get(field) is not None})
+    rows.filter(state=Host.State.DOWN).update(state=Host.State.ACTIVE)
+    host.refresh_from_db()
     return host
 
 
 def host_rotate_key(*, host):
-    """Start rotating a host's key: the next heartbeat answer hands the satellite a new one."""
-    host.next_key_id, host.next_secret = Host.new_credentials()
-    host.save(update_fields=["next_key_id", "next_secret"])
+    """Start rotating a host's key: the next heartbeat answer hands the satellite a new one, sealed to
+    its seal key. A rotation asked while one is pending supersedes it (the satellite falls back to
+    its confirmed key when the API no longer knows the superseded one, and takes the newest)."""
+    if not host.seal_public_key:
+        raise Conflict(f"Host {host.name} was enrolled without a seal key, so a new secret can not be "
+                       "delivered to it privately; re-enrol it.", detail={"host": host.name})
+    next_key_id, next_secret = Host.new_credentials()
+    Host.objects.filter(pk=host.pk).update(next_key_id=next_key_id, next_secret=next_secret)
+    host.refresh_from_db()
     return host
 
 
-def heartbeat_answer(host):
-    """What a satellite learns from a heartbeat: its key, and a new one while a rotation runs."""
+def heartbeat_answer(host, key_id=None):
+    """What a satellite learns from a heartbeat: its key, and a new one while a rotation runs.
+
+    The new secret travels only sealed to the satellite's seal key (see boatload.sealing),
+    so a thief of the old key who signs a heartbeat learns nothing from the answer.
+    """
     answer = {"host": host.name, "state": host.state, "key_id": host.key_id}
-    if host.next_key_id:
-        answer["next_key"] = {"key_id": host.next_key_id, "secret": host.next_secret}
+    if host.next_key_id and host.seal_public_key and key_id != host.next_key_id:
+        answer["next_key"] = {"key_id": host.next_key_id,
+                              "sealed_secret": sealing.seal(host.seal_public_key, host.next_secret,
+                                                            sealing.next_key_aad(host.name, host.next_key_id))}
     return answer
+
+
+def host_unregister(*, host):
+    """Forget a host: its keys stop working at once, and no row of it stays deployed or pending.
+
+    Its containers are marked `lost` (BoatLoad no longer knows or manages them; the host may be
+    gone or may still run them), with the reason, before the host row goes.
+    """
+    with transaction.atomic():
+        Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.PENDING)).update(
+            state=Container.State.LOST, last_error=f"Host {host.name} was unregistered.", updated=timezone.now())
+        host.delete()
 
 
 def hosts_mark_silent_down():
@@ -84,23 +129,33 @@ def hosts_mark_silent_down():
             .update(state=Host.State.DOWN))
 
 
+def _api_trust_env():
+    """What the join command tells the satellite to verify the API with: its certificate's fingerprint."""
+    fingerprint = settings.PUBLIC_FINGERPRINT
+    return {"BOATLOAD_API_FINGERPRINT": fingerprint} if fingerprint else {}
+
+
 def satellite_join_command(token):
     """The one `docker run` line that starts a satellite on a new host and enrols it with `token`.
 
-    HOST_ADDRESS is the new host's address as the API reaches it; the operator sets it.
+    HOST_ADDRESS is the new host's address as the API reaches it; the operator sets it. The
+    satellite serves HTTPS with its own certificate and verifies the API by the fingerprint
+    carried here (BOATLOAD_PUBLIC_FINGERPRINT) before it sends the token.
     """
+    trust = "".join(f"-e {k}={v} " for k, v in _api_trust_env().items())
     return ("docker run -d --name boatload-satellite --restart unless-stopped --network host --user root "
             "-v /var/run/docker.sock:/var/run/docker.sock -v boatload-satellite:/var/lib/boatload "
-            f"-e BOATLOAD_API_URL={settings.PUBLIC_URL} -e SATELLITE_JOIN_TOKEN={token} "
-            '-e SATELLITE_BIND="$HOST_ADDRESS" -e SATELLITE_URL="http://$HOST_ADDRESS:7051" '
+            f"-e BOATLOAD_API_URL={settings.PUBLIC_URL} {trust}-e SATELLITE_JOIN_TOKEN={token} "
+            '-e SATELLITE_BIND="$HOST_ADDRESS" -e SATELLITE_URL="https://$HOST_ADDRESS:7051" '
             '-e SATELLITE_ADDRESS_INTERNAL="$HOST_ADDRESS" '
             f"{settings.SATELLITE_IMAGE} satellite")
 
 
 def satellite_join_command_venv(token):
     """The same for a virtualenv install (systemd: docker/boatload-satellite.service)."""
-    return (f"BOATLOAD_API_URL={settings.PUBLIC_URL} SATELLITE_JOIN_TOKEN={token} "
-            'SATELLITE_BIND="$HOST_ADDRESS" SATELLITE_URL="http://$HOST_ADDRESS:7051" '
+    trust = "".join(f"{k}={v} " for k, v in _api_trust_env().items())
+    return (f"BOATLOAD_API_URL={settings.PUBLIC_URL} {trust}SATELLITE_JOIN_TOKEN={token} "
+            'SATELLITE_BIND="$HOST_ADDRESS" SATELLITE_URL="https://$HOST_ADDRESS:7051" '
             'SATELLITE_ADDRESS_INTERNAL="$HOST_ADDRESS" .venv/bin/python -m satellite')
 
 

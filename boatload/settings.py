@@ -137,6 +137,9 @@ SCRIPT_MAX_BYTES = env_int("BOATLOAD_SCRIPT_MAX_BYTES", 4096)
 MAX_INSTANCES = env_int("BOATLOAD_MAX_INSTANCES", 100)
 ORPHAN_GRACE = env_duration("BOATLOAD_ORPHAN_GRACE", 300)
 PUBLIC_URL = env_str("BOATLOAD_PUBLIC_URL", "http://127.0.0.1:8000")
+# SHA-256 fingerprint of the certificate a satellite sees at PUBLIC_URL (the API's or its TLS
+# proxy's); join commands carry it so a satellite sends its join token only to this API.
+PUBLIC_FINGERPRINT = env_str("BOATLOAD_PUBLIC_FINGERPRINT", "").replace(":", "").lower()
 SATELLITE_IMAGE = env_str("BOATLOAD_SATELLITE_IMAGE", "boatload:latest")
 
 # Genisys: genisys.yml (GENISYS_CONFIG) with environment overrides; see genisys/config.py.

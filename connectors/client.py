@@ -35,7 +35,8 @@ class ConnectorClient(RemoteClient):
         else:
             auth = None
         super().__init__(compute.connector, remote=compute.name, auth=auth,
-                         timeout=timeout or settings.CONNECTOR_TIMEOUT)
+                         timeout=timeout or settings.CONNECTOR_TIMEOUT,
+                         certificate=compute.host.tls_certificate or None if compute.host is not None else None)
 
     def put_service(self, definition):
         """Push a definition; any 2xx is success (nothing of the body is used)."""

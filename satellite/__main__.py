@@ -1,8 +1,9 @@
 """Run a satellite: `python -m satellite`.
 
-Enrols once with BOATLOAD_API_URL and SATELLITE_JOIN_TOKEN when the state folder holds
-no keys yet, then serves on SATELLITE_BIND:SATELLITE_PORT with gunicorn (one process,
-threads, so the nonce memory and stats streams are shared) and heartbeats to the API.
+Makes its TLS key and self-signed certificate at first start (unless SATELLITE_URL is plain
+http on loopback), enrols once with BOATLOAD_API_URL and SATELLITE_JOIN_TOKEN when the state
+folder holds no keys yet, then serves HTTPS on SATELLITE_BIND:SATELLITE_PORT with gunicorn
+(one process, threads, so the nonce memory and stats streams are shared) and heartbeats.
 """
 import logging
 import os
@@ -41,6 +42,10 @@ class SatelliteServer(BaseApplication):
         self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") else None)
         self.cfg.set("access_log_format", "%(h)s \"%(r)s\" %(s)s %(B)s %(L)ss")
         self.cfg.set("post_worker_init", self.start_heartbeats)
+        if credentials.serves_tls():
+            cert_path, key_path = credentials.tls_paths()
+            self.cfg.set("certfile", str(cert_path))
+            self.cfg.set("keyfile", str(key_path))
 
     def start_heartbeats(self, worker):
         threading.Thread(target=credentials.heartbeat_forever, args=(self.stop_event,),
@@ -73,8 +78,11 @@ def main():
     from connectors.definitions import store
 
     store()  # merge SATELLITE_SERVICES_FILE now, so a bad file fails at start-up
+    credentials.check_transport()
+    credentials.ensure_tls()  # first start: this satellite's own key and certificate
     data = credentials.enrol()
-    log.info("satellite of host %s on %s:%s", data["host"], settings.BIND, settings.PORT)
+    log.info("satellite of host %s on %s (%s)", data["host"], settings.URL,
+             "HTTPS, own certificate" if credentials.serves_tls() else "plain HTTP, loopback")
     warnings.filterwarnings("ignore", module="gunicorn")
     SatelliteServer(threading.Event()).run()
 

@@ -1,10 +1,18 @@
-"""Every request to a satellite must be signed by the API (see boatload.signing)."""
+"""Every request to a satellite must be signed by the API (see boatload.signing).
+
+The nonces seen inside the window are kept in the state folder (`nonces.log`), so a request
+captured before a restart is refused after it as well (see PersistentNonceMemory for why
+this and not a cut-off at the process start).
+"""
+from pathlib import Path
+
+from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from boatload import signing
 from satellite import credentials
 
-nonces = signing.NonceMemory()
+nonces = signing.PersistentNonceMemory(lambda: Path(settings.STATE_DIR) / "nonces.log")
 
 
 class APICaller:

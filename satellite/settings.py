@@ -34,11 +34,16 @@ REST_FRAMEWORK = {
 NAME = env_str("SATELLITE_NAME", socket.gethostname().split(".")[0].lower())
 BIND = env_str("SATELLITE_BIND", "127.0.0.1")
 PORT = env_int("SATELLITE_PORT", 7051)
-URL = env_str("SATELLITE_URL", f"http://{'127.0.0.1' if BIND in ('0.0.0.0', '::') else BIND}:{PORT}")
+# https (the default) serves TLS with the satellite's own certificate; http only on a loopback bind.
+URL = env_str("SATELLITE_URL", f"https://{'127.0.0.1' if BIND in ('0.0.0.0', '::') else BIND}:{PORT}")
 STATE_DIR = Path(env_str("SATELLITE_STATE_DIR", str(BASE_DIR / "var" / "satellite")))
 API_URL = env_str("BOATLOAD_API_URL")
 JOIN_TOKEN = env_str("SATELLITE_JOIN_TOKEN")
 HEARTBEAT_INTERVAL = env_duration("SATELLITE_HEARTBEAT_INTERVAL", 0)  # 0: as the API says at enrolment
+# How the satellite verifies the API before it sends its join token: the SHA-256 fingerprint of the
+# API's certificate (from the join command), or a CA file; else the system's CAs for https.
+API_FINGERPRINT = env_str("BOATLOAD_API_FINGERPRINT")
+API_CA = env_str("BOATLOAD_API_CA")
 ADDRESSES = {
     "internal": env_str("SATELLITE_ADDRESS_INTERNAL", ""),
     "cloud": env_str("SATELLITE_ADDRESS_CLOUD", ""),

@@ -50,14 +50,19 @@ def wait_until(predicate, timeout=20.0, interval=0.1, message="condition"):
 
 
 class SatelliteProcess:
-    """A real satellite (`python -m satellite`) in a subprocess, on a loopback address."""
+    """A real satellite (`python -m satellite`) in a subprocess, on a loopback address.
 
-    def __init__(self, state_dir, *, name="sat-test", address="127.0.0.1", keys=True, env=None):
+    Plain HTTP (loopback) unless `tls=True`: then it serves HTTPS with the certificate it makes
+    in its state folder, and `signed()` / `session()` trust exactly that certificate.
+    """
+
+    def __init__(self, state_dir, *, name="sat-test", address="127.0.0.1", keys=True, env=None, tls=False):
         self.name = name
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(address)
-        self.url = f"http://{address}:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{address}:{self.port}"
         self.key_id = f"hk_{secrets.token_hex(6)}"
         self.secret = secrets.token_urlsafe(32)
         if keys:
@@ -66,6 +71,7 @@ class SatelliteProcess:
         self.env = {
             **os.environ,
             "SATELLITE_NAME": name, "SATELLITE_BIND": address, "SATELLITE_PORT": str(self.port),
+            "SATELLITE_URL": self.url,
             "SATELLITE_STATE_DIR": str(self.state_dir), "SATELLITE_CONTAINER_LABELS": RUN_LABEL,
             "SATELLITE_FETCH_ALLOW": f"{FILE_SERVER_ADDRESS}/32", "SATELLITE_PUBLISH_ADDRESS": "127.0.0.1",
             "SATELLITE_HOST_PATHS": str(self.state_dir / "allowed"), "SATELLITE_HEARTBEAT_INTERVAL": "1",
@@ -86,9 +92,15 @@ class SatelliteProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"satellite exited with {self.process.returncode}:\n{self.read_log()}")
         try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
+            with self.session() as session:
+                return session.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except (requests.RequestException, FileNotFoundError):
             return False
+
+    @property
+    def certificate(self):
+        """The PEM of the certificate this satellite made (tls=True), once it started."""
+        return (self.state_dir / "tls" / "cert.pem").read_text()
 
     def read_log(self):
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
@@ -110,9 +122,18 @@ class SatelliteProcess:
         root = psutil.Process(self.process.pid)
         return sum(p.memory_full_info().pss for p in [root, *root.children(recursive=True)])
 
+    def session(self):
+        """A requests session to this satellite (for tls=True: pinned to its certificate)."""
+        session = requests.Session()
+        if self.tls:
+            from boatload.tls import PinnedAdapter
+
+            session.mount("https://", PinnedAdapter(certificate=self.certificate))
+        return session
+
     def signed(self):
         """A requests session that signs every call with this satellite's key."""
-        session = requests.Session()
+        session = self.session()
         session.auth = HmacAuth(self.key_id, self.secret)
         return session
 

@@ -1,8 +1,10 @@
 """Data shapes of the v1 API; no side effects here."""
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from rest_framework import serializers
 
-from boatload import docker_policy, spec
+from boatload import docker_policy, sealing, spec, tls
 from boatload.errors import BadInput
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.spec import ContainerSpecSerializer
@@ -15,9 +17,13 @@ class HostSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Host
-        fields = ["name", "satellite_url", "state", "healthy", "rotating_key", "last_seen", "address_internal",
+        fields = ["name", "satellite_url", "transport", "state", "healthy", "rotating_key", "last_seen",
+                  "address_internal",
                   "address_cloud", "address_public", "labels", "docker_version", "cpus", "memory_bytes", "created"]
         read_only_fields = fields
+
+    transport = serializers.CharField(read_only=True, help_text="https-pinned: HTTPS to the certificate recorded "
+                                      "at enrolment; http-loopback: plain HTTP on a loopback address.")
 
     def get_rotating_key(self, host) -> bool:
         return bool(host.next_key_id)
@@ -36,7 +42,8 @@ class HostFactsSerializer(serializers.Serializer):
 
 class NextKeySerializer(serializers.Serializer):
     key_id = serializers.CharField()
-    secret = serializers.CharField()
+    sealed_secret = serializers.CharField(help_text="The new secret sealed to the satellite's seal key "
+                                                    "(X25519, HKDF-SHA256, ChaCha20-Poly1305; docs/security.md).")
 
 
 class HeartbeatAnswerSerializer(serializers.Serializer):
@@ -46,15 +53,60 @@ class HeartbeatAnswerSerializer(serializers.Serializer):
     next_key = NextKeySerializer(required=False, help_text="A key being rotated in: sign heartbeats with it.")
 
 
-class EnrolSerializer(HostFactsSerializer):
+class ChannelSerializer(serializers.Serializer):
+    """How the API reaches a satellite and seals keys to it: checked the same at enrolment and heartbeat."""
+
+    satellite_url = serializers.URLField(max_length=300)
+    certificate = serializers.CharField(required=False, allow_blank=True, max_length=20_000, trim_whitespace=False,
+                                        help_text="The satellite's TLS certificate (PEM); pinned from now on.")
+    seal_public_key = serializers.CharField(max_length=64, help_text="X25519 public key (base64url) rotated "
+                                                                     "secrets are sealed to.")
+
+    def validate_certificate(self, value):
+        if value:
+            try:
+                tls.load_certificate(value)
+            except tls.CertificateError as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate_seal_public_key(self, value):
+        try:
+            sealing.public_key_from_text(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate(self, data):
+        if "satellite_url" not in data:
+            return data
+        url = urlsplit(data["satellite_url"])
+        if url.scheme == "https" and not data.get("certificate"):
+            raise BadInput("certificate", "an https satellite_url needs the satellite's certificate to pin")
+        if url.scheme == "http" and not tls.is_loopback(url.hostname):
+            raise BadInput("satellite_url", "plain HTTP is only allowed on a loopback address; serve HTTPS")
+        if url.scheme not in ("http", "https"):
+            raise BadInput("satellite_url", "must be https (or http on a loopback address)")
+        return data
+
+
+class EnrolSerializer(ChannelSerializer, HostFactsSerializer):
     token = serializers.CharField(max_length=200)
     name = serializers.SlugField(max_length=100)
-    satellite_url = serializers.URLField(max_length=300)
     labels = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
+
+
+class HeartbeatSerializer(ChannelSerializer, HostFactsSerializer):
+    """Facts, and (optionally) the channel: recorded only for a host enrolled before satellites served
+    TLS, which has no certificate or seal key yet; a pinned certificate is never replaced here."""
+
+    satellite_url = serializers.URLField(max_length=300, required=False)
+    seal_public_key = serializers.CharField(max_length=64, required=False)
 
 
 class EnrolledSerializer(serializers.Serializer):
     host = serializers.CharField()
+    transport = serializers.CharField()
     key_id = serializers.CharField()
     secret = serializers.CharField()
     heartbeat_interval = serializers.FloatField(help_text="Seconds between heartbeats, so the host is not "

@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 import django_filters
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
@@ -60,8 +60,7 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def drain(self, request, name=None):
         host = self.get_object()
-        host.state = Host.State.DRAINING
-        host.save(update_fields=["state"])
+        host.drain()
         return Response(self.get_serializer(host).data)
 
     @extend_schema(request=None, responses=serializers.HostSerializer)
@@ -75,7 +74,7 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["post"])
     def unregister(self, request, name=None):
-        self.get_object().delete()
+        services.host_unregister(host=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -91,26 +90,36 @@ class EnrolView(APIView):
         data.is_valid(raise_exception=True)
         host = services.host_enrol(**data.validated_data)
         return Response({"host": host.name, "key_id": host.key_id, "secret": host.secret,
-                         "heartbeat_interval": max(1.0, settings.HOST_DOWN_AFTER / 3)},
-                        status=status.HTTP_201_CREATED)
+                         "heartbeat_interval": max(1.0, settings.HOST_DOWN_AFTER / 3),
+                         "transport": host.transport}, status=status.HTTP_201_CREATED)
 
     def get_authenticate_header(self, request):
         return "BoatLoad-JoinToken"
 
 
 class HeartbeatView(APIView):
-    """A satellite says it is alive, signed with its host key."""
+    """A satellite says it is alive, signed with its host key; the answer is signed back with the same
+    key and bound to the request's nonce (boatload.signing.sign_response_headers)."""
 
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(request=serializers.HostFactsSerializer, responses=serializers.HeartbeatAnswerSerializer)
+    @extend_schema(request=serializers.HeartbeatSerializer, responses=serializers.HeartbeatAnswerSerializer)
     def post(self, request):
-        facts = serializers.HostFactsSerializer(data=request.data)
+        facts = serializers.HeartbeatSerializer(data=request.data)
         facts.is_valid(raise_exception=True)
         key_id = request.headers.get(signing.HEADER_KEY)
+        secret = request.auth.secret if key_id == request.auth.key_id else request.auth.next_secret  # as verified
         host = services.host_heartbeat(host=request.auth, key_id=key_id, **facts.validated_data)
-        return Response(services.heartbeat_answer(host))
+        return signed_answer(request, key_id, secret, services.heartbeat_answer(host, key_id))
+
+
+def signed_answer(request, key_id, secret, answer):
+    """A JSON answer signed with the key the request was signed with."""
+    body = json.dumps(answer).encode()
+    headers = signing.sign_response_headers(secret, key_id, status=200, method=request.method, path=request.path,
+                                            request_nonce=request.headers.get(signing.HEADER_NONCE), body=body)
+    return HttpResponse(body, content_type="application/json", headers=headers)
 
 
 class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.DestroyModelMixin,

@@ -7,15 +7,17 @@ import requests
 from django.core.management import call_command
 from django.utils import timezone
 
+from boatload import sealing
 from boatload.management.commands.reconcile import Command as Reconcile
 from boatload.models import Host, JoinToken
 from boatload.signing import HmacAuth
 from tests.conftest import SatelliteProcess, long_ago, wait_until
 
 
-def enrol(live_server, token, name="new-host"):
+def enrol(live_server, token, name="new-host", **fields):
     return requests.post(f"{live_server.url}/v1/host/enrol/", json={
-        "token": token, "name": name, "satellite_url": "http://127.0.0.1:7999", "docker_version": "x"}, timeout=10)
+        "token": token, "name": name, "satellite_url": "http://127.0.0.1:7999", "docker_version": "x",
+        "seal_public_key": sealing.public_text(sealing.new_private_key()), **fields}, timeout=10)
 
 
 @pytest.mark.django_db(transaction=True)

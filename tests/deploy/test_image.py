@@ -115,7 +115,7 @@ def test_the_image_runs_the_api_and_a_satellite_joins_in_one_line(image, databas
             hosts = session.get(f"{api_url}/v1/host/", timeout=10).json()["results"]
             return hosts[0] if hosts and hosts[0]["state"] == "active" and hosts[0]["healthy"] else None
         host = wait_until(active_host, timeout=60, message="the satellite to enrol")
-        assert host["satellite_url"] == f"http://{HOST_ADDRESS}:7051"
+        assert host["satellite_url"] == f"https://{HOST_ADDRESS}:7051" and host["transport"] == "https-pinned"
 
         created = session.post(f"{api_url}/v1/container/", json={
             "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["echo", "hello from the image"],
