@@ -303,6 +303,10 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
 
     def _stream(self, request, row, path, params=None, follow=False):
         upstream, chunks = SatelliteClient(row.host).stream(path, params=params)
+        if not connection.in_atomic_block:
+            # A stream may stay open for hours and needs no database: give its connection back now,
+            # or a thousand open streams would hold a thousand Postgres connections.
+            connection.close()
         response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META, follow=follow),
                                          content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
         for header in ("Content-Length", "Content-Disposition", "X-BoatLoad-Path"):
