@@ -6,7 +6,7 @@ made here and nowhere else. A stack trace never reaches a client.
 """
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -36,7 +36,7 @@ class BadInput(BoatLoadError):
     code = "invalid"
 
     def __init__(self, field, message):
-        super().__init__(f"{field}: {message}", detail={"field": field})
+        super().__init__(f"{field}: {message}" if field else message, detail={"field": field})
 
 
 class NotFound(BoatLoadError):
@@ -108,6 +108,10 @@ def exception_handler(exc, context):
         exc = NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # DATA_UPLOAD_MAX_MEMORY_SIZE, raised while the body is read
+        exc = TooLarge("The request body is larger than this server accepts.", detail={"field": ""})
+    elif isinstance(exc, SuspiciousOperation):  # too many form fields or files, and the like
+        exc = BadInput("", str(exc) or "The request is malformed.")
 
     if isinstance(exc, BoatLoadError):
         body = error_body(exc.code, exc.message, exc.extra)

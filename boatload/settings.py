@@ -101,6 +101,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bodies that are not objects, nest too deep or do not parse are 400s (boatload/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "boatload.parsers.JSONParser", "boatload.parsers.FormParser", "boatload.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
