@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "boatload.requestid.RequestIdMiddleware",
+    "boatload.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
