@@ -113,6 +113,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
 }
 
+# /v1/schema/ and /v1/docs/ need authentication like every endpoint but /healthz, unless opened.
+PUBLIC_SCHEMA = env_bool("BOATLOAD_PUBLIC_SCHEMA", False)
+
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_ACCESS_TOKEN_LIFETIME", 15 * 60)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_REFRESH_TOKEN_LIFETIME", 24 * 3600)),

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from boatload.api.views import healthz
+from boatload.auth import SchemaPermission
 from boatload.errors import json_404
 
 urlpatterns = [
@@ -14,8 +15,9 @@ urlpatterns = [
     path("v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("v1/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
     path("v1/auth/session/", include("rest_framework.urls")),
-    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("v1/schema/", SpectacularAPIView.as_view(permission_classes=[SchemaPermission]), name="schema"),
+    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[SchemaPermission]),
+         name="docs"),
     path("v1/", include("boatload.api.urls")),
     path("", include("genisys.api.urls")),
     # Anything else is a JSON 404, with DEBUG on too (Django's debug page is HTML).

@@ -131,3 +131,12 @@ def test_the_docs_viewer_serves_its_own_assets(client, users):
     client.login(username="owner", password="owner-pass-1")
     page = client.get("/v1/docs/").content.decode()
     assert "drf_spectacular_sidecar/swagger-ui-dist" in page and "cdn.jsdelivr" not in page
+
+
+@pytest.mark.parametrize("path", ["/v1/schema/", "/v1/docs/"])
+def test_the_schema_and_its_viewer_need_authentication_unless_opened(api, settings, path):
+    answer = api().get(path)
+    assert answer.status_code == 401 and answer.json()["error"]["code"] == "not_authenticated"
+    assert api("owner").get(path).status_code == 200
+    settings.PUBLIC_SCHEMA = True
+    assert api().get(path).status_code == 200
