@@ -31,10 +31,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",  # refresh tokens die with a password change, deactivation, deletion
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the docs viewer's assets, served by us: no CDN needed
     "boatload",
+    "boatload.logins",
     "genisys",
 ]
 
@@ -120,6 +122,9 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_ACCESS_TOKEN_LIFETIME", 15 * 60)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_REFRESH_TOKEN_LIFETIME", 24 * 3600)),
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # Revocation (boatload/logins/tokens.py): access tokens carry a hash of the password hash.
+    "CHECK_REVOKE_TOKEN": True,
+    "TOKEN_REFRESH_SERIALIZER": "boatload.logins.tokens.RefreshSerializer",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -2,7 +2,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from boatload.api.views import healthz
 from boatload.auth import SchemaPermission
@@ -14,6 +14,7 @@ urlpatterns = [
     path("v1/auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
     path("v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("v1/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
+    path("v1/auth/token/revoke/", TokenBlacklistView.as_view(), name="token-revoke"),  # log out: the refresh token dies
     path("v1/auth/session/", include("rest_framework.urls")),
     path("v1/schema/", SpectacularAPIView.as_view(permission_classes=[SchemaPermission]), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[SchemaPermission]),
