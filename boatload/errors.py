@@ -5,6 +5,7 @@ Every error leaves a process as
 made here and nowhere else. A stack trace never reaches a client.
 """
 import logging
+import math
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -124,9 +125,11 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         detail = exc.detail if isinstance(exc.detail, (dict, list)) else {}
+        if "Retry-After" in headers:
+            detail = {"retry_after": int(headers["Retry-After"])}
         message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
         if isinstance(exc.detail, dict) and "detail" in exc.detail:
             message = str(exc.detail["detail"])

@@ -113,7 +113,16 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    # Client addresses of throttles: REMOTE_ADDR, or the Nth X-Forwarded-For entry behind N proxies.
+    # (DRF's default, None, would trust any X-Forwarded-For a client sends.)
+    "NUM_PROXIES": env_int("BOATLOAD_TRUSTED_PROXIES", 0),
 }
+
+# Login throttles (boatload/logins/throttles.py): N/s, N/m, N/h or N/d; shared by every worker
+# through the database cache (its table comes from the boatload_logins migration).
+LOGIN_RATE_USER = env_str("BOATLOAD_LOGIN_RATE_USER", "10/m")
+LOGIN_RATE_ADDRESS = env_str("BOATLOAD_LOGIN_RATE_ADDRESS", "30/m")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "boatload_cache"}}
 
 # /v1/schema/ and /v1/docs/ need authentication like every endpoint but /healthz, unless opened.
 PUBLIC_SCHEMA = env_bool("BOATLOAD_PUBLIC_SCHEMA", False)

@@ -7,14 +7,16 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairVi
 from boatload.api.views import healthz
 from boatload.auth import SchemaPermission
 from boatload.errors import json_404
+from boatload.logins.throttles import LOGIN_THROTTLES
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("v1/auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
-    path("v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
-    path("v1/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
-    path("v1/auth/token/revoke/", TokenBlacklistView.as_view(), name="token-revoke"),  # log out: the refresh token dies
+    path("v1/auth/token/", TokenObtainPairView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-obtain"),
+    path("v1/auth/token/refresh/", TokenRefreshView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-refresh"),
+    path("v1/auth/token/verify/", TokenVerifyView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-verify"),
+    # Log out: the refresh token dies (the blacklist, boatload/logins/tokens.py).
+    path("v1/auth/token/revoke/", TokenBlacklistView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-revoke"),
     path("v1/auth/session/", include("rest_framework.urls")),
     path("v1/schema/", SpectacularAPIView.as_view(permission_classes=[SchemaPermission]), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[SchemaPermission]),
