@@ -1,5 +1,6 @@
 """URLs of the API server."""
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView, TokenVerifyView
@@ -7,16 +8,18 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairVi
 from boatload.api.views import healthz
 from boatload.auth import SchemaPermission
 from boatload.errors import json_404
-from boatload.logins.throttles import LOGIN_THROTTLES
+from boatload.logins.throttles import LOGIN_THROTTLES, throttle_form_logins
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("admin/login/", throttle_form_logins(admin.site.login)),  # the admin's own name stays "admin:login"
     path("admin/", admin.site.urls),
     path("v1/auth/token/", TokenObtainPairView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-obtain"),
     path("v1/auth/token/refresh/", TokenRefreshView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-refresh"),
     path("v1/auth/token/verify/", TokenVerifyView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-verify"),
     # Log out: the refresh token dies (the blacklist, boatload/logins/tokens.py).
     path("v1/auth/token/revoke/", TokenBlacklistView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-revoke"),
+    path("v1/auth/session/login/", throttle_form_logins(LoginView.as_view(template_name="rest_framework/login.html"))),
     path("v1/auth/session/", include("rest_framework.urls")),
     path("v1/schema/", SpectacularAPIView.as_view(permission_classes=[SchemaPermission]), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[SchemaPermission]),

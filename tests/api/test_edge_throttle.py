@@ -53,3 +53,12 @@ def test_the_throttle_counters_live_in_the_database_cache_every_worker_shares(ap
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM boatload_cache")
         assert cursor.fetchone()[0] >= 2  # the address and the user counter, visible to any process
+
+
+def test_the_admin_and_session_login_forms_are_throttled_too(client, users, settings):
+    settings.LOGIN_RATE_USER, settings.LOGIN_RATE_ADDRESS = "2/m", "100/m"
+    for path in ["/admin/login/", "/v1/auth/session/login/"]:
+        form = {"username": f"staff-{path}", "password": "wrong"}
+        assert [client.post(path, form).status_code for _ in range(2)] == [200, 200]  # the form again, with errors
+        assert_throttled(client.post(path, form))
+    assert client.post("/admin/login/", {"username": "staff", "password": "staff-pass-1"}).status_code == 302
