@@ -31,15 +31,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",  # refresh tokens die with a password change, deactivation, deletion
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the docs viewer's assets, served by us: no CDN needed
     "boatload",
+    "boatload.logins",
     "genisys",
 ]
 
 MIDDLEWARE = [
     "boatload.requestid.RequestIdMiddleware",
+    "boatload.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -101,17 +104,36 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bodies that are not objects, nest too deep or do not parse are 400s (boatload/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "boatload.parsers.JSONParser", "boatload.parsers.FormParser", "boatload.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
     "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    # Client addresses of throttles: REMOTE_ADDR, or the Nth X-Forwarded-For entry behind N proxies.
+    # (DRF's default, None, would trust any X-Forwarded-For a client sends.)
+    "NUM_PROXIES": env_int("BOATLOAD_TRUSTED_PROXIES", 0),
 }
+
+# Login throttles (boatload/logins/throttles.py): N/s, N/m, N/h or N/d; shared by every worker
+# through the database cache (its table comes from the boatload_logins migration).
+LOGIN_RATE_USER = env_str("BOATLOAD_LOGIN_RATE_USER", "10/m")
+LOGIN_RATE_ADDRESS = env_str("BOATLOAD_LOGIN_RATE_ADDRESS", "30/m")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "boatload_cache"}}
+
+# /v1/schema/ and /v1/docs/ need authentication like every endpoint but /healthz, unless opened.
+PUBLIC_SCHEMA = env_bool("BOATLOAD_PUBLIC_SCHEMA", False)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_ACCESS_TOKEN_LIFETIME", 15 * 60)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_REFRESH_TOKEN_LIFETIME", 24 * 3600)),
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # Revocation (boatload/logins/tokens.py): access tokens carry a hash of the password hash.
+    "CHECK_REVOKE_TOKEN": True,
+    "TOKEN_REFRESH_SERIALIZER": "boatload.logins.tokens.RefreshSerializer",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -25,7 +25,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["satellite.auth.SignatureAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["boatload.parsers.JSONParser"],  # objects only, depth-limited: bad bodies are 400
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
 }

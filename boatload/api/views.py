@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -21,6 +20,7 @@ from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
 from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
 from boatload.models import Container, Host, JoinToken, Template
+from boatload.parsers import FormParser, JSONParser, MultiPartParser
 from boatload.satellite_client import SatelliteClient
 from boatload.spec import needs_staff
 from boatload.streams import iter_closing
