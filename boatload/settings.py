@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "boatload.requestid.RequestIdMiddleware",
+    "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,7 +106,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # boatload.errors', database outages as 503
 }
 
 SIMPLE_JWT = {
