@@ -1,5 +1,6 @@
 """The engine under a running satellite goes down and comes back: named while down, resumed after."""
 import requests
+from django.utils import timezone
 
 from tests.conftest import RUN_LABEL, SatelliteProcess, wait_until
 from tests.engines import ExtraEngine
@@ -14,7 +15,7 @@ def create(session, url, **fields):
                                                                 "start": True})
 
 
-def test_an_engine_that_goes_down_after_start_is_named_and_the_satellite_resumes(tmp_path):
+def test_an_engine_that_goes_down_after_start_is_named_and_the_satellite_resumes(tmp_path, api):
     engine = ExtraEngine(ENGINE_INDEX).start()
     satellite = SatelliteProcess(tmp_path, name="sat-flaky-engine", env={"DOCKER_HOST": engine.docker_host})
     try:
@@ -34,6 +35,17 @@ def test_an_engine_that_goes_down_after_start_is_named_and_the_satellite_resumes
             answer = session.get(f"{satellite.url}{path}", timeout=30)
             assert answer.status_code == 502 and answer.json()["error"]["code"] == "engine_unavailable", path
         assert requests.get(f"{satellite.url}/healthz", timeout=10).status_code == 503
+        # Through the API: the same 502 naming the host, and the row records the failure.
+        from boatload.models import Container, Host
+
+        Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
+                            secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now())
+        answer = api("owner").post("/v1/container/", {**spec(command=["sleep", "60"]), "name": "bl-api-named"},
+                                   format="json")
+        assert answer.status_code == 502, answer.content
+        assert answer.json()["error"]["code"] == "engine_unavailable", answer.json()
+        assert answer.json()["error"]["detail"]["remote"] == "sat-flaky-engine"
+        assert list(Container.objects.values_list("state", flat=True)) == ["failed"]
         assert "docker engine of sat-flaky-engine is down" in satellite.read_log()
 
         engine.start()
