@@ -139,6 +139,7 @@ class _Response:
 
     def close(self):
         self.watchdog.close()
+        self.response.close()  # its file holds a reference that would keep the socket open
         self.connection.close()
 
 

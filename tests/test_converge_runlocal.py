@@ -50,7 +50,8 @@ def stack(tmp_path, engines):
                                stderr=subprocess.STDOUT)
     process.api = f"http://127.0.0.1:{api_port}"
     process.satellite = f"http://127.0.0.1:{satellite_port}"
-    process.read_log = lambda: log_path.read_text(errors="replace")[-4000:]
+    process.full_log = lambda: log_path.read_text(errors="replace")
+    process.read_log = lambda: process.full_log()[-4000:]
     yield process
     if process.poll() is None:
         for child in psutil.Process(process.pid).children(recursive=True):
@@ -120,7 +121,7 @@ def test_runlocal_holds_concurrent_writes_restarts_a_killed_child_and_stops_on_s
                    timeout=30,
                    message=f"{word} to be started again\n{stack.read_log()}")
         assert stack.poll() is None, stack.read_log()
-    assert "killed by signal 9" in stack.read_log()
+    assert "reconcile" in stack.full_log() and "was killed by signal 9" in stack.full_log()
     wait_until(lambda: answers(f"{stack.api}/healthz"), timeout=30, message=f"the API again\n{stack.read_log()}")
     assert requests.get(f"{stack.api}/v1/host/", headers=auth, timeout=10).status_code == 200
 
@@ -131,3 +132,14 @@ def test_runlocal_holds_concurrent_writes_restarts_a_killed_child_and_stops_on_s
     stack.wait(60)
     _, alive = psutil.wait_procs(family, timeout=15)
     assert not alive, [p.pid for p in alive]
+
+
+def test_killing_runlocal_itself_takes_its_children_along(stack):
+    wait_until(lambda: answers(f"{stack.api}/healthz") and child_named(stack, "genisys"), timeout=90,
+               message=f"the stack\n{stack.read_log()}")
+    family = psutil.Process(stack.pid).children(recursive=True)
+    assert len(family) >= 4
+    stack.send_signal(signal.SIGKILL)
+    stack.wait(10)
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]

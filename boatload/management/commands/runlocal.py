@@ -6,8 +6,10 @@ keeps its keys in var/satellite. runlocal supervises them: a child that exits or
 is logged and started again with backoff (1 s doubling to BOATLOAD_RESTART_MAX_BACKOFF;
 reset once it has run for a minute), never the end of the stack. Each child runs in its own
 process group, so whatever it leaves behind (gunicorn workers of a killed master) goes with
-it. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 10 s) and exits.
+it. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 10 s) and exits; should
+runlocal itself be killed, its children get SIGTERM from the kernel (PR_SET_PDEATHSIG).
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -26,6 +28,14 @@ from boatload.models import Host, JoinToken
 STABLE_AFTER = 60  # seconds a child must run before its backoff resets
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM it when runlocal dies, even by SIGKILL (Linux prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Child:
     """One supervised process: how to start it, and its restart backoff."""
 
@@ -38,7 +48,8 @@ class Child:
 
     def start(self):
         env = self.env() if callable(self.env) else self.env
-        self.process = subprocess.Popen(self.argv, env=env, cwd=settings.BASE_DIR, start_new_session=True)
+        self.process = subprocess.Popen(self.argv, env=env, cwd=settings.BASE_DIR, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
         self.started = time.monotonic()
         self.restart_at = None
 
