@@ -54,10 +54,15 @@ def stack(tmp_path, engines):
     process.read_log = lambda: process.full_log()[-4000:]
     yield process
     if process.poll() is None:
-        for child in psutil.Process(process.pid).children(recursive=True):
-            child.kill()
         process.kill()
     process.wait()
+    # Whatever of this stack is left (a failed test), found by its var dir, which every child inherits.
+    for leftover in psutil.process_iter():
+        try:
+            if leftover.environ().get("BOATLOAD_VAR_DIR") == env["BOATLOAD_VAR_DIR"]:
+                leftover.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
     log.close()
 
 
