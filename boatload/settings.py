@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "boatload.requestid.RequestIdMiddleware",
     "boatload.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
+    "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -76,8 +77,21 @@ if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("BOATLOAD_CONN_MAX_AGE", 60),
                                                   conn_health_checks=True)}
 else:
+    # The embedded default (`make run`) under concurrent writers: WAL lets readers run beside the
+    # one writer, every transaction takes the write lock when it begins (IMMEDIATE, so none fails
+    # upgrading a read lock) and a writer waits up to BOATLOAD_SQLITE_TIMEOUT for the lock
+    # instead of failing at once with "database is locked".
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "boatload.sqlite3"}}
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "boatload.sqlite3",
+        "OPTIONS": {
+            "timeout": env_duration("BOATLOAD_SQLITE_TIMEOUT", 20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout={};".format(
+                int(env_duration("BOATLOAD_SQLITE_TIMEOUT", 20) * 1000)),
+        },
+    }}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -112,7 +126,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
-    "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # boatload.errors', database outages as 503
     # Client addresses of throttles: REMOTE_ADDR, or the Nth X-Forwarded-For entry behind N proxies.
     # (DRF's default, None, would trust any X-Forwarded-For a client sends.)
     "NUM_PROXIES": env_int("BOATLOAD_TRUSTED_PROXIES", 0),

@@ -33,4 +33,4 @@ urlpatterns = [
 handler400 = "boatload.errors.json_400"
 handler403 = "boatload.errors.json_403"
 handler404 = "boatload.errors.json_404"
-handler500 = "boatload.errors.json_500"
+handler500 = "boatload.outage.server_error"  # the JSON 500, or 503 when the database is down

@@ -27,7 +27,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["boatload.parsers.JSONParser"],  # objects only, depth-limited: bad bodies are 400
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    "EXCEPTION_HANDLER": "satellite.engine.exception_handler",  # boatload.errors' handler, engine errors mapped
 }
 
 # Identity, enrolment and heartbeats.
