@@ -74,7 +74,7 @@ TEMPLATES = [
 
 _database_url = env_str("DATABASE_URL")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("BOATLOAD_CONN_MAX_AGE", 60),
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("BOATLOAD_CONN_MAX_AGE", 0),
                                                   conn_health_checks=True)}
 else:
     # The embedded default (`make run`) under concurrent writers: WAL lets readers run beside the

@@ -88,9 +88,8 @@ class Command(BaseCommand):
         manage = str(settings.BASE_DIR / "manage.py")
         out = self.stdout
         children = [
-            Child("api", [python, "-m", "gunicorn", "boatload.wsgi", "--bind", f"{bind}:{port}",
-                          "--worker-class", "gthread", "--threads", "16", "--workers", "2",
-                          "--no-control-socket", "--timeout", "0"], out=out),
+            Child("api", [python, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf", "boatload.wsgi",
+                          "--bind", f"{bind}:{port}"], out=out),
             Child("satellite", [python, "-m", "satellite"], lambda: self.satellite_env(api_url), out=out),
             Child("reconcile", [python, manage, "reconcile"], out=out),
             Child("genisys", [python, manage, "genisys"], out=out),
