@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # the docs viewer's assets, served by us: no CDN needed
     "boatload",
     "genisys",
+    "console",  # the operator console (console/), its admin branding in console/admin.py
 ]
 
 MIDDLEWARE = [

@@ -1,6 +1,7 @@
 """URLs of the API server."""
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
@@ -10,6 +11,8 @@ from boatload.errors import json_404
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", RedirectView.as_view(url="/console/"), name="home"),  # the operator console
+    path("console/", include("console.urls")),
     path("v1/auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
     path("v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("v1/auth/token/verify/", TokenVerifyView.as_view(), name="token-verify"),
