@@ -205,7 +205,7 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     assert b.find("#log-follow").is_selected()
 
     # The chart draws points: several samples, and pixels of the memory line on its canvas.
-    b.wait.until(lambda d: int(b.find("#metrics-section").get_attribute("data-points") or 0) >= 3)
+    b.wait.until(lambda d: int(b.find("#metrics-section").get_attribute("data-points") or 0) >= 4)
     assert canvas_has_colour(b, "#chart-cpu-mem", (22, 163, 74)), "memory series not drawn"
     assert "MiB" in b.find("#metrics-now").text
     endpoint = b.find(".endpoints input").get_attribute("value")

@@ -86,7 +86,12 @@
           io[0].push(t); io[1].push(m.network_rx_bytes); io[2].push(m.network_tx_bytes);
           io[3].push(m.block_read_bytes); io[4].push(m.block_write_bytes);
           [data, io].forEach(function (set) { set.forEach(function (s) { if (s.length > 150) s.shift(); }); });
-          cpuMem.setData(data); ioPlot.setData(io);
+          cpuMem.setData(data.map(function (s) { return s.slice(); }));
+          ioPlot.setData(io.map(function (s) { return s.slice(); }));
+          if (data[0].length > 1) {  // the time axis spans the samples taken, not uPlot's guess for one point
+            var span = {min: data[0][0], max: t};
+            cpuMem.setScale("x", span); ioPlot.setScale("x", span);
+          }
           metrics.dataset.points = String(data[0].length);
           now.textContent = "CPU " + (m.cpu_percent === null ? "…" : m.cpu_percent + " %") + " · memory " +
             (m.memory_usage / MiB).toFixed(1) + " MiB · pids " + m.pids;
