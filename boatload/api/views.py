@@ -10,7 +10,7 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,9 +22,7 @@ from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.parsers import FormParser, JSONParser, MultiPartParser
 from boatload.satellite_client import SatelliteClient
-from boatload.spec import needs_staff
 from boatload.streams import iter_closing
-from boatload.template_spec import template_to_spec
 
 
 def healthz(request):
@@ -190,11 +188,6 @@ JSON_FORM_FIELDS = {"env", "ports", "volumes", "labels", "host_labels", "command
 PLAIN_FORM_FIELDS = {"command", "container_args", "memory"}  # a plain string is fine for these
 
 
-def _check_script_size(spec):
-    if spec.get("script") and len(base64.b64decode(spec["script"])) > settings.SCRIPT_MAX_BYTES:
-        raise TooLarge(f"script: over the limit of {settings.SCRIPT_MAX_BYTES} bytes", detail={"field": "script"})
-
-
 class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Containers over every host. A user sees their own (others' are 404); staff see all."""
@@ -208,9 +201,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Container.objects.none()
-        rows = Container.objects.select_related("owner", "host")
-        if not self.request.user.is_staff:
-            rows = rows.filter(owner=self.request.user)
+        rows = Container.objects.select_related("owner", "host").visible_to(self.request.user)
         if self.action == "list" and "state" not in self.request.query_params:
             rows = rows.exclude(state=Container.State.DELETED)
         return rows
@@ -226,22 +217,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
                    responses={201: serializers.ContainerSerializer, 207: serializers.InstancesSerializer})
     def create(self, request, *args, **kwargs):
         fields = _request_fields(request)
-        if fields.get("template"):
-            template = Template.objects.filter(name=fields.pop("template")).first()
-            if template is None:
-                raise BadInput("template", "no such template")
-            fields = {**template_to_spec(template.body), **fields}
-        data = serializers.ContainerCreateSerializer(data=fields)
-        data.is_valid(raise_exception=True)
-        spec = dict(data.validated_data)
-        placement = {key: spec.pop(key) for key in data.PLACEMENT_FIELDS if key in spec}
-        _check_script_size(spec)
-        reason = needs_staff(spec)
-        if reason and not request.user.is_staff:
-            raise exceptions.PermissionDenied(f"{reason}: only staff may ask for this.")
-        outcomes = services.container_create(
-            owner=request.user, spec=spec, as_staff=request.user.is_staff, host=placement.get("host"),
-            host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
+        placement, outcomes = services.container_create_request(user=request.user, fields=fields)
         if "instances" not in placement:
             row, error = outcomes[0]
             if error is not None:
