@@ -24,7 +24,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.test_schema_fuzz import ApiServer
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_LABEL, SatelliteProcess, jwt_for
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, jwt_for
+
+KEPT = f"alice-kept-{RUN_ID[:6]}"  # Docker names are per engine: unique per test run
 
 SCREENSHOTS = Path(os.environ.get("BOATLOAD_SCREENSHOTS", ROOT / "var" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -70,7 +72,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
                                    owner=users["alice"])
             _, [(kept, error)] = services.container_create_request(
                 user=users["alice"], fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
-                                             "name": "alice-kept", "command": ["sleep", "3600"]})
+                                             "name": KEPT, "command": ["sleep", "3600"]})
             assert error is None
             server = ApiServer(folder / "api.log", settings.DATABASES["default"]["NAME"])
             server.env.update(BOATLOAD_STATIC_ROOT=str(static), BOATLOAD_HOST_DOWN_AFTER="3600")
@@ -328,7 +330,7 @@ def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
     b.login("bob")
     b.get("/console/containers/")
     assert str(kept.uuid) not in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
-    assert "alice-kept" not in b.find("main").text
+    assert KEPT not in b.find("main").text
     b.get("/console/services/")
     assert "consoleweb" not in b.find("main").text
     b.get("/console/hosts/")
@@ -396,7 +398,7 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     b.wait.until(lambda d: "drain: " in b.find(".messages").text)
     world["host"].refresh_from_db()
     assert world["host"].state == "draining"
-    assert Container.objects.filter(owner__username="alice", name="alice-kept").exists()
+    assert Container.objects.filter(owner__username="alice", name=KEPT).exists()
 
 
 @pytest.mark.django_db
