@@ -1,15 +1,22 @@
 """One HTTP client base for every remote BoatLoad calls: satellites and Genisys connectors.
 
-Every response passes `_raise_for_status()`, which turns a remote's error shape back into
-the same domain error (its status, code and message), and connection failures and
-timeouts into RemoteError naming the remote, with `outcome_unknown` set on mutating calls.
+A client has one method per operation of its remote, each declared with `@operation(method,
+route)`: the route is written once, in the form of the remote's URL conf, and the method
+builds its path from it (tests/test_client_routes.py holds the two sides together). Every
+response passes `_raise_for_status()`, the one choke point that turns a remote's answer into
+a domain error: its own error shape back into the same error (status, code, message, a 404
+into `not_found_error`), connection failures into `unavailable_error` and timeouts into
+`timeout_error`, naming the remote, with `outcome_unknown` set on mutating calls.
 """
+import functools
+import re
 import threading
+from urllib.parse import quote
 
 import requests
 
 from boatload import requestid, tls
-from boatload.errors import BoatLoadError, RemoteError
+from boatload.errors import BoatLoadError, NotFound, RemoteError
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
@@ -33,10 +40,47 @@ def shared_session(key, auth, certificate=None):
         return session
 
 
+class Operation:
+    """One operation of a remote: its HTTP method and its route, e.g. `containers/<container_id>/logs`."""
+
+    PARAMETER = re.compile(r"<(\w+)>")
+
+    def __init__(self, method, route):
+        self.method, self.route = method, route
+
+    def path(self, **arguments):
+        """The route with its parameters filled in, percent-encoded (`path` keeps its slashes)."""
+        return "/" + self.PARAMETER.sub(
+            lambda m: quote(str(arguments[m.group(1)]), safe="/" if m.group(1) == "path" else ""), self.route)
+
+
+def operation(method, route):
+    """Declare a client method as the operation `method route`; the method gets the Operation first."""
+    op = Operation(method, route)
+
+    def declare(function):
+        @functools.wraps(function)
+        def call(self, *args, **kwargs):
+            return function(self, op, *args, **kwargs)
+        call.operation = op
+        return call
+    return declare
+
+
+def operations(client_class):
+    """{(method, route): name} of every operation a client class declares."""
+    return {(member.operation.method, member.operation.route): name for name, member in vars(client_class).items()
+            if hasattr(member, "operation")}
+
+
 class RemoteClient:
-    """Calls one remote; subclasses name it (`kind`, `remote`) and give its URL and auth."""
+    """Calls one remote; subclasses name it (`kind`, `remote`), give its URL and auth, and the domain
+    errors its failures raise."""
 
     kind = "remote"
+    unavailable_error = RemoteError
+    timeout_error = RemoteError
+    not_found_error = NotFound
 
     def __init__(self, base_url, *, remote, auth=None, timeout=30, certificate=None):
         self.base_url = base_url.rstrip("/")
@@ -54,13 +98,13 @@ class RemoteClient:
             response = self.session.request(method, f"{self.base_url}{path}", params=params, json=json,
                                             stream=stream, timeout=(5, read_timeout), headers=headers)
         except requests.Timeout:
-            raise RemoteError(f"The {self.kind} of {self.remote} timed out.", remote=self.remote,
-                              status_code=504, code=f"{self.kind}_timeout",
-                              outcome_unknown=method in MUTATING) from None
+            raise self.timeout_error(f"The {self.kind} of {self.remote} timed out.", remote=self.remote,
+                                     status_code=504, code=f"{self.kind}_timeout",
+                                     outcome_unknown=method in MUTATING) from None
         except requests.RequestException as exc:
-            raise RemoteError(f"The {self.kind} of {self.remote} is unreachable: {exc.__class__.__name__}.",
-                              remote=self.remote, code=f"{self.kind}_unavailable",
-                              outcome_unknown=method in MUTATING) from None
+            raise self.unavailable_error(f"The {self.kind} of {self.remote} is unreachable: "
+                                         f"{exc.__class__.__name__}.", remote=self.remote,
+                                         code=f"{self.kind}_unavailable", outcome_unknown=method in MUTATING) from None
         self._raise_for_status(response, method)
         return response
 
@@ -77,27 +121,20 @@ class RemoteClient:
         detail = {**detail, "remote": self.remote}
         if response.status_code >= 500 or response.status_code == 401:
             # A remote refusing our credentials is its failure to serve us, not the user's.
-            raise RemoteError(f"{self.remote}: {message}", remote=self.remote,
-                              status_code=504 if response.status_code == 504 else 502, code=code,
-                              outcome_unknown=bool(detail.get("outcome_unknown")) and method in MUTATING,
-                              detail=detail)
+            error = self.timeout_error if response.status_code == 504 else self.unavailable_error
+            raise error(f"{self.remote}: {message}", remote=self.remote,
+                        status_code=504 if response.status_code == 504 else 502, code=code,
+                        outcome_unknown=bool(detail.get("outcome_unknown")) and method in MUTATING, detail=detail)
+        if response.status_code == 404:
+            raise self.not_found_error(message, detail=detail, code=code)
         raise BoatLoadError(message, detail=detail, code=code, status_code=response.status_code)
 
-    def get(self, path, **kwargs):
-        return self.request("GET", path, **kwargs).json()
-
-    def post(self, path, json=None, **kwargs):
-        response = self.request("POST", path, json=json, **kwargs)
+    def call(self, op, *, params=None, json=None, read_timeout=-1, **arguments):
+        """One operation; its JSON answer (None when it has no body)."""
+        response = self.request(op.method, op.path(**arguments), params=params, json=json, read_timeout=read_timeout)
         return response.json() if response.content else None
 
-    def put(self, path, json=None, **kwargs):
-        response = self.request("PUT", path, json=json, **kwargs)
-        return response.json() if response.content else None
-
-    def delete(self, path, **kwargs):
-        self.request("DELETE", path, **kwargs)
-
-    def stream(self, path, params=None):
+    def stream(self, op, *, params=None, **arguments):
         """(response, chunk iterator) of a streamed answer; the caller closes the response."""
-        response = self.request("GET", path, params=params, stream=True, read_timeout=None)
+        response = self.request(op.method, op.path(**arguments), params=params, stream=True, read_timeout=None)
         return response, response.iter_content(STREAM_CHUNK)

@@ -243,7 +243,7 @@ def _satellite_create(row, spec, as_staff):
     body = {**spec, "name": row.name, "as_staff": as_staff, "start": True, "budget": create_budget(),
             "identity": {"container": str(row.uuid), "owner": row.owner.username, "service": row.service}}
     try:
-        return SatelliteClient(row.host).post("/containers", json=body), None
+        return SatelliteClient(row.host).create_container(body), None
     except BoatLoadError as error:
         if isinstance(error, RemoteError) and error.outcome_unknown:
             _remove_quietly(row)  # never leave a twin of a create whose outcome we do not know
@@ -253,7 +253,7 @@ def _satellite_create(row, spec, as_staff):
 def _remove_quietly(row):
     """Remove whatever carries this row's label on its host (the satellite never goes by name)."""
     try:
-        SatelliteClient(row.host).delete(f"/containers/{row.uuid}")
+        SatelliteClient(row.host).remove_container(row.uuid)
     except BoatLoadError:
         pass  # the reconciler reaps it after the grace period
 
@@ -301,7 +301,7 @@ def container_create_raw(*, owner, body, host=None, host_labels=None):
     row = container_intent(owner=owner, spec={"image_name": image, "image_tag": tag or "latest", "raw": body},
                            host=target)
     try:
-        answer = SatelliteClient(target).post("/containers/raw", json={
+        answer = SatelliteClient(target).create_container_raw({
             "body": body, "name": row.name, "as_staff": True,
             "identity": {"container": str(row.uuid), "owner": owner.username}})
     except BoatLoadError as error:
@@ -318,7 +318,7 @@ def container_delete(*, row):
     outcome was unknown have made one after all, it is an orphan and the reconciler reaps it.
     """
     if row.host and row.docker_id and row.state != Container.State.DELETED:
-        SatelliteClient(row.host).delete(f"/containers/{row.uuid}")
+        SatelliteClient(row.host).remove_container(row.uuid)
     row.state = Container.State.DELETED
     row.save(update_fields=["state", "updated"])
 
@@ -327,11 +327,10 @@ def container_action(*, row, action, timeout=None):
     """start, stop or restart on its host, then record the observed state."""
     if not row.host or row.state not in Container.DEPLOYED:
         raise Conflict(f"Container {row.uuid} is {row.state}; it can not {action}.")
-    params = {"timeout": timeout} if timeout is not None else None
     # A stop may take its whole grace period before the engine kills: give the call that time too.
     grace = settings.SATELLITE_STOP_GRACE if timeout is None else timeout
     client = SatelliteClient(row.host, timeout=settings.SATELLITE_TIMEOUT + grace)
-    answer = client.post(f"/containers/{row.uuid}/{action}", params=params)
+    answer = client.container_action(row.uuid, action, timeout=timeout)
     container_observe(row=row, docker_state=answer["state"])
     return answer["state"]
 
@@ -358,13 +357,10 @@ def container_observe(*, row, docker_state):
 
 
 def container_docker_state(*, row):
-    """Docker's State of the container, or {} before it exists on its host."""
+    """Docker's State of the container, or {} before it exists on its host (404 once it is gone)."""
     if not row.host or not row.docker_id:
         return {}
-    try:
-        docker_state = SatelliteClient(row.host).get(f"/containers/{row.uuid}/state")
-    except NotFound:
-        return {}
+    docker_state = SatelliteClient(row.host).container_state(row.uuid)
     if row.state in Container.DEPLOYED:
         container_observe(row=row, docker_state=docker_state)
     return docker_state
@@ -392,30 +388,85 @@ def container_connection(*, source, target, port, protocol):
                    f"(published for scope {candidates[0]['portScope']}).")
 
 
+# ---- reads of one container on its host --------------------------------------------------------
+
+def container_inspect(*, row):
+    return SatelliteClient(row.host).inspect_container(row.uuid)
+
+
+def container_metrics(*, row):
+    return SatelliteClient(row.host).stats(row.uuid)
+
+
+def container_script(*, row):
+    """The script: as the row keeps it, or read back from the container when the satellite fetched it."""
+    if not row.script_name:
+        raise NotFound("This container was created without a script.")
+    if not row.script and row.docker_id:
+        return SatelliteClient(row.host).script(row.uuid)
+    return {"scriptname": row.script_name, "script": row.script}
+
+
+def container_changes(*, row, limit, cursor=None):
+    """(a page of the engine's diff, the next cursor or None)."""
+    return SatelliteClient(row.host).changes(row.uuid, limit=limit, cursor=cursor)
+
+
+def container_files(*, row, limit, cursor=None):
+    """(a page of the changed regular files, the next cursor or None)."""
+    return SatelliteClient(row.host).files(row.uuid, limit=limit, cursor=cursor)
+
+
+def container_logs(*, row, **query):
+    """(response, chunks) of the container's output; the caller closes the response."""
+    return SatelliteClient(row.host).logs(row.uuid, **query)
+
+
+def container_file(*, row, path=None, number=None):
+    """(response, chunks) of one changed file, by path or by number."""
+    client = SatelliteClient(row.host)
+    return client.file(row.uuid, path) if number is None else client.file_by_number(row.uuid, number)
+
+
+def container_archive(*, row, compression=""):
+    """(response, chunks) of every changed file in one tar."""
+    return SatelliteClient(row.host).archive(row.uuid, compression=compression)
+
+
 # ---- cluster-wide reads ------------------------------------------------------------------------
 
 _cluster_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cluster-read")  # reused: no start-up per call
 
 
-def cluster_read(path, *, params=None):
-    """GET `path` on every active host in parallel; (items tagged with their host, failures)."""
+def cluster_read(read):
+    """`read(client)` of every active host's satellite in parallel; (items tagged with their host, failures)."""
     hosts = hosts_available()
     if not hosts:
         return [], []
 
-    def read(host):
+    def read_one(host):
         try:
-            return host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT).get(path, params=params), None
+            return host, read(SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)), None
         except BoatLoadError as error:
             return host, None, error
 
     items, failures = [], []
-    for host, answer, error in _cluster_pool.map(read, hosts):
+    for host, answer, error in _cluster_pool.map(read_one, hosts):
         if error is not None:
             failures.append({"host": host.name, "code": error.code, "message": error.message})
         else:
             items.extend({**item, "host": host.name} for item in answer)
     return items, failures
+
+
+def containers_cluster(*, user):
+    """BoatLoad containers as every active host sees them now (a user's own only; staff: all)."""
+    labels = [] if user.is_staff else [f"boatload.owner={user.username}"]
+    return cluster_read(lambda client: client.list_containers(labels=labels))
+
+
+def images_cluster():
+    return cluster_read(lambda client: client.images())
 
 
 # ---- reconciliation ----------------------------------------------------------------------------
@@ -455,7 +506,7 @@ def _settle_pending(client, row, item):
     it is removed and the row fails. One that started is adopted: the row records it.
     """
     if item["state"] == "created":
-        client.delete(f"/containers/{row.uuid}")
+        client.remove_container(row.uuid)
         _settle(row, state=Container.State.FAILED,
                 last_error="The create was interrupted before the container started; it was removed.")
         return
@@ -479,7 +530,7 @@ def containers_reconcile_host(*, host):
         counts["unknown"] = tracked.exclude(health=Container.Health.UNKNOWN).update(health=Container.Health.UNKNOWN)
         return counts
     client = SatelliteClient(host)
-    items = client.get("/containers")
+    items = client.list_containers()
     listed = {item["labels"].get("boatload.container"): item for item in items}
     now = timezone.now()
     for row in tracked:
@@ -512,6 +563,6 @@ def containers_reconcile_host(*, host):
             continue  # service containers belong to the connector's own reconciliation
         label = item["labels"].get("boatload.container", "")
         if now - datetime.fromtimestamp(item["created"], tz=UTC) >= grace and UUID_RE.fullmatch(label):
-            client.delete(f"/containers/{label}")  # the satellite acts by label only
+            client.remove_container(label)  # the satellite acts by label only
             counts["reaped"] += 1
     return counts

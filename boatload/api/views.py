@@ -2,7 +2,7 @@
 import base64
 import json
 import os
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import django_filters
 from django.conf import settings
@@ -21,7 +21,6 @@ from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
 from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.satellite_client import SatelliteClient
 from boatload.spec import needs_staff
 from boatload.streams import iter_closing
 from boatload.template_spec import template_to_spec
@@ -272,8 +271,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=False, methods=["get"])
     def cluster(self, request):
         """BoatLoad containers as every active host sees them right now, each tagged with its host."""
-        labels = [] if request.user.is_staff else [f"boatload.owner={request.user.username}"]
-        items, failures = services.cluster_read("/containers", params={"label": labels})
+        items, failures = services.containers_cluster(user=request.user)
         return Response({"results": items, "failures": failures})
 
     def _action(self, request, name):
@@ -301,8 +299,8 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     def restart(self, request, uuid=None):
         return self._action(request, "restart")
 
-    def _stream(self, request, row, path, params=None, follow=False):
-        upstream, chunks = SatelliteClient(row.host).stream(path, params=params)
+    def _stream(self, request, upstream_and_chunks, follow=False):
+        upstream, chunks = upstream_and_chunks
         response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META, follow=follow),
                                          content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
         for header in ("Content-Length", "Content-Disposition", "X-BoatLoad-Path"):
@@ -318,18 +316,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         query.is_valid(raise_exception=True)
         params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
         row = self.deployed()
-        return self._stream(request, row, f"/containers/{row.uuid}/logs", params=params,
-                            follow=query.validated_data["follow"])
+        return self._stream(request, services.container_logs(row=row, **params), follow=query.validated_data["follow"])
 
     @extend_schema(responses=serializers.ScriptSerializer)
     @action(detail=True, methods=["get"])
     def script(self, request, uuid=None):
-        row = self.get_object()
-        if not row.script_name:
-            raise NotFound("This container was created without a script.")
-        if not row.script and row.docker_id:  # fetched from scripturl by the satellite: read it back
-            return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/script"))
-        return Response({"scriptname": row.script_name, "script": row.script})
+        return Response(services.container_script(row=self.get_object()))
 
     @extend_schema(responses=serializers.DockerStateSerializer)
     @action(detail=True, methods=["get"])
@@ -341,20 +333,17 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def metrics(self, request, uuid=None):
-        row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/stats"))
+        return Response(services.container_metrics(row=self.deployed()))
 
-    def _paged(self, request, what):
+    def _paged(self, request, page_of):
         """A page of the satellite's list `what`; the next cursor passes on in X-Next-Cursor and Link."""
         query = spec.PageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = {"limit": query.validated_data["limit"]}
         if query.validated_data.get("cursor") is not None:
             params["cursor"] = spec.page_cursor(query.validated_data["cursor"])
-        row = self.deployed()
-        upstream = SatelliteClient(row.host).request("GET", f"/containers/{row.uuid}/{what}", params=params)
-        response = Response(upstream.json())
-        cursor = upstream.headers.get("X-Next-Cursor")
+        items, cursor = page_of(row=self.deployed(), **params)
+        response = Response(items)
         if cursor:
             response["X-Next-Cursor"] = cursor
             response["Link"] = f'<{request.path}?{urlencode({**params, "cursor": cursor})}>; rel="next"'
@@ -364,14 +353,14 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"])
     def changes(self, request, uuid=None):
         """The engine's diff, sorted by path, paged (`limit`, `cursor` from X-Next-Cursor)."""
-        return self._paged(request, "changes")
+        return self._paged(request, services.container_changes)
 
     @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[spec.PageQuerySerializer])
     @action(detail=True, methods=["get"])
     def file(self, request, uuid=None):
         """Changed regular files, numbered by their position among changed paths (the numbers of /filebynum),
         paged (`limit`, `cursor` from X-Next-Cursor)."""
-        return self._paged(request, "files")
+        return self._paged(request, services.container_files)
 
     @extend_schema(responses=STREAM, operation_id="container_file_by_path",
                    parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH)])
@@ -380,13 +369,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         row = self.deployed()
         if ".." in path.split("/"):
             raise BadInput("path", "must not contain '..'")
-        return self._stream(request, row, f"/containers/{row.uuid}/files/{quote(path.lstrip('/'))}")
+        return self._stream(request, services.container_file(row=row, path=path))
 
     @extend_schema(responses=STREAM, parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"], url_path=r"filebynum/(?P<number>[0-9]+)")
     def filebynum(self, request, uuid=None, number=None):
-        row = self.deployed()
-        return self._stream(request, row, f"/containers/{row.uuid}/filebynum/{int(number)}")
+        return self._stream(request, services.container_file(row=self.deployed(), number=int(number)))
 
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
                    parameters=[OpenApiParameter("compression", str, enum=["gzip"])])
@@ -397,14 +385,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         compression = request.query_params.get("compression", "")
         if compression not in ("", "gzip"):
             raise BadInput("compression", "only gzip is offered")
-        return self._stream(request, row, f"/containers/{row.uuid}/archive",
-                            params={"compression": compression} if compression else None)
+        return self._stream(request, services.container_archive(row=row, compression=compression))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def inspect(self, request, uuid=None):
-        row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}"))
+        return Response(services.container_inspect(row=self.deployed()))
 
     @extend_schema(responses=serializers.EndpointSerializer(many=True))
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # one row's list, whole
@@ -431,7 +417,7 @@ class ImageView(APIView):
 
     @extend_schema(responses=serializers.ClusterListSerializer)
     def get(self, request):
-        items, failures = services.cluster_read("/images")
+        items, failures = services.images_cluster()
         return Response({"results": items, "failures": failures})
 
 
