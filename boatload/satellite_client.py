@@ -7,9 +7,9 @@ The connector routes a satellite also serves belong to connectors.client.Connect
 """
 from django.conf import settings
 
-from boatload.errors import ContainerNotFound, SatelliteTimeout, SatelliteUnavailable
-from boatload.remote import RemoteClient, operation
-from boatload.signing import HmacAuth
+from common.errors import ContainerNotFound, SatelliteTimeout, SatelliteUnavailable
+from common.remote import RemoteClient, operation
+from common.signing import HmacAuth
 
 ACTIONS = ("start", "stop", "restart")
 

@@ -11,11 +11,11 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from rest_framework import exceptions
 
-from boatload import sealing
-from boatload.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
 from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
-from boatload.spec import SCOPES
+from common import sealing
+from common.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
+from common.spec import SCOPES
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
@@ -98,7 +98,7 @@ def host_rotate_key(*, host):
 def heartbeat_answer(host, key_id=None):
     """What a satellite learns from a heartbeat: its key, and a new one while a rotation runs.
 
-    The new secret travels only sealed to the satellite's seal key (see boatload.sealing),
+    The new secret travels only sealed to the satellite's seal key (see common.sealing),
     so a thief of the old key who signs a heartbeat learns nothing from the answer.
     """
     answer = {"host": host.name, "state": host.state, "key_id": host.key_id}

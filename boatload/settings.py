@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from boatload.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
+from common.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BOATLOAD_VAR_DIR", str(BASE_DIR / "var")))
@@ -39,7 +39,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "boatload.requestid.RequestIdMiddleware",
+    "common.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,7 +105,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
-    "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.errors.exception_handler",
 }
 
 SIMPLE_JWT = {

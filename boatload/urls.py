@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
 from boatload.api.views import healthz
-from boatload.errors import json_404
+from common.errors import json_404
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -22,7 +22,7 @@ urlpatterns = [
     re_path(r"^.*$", json_404),
 ]
 
-handler400 = "boatload.errors.json_400"
-handler403 = "boatload.errors.json_403"
-handler404 = "boatload.errors.json_404"
-handler500 = "boatload.errors.json_500"
+handler400 = "common.errors.json_400"
+handler403 = "common.errors.json_403"
+handler404 = "common.errors.json_404"
+handler500 = "common.errors.json_500"

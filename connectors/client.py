@@ -8,9 +8,9 @@ the compute. Nothing a connector sends can surface as anything but a RemoteError
 import requests
 from django.conf import settings
 
-from boatload.errors import ConnectorError, ConnectorTimeout
-from boatload.remote import RemoteClient, operation
-from boatload.signing import HmacAuth
+from common.errors import ConnectorError, ConnectorTimeout
+from common.remote import RemoteClient, operation
+from common.signing import HmacAuth
 
 
 class BearerAuth(requests.auth.AuthBase):

@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import Max
 from django.utils.functional import cached_property
 
+from boatload.models import Host
+
 
 class ComputeQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -46,8 +48,6 @@ class Compute(models.Model):
     def host(self):
         """The enrolled host whose satellite this connector is (calls are then signed), looked up now,
         so a satellite that enrols after its compute was defined is signed for at once."""
-        from boatload.models import Host
-
         url = self.connector.rstrip("/")
         return Host.objects.filter(satellite_url__in=[url, url + "/"]).first()
 

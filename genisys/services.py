@@ -9,7 +9,7 @@ import logging
 from django.db import transaction
 from django.db.models import F
 
-from boatload.errors import BadInput, BoatLoadError, RemoteError
+from common.errors import BadInput, BoatLoadError, RemoteError
 from connectors.client import ConnectorClient
 from genisys.models import Compute, Desired, ScaleOrder, Service
 

@@ -1,7 +1,7 @@
 """Container work on the local engine: create with script and data injection, lifecycle, listing.
 
 The API's spec is translated into Docker's create options here; a raw Docker body is
-only accepted on the staff-only raw path, and even there it passes boatload.docker_policy
+only accepted on the staff-only raw path, and even there it passes common.docker_policy
 (an allow-list; what reaches past the container only when this satellite's settings allow it).
 """
 import base64
@@ -14,9 +14,9 @@ import time
 from django.conf import settings
 
 import docker
-from boatload import docker_policy
-from boatload.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
-from boatload.spec import spec_hash
+from common import docker_policy
+from common.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
+from common.spec import spec_hash
 from satellite import fetch, files
 from satellite.engine import client, docker_errors
 
@@ -24,7 +24,7 @@ log = logging.getLogger("satellite.containers")
 LABEL_CONTAINER = "boatload.container"
 LABEL_SERVICE = "boatload.service"
 LABEL_OWNER = "boatload.owner"
-LABEL_SPEC_HASH = "boatload.spec-hash"
+LABEL_SPEC_HASH = "common.spec-hash"
 LABEL_SLOT = "boatload.slot"
 LABEL_SCRIPT = "boatload.script"
 SCRIPT_DIR = "/boatload"

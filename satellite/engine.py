@@ -11,7 +11,7 @@ import requests
 from django.conf import settings
 
 import docker
-from boatload.errors import BadInput, Conflict, NotFound, RemoteError
+from common.errors import BadInput, Conflict, NotFound, RemoteError
 
 _client = None
 _lock = threading.Lock()

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from boatload.errors import BadInput, NotFound, TooLarge
+from common.errors import BadInput, NotFound, TooLarge
 from satellite.engine import client, docker_errors
 
 CHUNK = 64 * 1024

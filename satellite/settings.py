@@ -3,7 +3,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from boatload.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
+from common.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -12,7 +12,7 @@ DEBUG = False
 SECRET_KEY = env_str("SATELLITE_SECRET_KEY") or secrets.token_urlsafe(32)
 ALLOWED_HOSTS = ["*"]  # every request is authenticated by its HMAC signature instead
 INSTALLED_APPS = ["rest_framework", "satellite"]
-MIDDLEWARE = ["boatload.requestid.RequestIdMiddleware", "django.middleware.common.CommonMiddleware"]
+MIDDLEWARE = ["common.requestid.RequestIdMiddleware", "django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "satellite.urls"
 WSGI_APPLICATION = "satellite.wsgi.application"
 DATABASES = {}
@@ -27,7 +27,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "boatload.errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.errors.exception_handler",
 }
 
 # Identity, enrolment and heartbeats.

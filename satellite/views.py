@@ -10,15 +10,15 @@ from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from boatload.errors import BadInput, error_body
-from boatload.spec import (
+from common.errors import BadInput, error_body
+from common.spec import (
     ActionQuerySerializer,
     ContainerSpecSerializer,
     LogsQuerySerializer,
     PageQuerySerializer,
     page_cursor,
 )
-from boatload.streams import iter_closing, open_streams
+from common.streams import iter_closing, open_streams
 from satellite import containers, files, metrics
 from satellite.engine import client
 

@@ -8,10 +8,11 @@ import pytest
 import requests
 from django.test import override_settings
 
-from boatload import sealing, services, tls
-from boatload.errors import RemoteError
+from boatload import services
 from boatload.models import Host, JoinToken
 from boatload.satellite_client import SatelliteClient
+from common import sealing, tls
+from common.errors import RemoteError
 from tests.channel_servers import ImpostorAPI, TLSProxy, json_answer
 from tests.conftest import SatelliteProcess, wait_until
 

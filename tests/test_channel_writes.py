@@ -5,10 +5,11 @@ import pytest
 import requests
 from django.contrib.admin.sites import AdminSite
 
-from boatload import sealing, services
+from boatload import services
 from boatload.admin import HostAdmin
 from boatload.models import Container, Host
-from boatload.signing import HmacAuth
+from common import sealing
+from common.signing import HmacAuth
 from tests.api.test_hosts import signed_heartbeat
 from tests.conftest import long_ago, wait_until
 

@@ -5,8 +5,8 @@ import re
 
 from django.urls import URLPattern, URLResolver
 
-from boatload.remote import operations
 from boatload.satellite_client import SatelliteClient
+from common.remote import operations
 from connectors.client import ConnectorClient
 from satellite import urls as satellite_urls
 

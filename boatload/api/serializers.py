@@ -4,11 +4,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from rest_framework import serializers
 
-from boatload import docker_policy, sealing, spec, tls
-from boatload.errors import BadInput
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.spec import ContainerSpecSerializer
 from boatload.template_spec import check_template_body, error_tree
+from common import docker_policy, sealing, spec, tls
+from common.errors import BadInput
+from common.spec import ContainerSpecSerializer
 
 
 class HostSerializer(serializers.ModelSerializer):

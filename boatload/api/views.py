@@ -16,14 +16,15 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from boatload import services, signing, spec
+from boatload import services
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
-from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.spec import needs_staff
-from boatload.streams import iter_closing
 from boatload.template_spec import template_to_spec
+from common import signing, spec
+from common.errors import BadInput, Conflict, NotFound, TooLarge, error_body
+from common.spec import needs_staff
+from common.streams import iter_closing
 
 
 def healthz(request):
@@ -98,7 +99,7 @@ class EnrolView(APIView):
 
 class HeartbeatView(APIView):
     """A satellite says it is alive, signed with its host key; the answer is signed back with the same
-    key and bound to the request's nonce (boatload.signing.sign_response_headers)."""
+    key and bound to the request's nonce (common.signing.sign_response_headers)."""
 
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [permissions.IsAuthenticated]

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand
 
 from boatload import services
 from boatload.auth import forget_old_nonces
-from boatload.env import env_duration
-from boatload.errors import BoatLoadError
 from boatload.models import Host
+from common.env import env_duration
+from common.errors import BoatLoadError
 
 
 class Command(BaseCommand):

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from boatload.env import env_int, env_str
 from boatload.models import Host, JoinToken
+from common.env import env_int, env_str
 
 
 class Command(BaseCommand):

@@ -8,9 +8,11 @@ import signal
 import time
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from genisys import services
+from genisys.consul import ConsulRegistry
 from genisys.models import Service
 
 
@@ -32,8 +34,6 @@ class Command(BaseCommand):
 
     def load_compute_file(self):
         if settings.GENISYS["compute_file"]:
-            from django.core.management import call_command
-
             call_command("loadcomputes", settings.GENISYS["compute_file"])
 
     def process_one_pass(self):
@@ -43,8 +43,6 @@ class Command(BaseCommand):
             self.process_one_service(service)
 
     def process_consul(self, registry=None):
-        from genisys.consul import ConsulRegistry
-
         config = settings.GENISYS
         registry = registry or ConsulRegistry(config["consul_host"], config["consul_port"])
         try:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from boatload.spec import ContainerSpecSerializer, spec_hash
+from common.spec import ContainerSpecSerializer, spec_hash
 from connectors.definitions import spec_fields
 from satellite import containers
 from satellite.engine import client, docker_errors

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import requests
 
-from boatload import requestid, tls
-from boatload.errors import BoatLoadError, NotFound, RemoteError
+from common import requestid, tls
+from common.errors import BoatLoadError, NotFound, RemoteError
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
