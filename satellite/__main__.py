@@ -3,16 +3,22 @@
 Makes its TLS key and self-signed certificate at first start (unless SATELLITE_URL is plain
 http on loopback), enrols once with BOATLOAD_API_URL and SATELLITE_JOIN_TOKEN when the state
 folder holds no keys yet, then serves HTTPS on SATELLITE_BIND:SATELLITE_PORT with gunicorn
-(one process, threads, so the nonce memory and stats streams are shared) and heartbeats.
+and heartbeats. One process with gevent: every connection is a greenlet, so a thousand open
+follow streams or slow clients cost memory, not threads, and the nonce memory and stats
+streams stay shared (docs/serving.md).
 """
-import logging
-import os
-import threading
-import warnings
+from gevent import monkey
+
+monkey.patch_all()  # first of all: every socket, lock and thread made after this cooperates
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+import warnings  # noqa: E402
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "satellite.settings"
 
-import django
+import django  # noqa: E402
 
 django.setup()
 
@@ -35,10 +41,10 @@ class SatelliteServer(BaseApplication):
         self.cfg.set("bind", f"{settings.BIND}:{settings.PORT}" if ":" not in settings.BIND
                      else f"[{settings.BIND}]:{settings.PORT}")
         self.cfg.set("workers", 1)
-        self.cfg.set("worker_class", "gthread")
-        self.cfg.set("threads", settings.THREADS)
+        self.cfg.set("worker_class", "gevent")
+        self.cfg.set("worker_connections", settings.MAX_CONNECTIONS)
         self.cfg.set("control_socket_disable", True)
-        self.cfg.set("timeout", 0)  # follow streams may last; the gthread worker heartbeats on its own
+        self.cfg.set("timeout", 0)  # follow streams may last
         self.cfg.set("graceful_timeout", 5)
         self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") else None)
         self.cfg.set("access_log_format", "%(h)s \"%(r)s\" %(s)s %(B)s %(L)ss")
@@ -79,7 +85,10 @@ def main():
     store()  # merge SATELLITE_SERVICES_FILE now, so a bad file fails at start-up
     credentials.check_transport()
     credentials.ensure_tls()  # first start: this satellite's own key and certificate
+    from satellite.containers import satellite_id
+
     data = credentials.enrol()
+    log.info("containers of this satellite carry boatload.satellite=%s", satellite_id())
     log.info("satellite of host %s on %s (%s)", data["host"], settings.URL,
              "HTTPS, own certificate" if credentials.serves_tls() else "plain HTTP, loopback")
     warnings.filterwarnings("ignore", module="gunicorn")

@@ -10,6 +10,7 @@ import logging
 import os
 import posixpath
 import time
+import uuid
 
 from django.conf import settings
 
@@ -27,6 +28,7 @@ LABEL_OWNER = "boatload.owner"
 LABEL_SPEC_HASH = "common.spec-hash"
 LABEL_SLOT = "boatload.slot"
 LABEL_SCRIPT = "boatload.script"
+LABEL_SATELLITE = "boatload.satellite"
 SCRIPT_DIR = "/boatload"
 
 
@@ -42,10 +44,35 @@ def boatload_labels(spec, identity):
         LABEL_SERVICE: identity.get("service", ""),
         LABEL_OWNER: identity.get("owner", ""),
         LABEL_SPEC_HASH: spec_hash(spec),
+        LABEL_SATELLITE: satellite_id(),
     })
     if identity.get("slot") is not None:
         labels[LABEL_SLOT] = str(identity["slot"])
     return labels
+
+
+def satellite_id():
+    """This satellite's identity on its engine, made once and kept in its state folder.
+
+    Every container it makes carries it (LABEL_SATELLITE), and it lists, finds, reaps and
+    reports only containers that do: several satellites can share one engine.
+    """
+    global _satellite_id
+    if _satellite_id is None:
+        path = settings.STATE_DIR / "satellite-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(uuid.uuid4().hex + "\n")
+        _satellite_id = path.read_text().strip()
+    return _satellite_id
+
+
+_satellite_id = None
+
+
+def own(*labels):
+    """Label filters for this satellite's containers carrying every `labels` key or key=value."""
+    return [f"{LABEL_SATELLITE}={satellite_id()}", *labels]
 
 
 def resolve(container_uuid):
@@ -56,7 +83,7 @@ def resolve(container_uuid):
     """
     with docker_errors():
         rows = client().api.containers(all=True, quiet=True,
-                                       filters={"label": f"{LABEL_CONTAINER}={container_uuid}"})
+                                       filters={"label": own(f"{LABEL_CONTAINER}={container_uuid}")})
     return [row["Id"] for row in rows]
 
 
@@ -320,7 +347,7 @@ def container_action(container_id, action, timeout=None):
 
 def containers_list(labels, include_stopped=True):
     """BoatLoad containers matching every `key=value` label, from one sparse list call."""
-    filters = {"label": [LABEL_CONTAINER] + list(labels)}
+    filters = {"label": own(LABEL_CONTAINER, *labels)}
     with docker_errors():
         rows = client().api.containers(all=include_stopped, filters=filters)
     return [{

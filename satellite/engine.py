@@ -23,7 +23,7 @@ def client():
     with _lock:
         if _client is None:
             with docker_errors():  # from_env asks the engine for its API version: it may be down
-                _client = docker.from_env(timeout=settings.DOCKER_TIMEOUT, max_pool_size=settings.THREADS + 8)
+                _client = docker.from_env(timeout=settings.DOCKER_TIMEOUT, max_pool_size=settings.DOCKER_POOL)
             if _client.api.base_url.startswith("http+docker://"):
                 # A unix socket has no proxy and no netrc: skip requests' per-call scan of both.
                 _client.api.trust_env = False

@@ -9,6 +9,7 @@ whose container stopped, is closed.
 import threading
 import time
 
+from satellite import containers
 from satellite.containers import LABEL_CONTAINER
 from satellite.engine import client, docker_errors
 
@@ -106,6 +107,6 @@ hub = StatsHub()
 def metrics_of_all():
     """Metrics of every running BoatLoad container on this host, keyed by container id."""
     with docker_errors():
-        rows = client().api.containers(filters={"label": LABEL_CONTAINER, "status": "running"})
+        rows = client().api.containers(filters={"label": containers.own(LABEL_CONTAINER), "status": "running"})
     names = {row["Id"]: row["Names"][0].lstrip("/") for row in rows}
     return {cid: {"name": names[cid], **values} for cid, values in hub.metrics(list(names)).items()}

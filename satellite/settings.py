@@ -54,7 +54,9 @@ LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_LABELS") if "="
 CONTAINER_LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_CONTAINER_LABELS") if "=" in item)
 # Label key prefixes users may not set (besides the keys of CONTAINER_LABELS and boatload.*).
 RESERVED_LABEL_PREFIXES = ["boatload.", *env_list("SATELLITE_RESERVED_LABEL_PREFIXES")]
-THREADS = env_int("SATELLITE_THREADS", 32)
+# Open connections the satellite serves at once (each a greenlet: streams, slow clients, calls).
+MAX_CONNECTIONS = env_int("SATELLITE_MAX_CONNECTIONS", 4096)
+DOCKER_POOL = env_int("SATELLITE_DOCKER_POOL", 64)  # keep-alive connections to the engine
 
 # Limits of what a satellite accepts.
 SCRIPT_MAX_BYTES = env_int("SATELLITE_SCRIPT_MAX_BYTES", 4096)

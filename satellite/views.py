@@ -87,8 +87,9 @@ def info(request):
     """The engine's facts, and this satellite's own: streams in flight and threads watching them."""
     watchers = sum(1 for thread in threading.enumerate() if thread.name == "disconnect-watch")
     return Response({**containers.engine_info(),
-                     "satellite": {"name": settings.NAME, "open_streams": open_streams(),
-                                   "stream_watchers": watchers, "threads": threading.active_count()}})
+                     "satellite": {"name": settings.NAME, "id": containers.satellite_id(),
+                                   "open_streams": open_streams(), "stream_watchers": watchers,
+                                   "threads": threading.active_count()}})
 
 
 @api_view(["GET"])

@@ -131,6 +131,10 @@ class SatelliteProcess:
             session.mount("https://", PinnedAdapter(certificate=self.certificate))
         return session
 
+    def own_labels(self):
+        """The label that makes a container this satellite's own (it lists and acts on no other)."""
+        return {"boatload.satellite": (self.state_dir / "satellite-id").read_text().strip()}
+
     def signed(self):
         """A requests session that signs every call with this satellite's key."""
         session = self.session()

@@ -77,6 +77,6 @@ def scale(definition, number):
 def running(name):
     """How many containers of the service run on this host."""
     with docker_errors():
-        rows = client().api.containers(filters={"label": [f"{containers.LABEL_SERVICE}={name}"],
+        rows = client().api.containers(filters={"label": containers.own(f"{containers.LABEL_SERVICE}={name}"),
                                                 "status": "running"})
     return len(rows)

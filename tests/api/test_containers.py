@@ -319,7 +319,8 @@ def test_the_reconciler_records_exits_losses_and_reaps_orphans(api, fleet, fleet
     docker_b.api.kill(killed["docker_id"])
     docker_b.api.remove_container(removed["docker_id"], force=True)
     orphan = docker_b.containers.create(f"{IMAGE_NAME}:{IMAGE_TAG}", ["sleep", "300"], labels={
-        "boatload.container": str(uuid.uuid4()), RUN_LABEL.split("=")[0]: RUN_LABEL.split("=")[1]})
+        "boatload.container": str(uuid.uuid4()), RUN_LABEL.split("=")[0]: RUN_LABEL.split("=")[1],
+        **fleet["host-b"].satellite.own_labels()})
     reconcile = Command()
     assert reconcile.process_one_host(fleet_hosts["host-b"])
     assert Container.objects.get(uuid=killed["id"]).state == "exited"

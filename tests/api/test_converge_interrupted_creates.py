@@ -22,12 +22,12 @@ def labelled(docker_client, row_uuid):
     return docker_client.containers.list(all=True, filters={"label": f"boatload.container={row_uuid}"})
 
 
-def run_labels(row_uuid):
+def run_labels(row_uuid, satellite):
     key, value = RUN_LABEL.split("=")
-    return {"boatload.container": str(row_uuid), "boatload.owner": "owner", key: value}
+    return {"boatload.container": str(row_uuid), "boatload.owner": "owner", key: value, **satellite.own_labels()}
 
 
-def test_pending_rows_whose_create_died_are_settled_by_the_reconciler(users, host, docker_client):
+def test_pending_rows_whose_create_died_are_settled_by_the_reconciler(users, host, satellite, docker_client):
     from boatload.management.commands.reconcile import Command
 
     def pending_row():
@@ -36,10 +36,10 @@ def test_pending_rows_whose_create_died_are_settled_by_the_reconciler(users, hos
 
     never_started, started, nothing, in_flight = pending_row(), pending_row(), pending_row(), pending_row()
     image = f"{IMAGE_NAME}:{IMAGE_TAG}"
-    docker_client.containers.create(image, ["sleep", "300"], labels=run_labels(never_started.uuid))
-    running = docker_client.containers.run(f"{IMAGE_NAME}:{IMAGE_TAG}", ["sleep", "300"], detach=True,
-                                           labels=run_labels(started.uuid))
-    docker_client.containers.create(f"{IMAGE_NAME}:{IMAGE_TAG}", ["sleep", "300"], labels=run_labels(in_flight.uuid))
+    docker_client.containers.create(image, ["sleep", "300"], labels=run_labels(never_started.uuid, satellite))
+    running = docker_client.containers.run(image, ["sleep", "300"], detach=True,
+                                           labels=run_labels(started.uuid, satellite))
+    docker_client.containers.create(image, ["sleep", "300"], labels=run_labels(in_flight.uuid, satellite))
     Container.objects.exclude(pk=in_flight.pk).update(updated=long_ago(600))
 
     Command().process_one_host(host)
