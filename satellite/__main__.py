@@ -27,6 +27,7 @@ from gunicorn.app.base import BaseApplication  # noqa: E402
 
 from satellite import credentials  # noqa: E402
 from satellite.connector.store import store  # noqa: E402
+from satellite.containers import satellite_id  # noqa: E402
 from satellite.wsgi import application  # noqa: E402
 
 log = logging.getLogger("satellite")
@@ -85,8 +86,6 @@ def main():
     store()  # merge SATELLITE_SERVICES_FILE now, so a bad file fails at start-up
     credentials.check_transport()
     credentials.ensure_tls()  # first start: this satellite's own key and certificate
-    from satellite.containers import satellite_id
-
     data = credentials.enrol()
     log.info("containers of this satellite carry boatload.satellite=%s", satellite_id())
     log.info("satellite of host %s on %s (%s)", data["host"], settings.URL,
