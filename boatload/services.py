@@ -15,7 +15,7 @@ from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
 from common import sealing
 from common.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
-from common.spec import SCOPES
+from common.spec import SCOPES, observed_state
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
@@ -331,29 +331,8 @@ def container_action(*, row, action, timeout=None):
     grace = settings.SATELLITE_STOP_GRACE if timeout is None else timeout
     client = SatelliteClient(row.host, timeout=settings.SATELLITE_TIMEOUT + grace)
     answer = client.container_action(row.uuid, action, timeout=timeout)
-    container_observe(row=row, docker_state=answer["state"])
+    row.observe(answer["state"])
     return answer["state"]
-
-
-def observed_state(status, exit_code=None):
-    """The row state that Docker's status of a container means: the one rule for every reader.
-
-    running, restarting and paused containers are up; exited and dead ones are down with
-    their code; created (never started) and removing mean a create or delete is under way.
-    """
-    if status in ("running", "restarting", "paused"):
-        return Container.State.RUNNING, None
-    if status in ("exited", "dead"):
-        return Container.State.EXITED, exit_code
-    return None, None
-
-
-def container_observe(*, row, docker_state):
-    """Record what Docker's State says about a container (written only on a change)."""
-    state, exit_code = observed_state(docker_state.get("Status"), docker_state.get("ExitCode"))
-    if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
-        row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
-        row.save(update_fields=["state", "exit_code", "health", "updated"])
 
 
 def container_docker_state(*, row):
@@ -362,7 +341,7 @@ def container_docker_state(*, row):
         return {}
     docker_state = SatelliteClient(row.host).container_state(row.uuid)
     if row.state in Container.DEPLOYED:
-        container_observe(row=row, docker_state=docker_state)
+        row.observe(docker_state)
     return docker_state
 
 
@@ -489,9 +468,9 @@ def host_release(host):
 
 
 def _listed_state(item):
-    """observed_state() of an item of the satellite's list, whose exit code is in its status text."""
+    """Docker's State of an item of the satellite's list, whose exit code is in its status text."""
     match = EXIT_CODE.search(item.get("status", ""))
-    return observed_state(item["state"], int(match.group(1)) if match else None)
+    return {"Status": item["state"], "ExitCode": int(match.group(1)) if match else None}
 
 
 def _in_flight(row, now):
@@ -510,7 +489,7 @@ def _settle_pending(client, row, item):
         _settle(row, state=Container.State.FAILED,
                 last_error="The create was interrupted before the container started; it was removed.")
         return
-    state, exit_code = _listed_state(item)
+    state, exit_code = observed_state(item["state"], _listed_state(item)["ExitCode"])
     row.ports = _published_with_scope(row.spec, item.get("ports") or [])
     _settle(row, state=state or Container.State.RUNNING, exit_code=exit_code, docker_id=item["id"],
             ports=row.ports, endpoints=endpoints_for(row.host, row.ports))
@@ -526,7 +505,7 @@ def containers_reconcile_host(*, host):
     counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0}
     tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST,
                                                              Container.State.PENDING))
-    if host.state == Host.State.DOWN or not host.is_healthy:
+    if not host.is_healthy:
         counts["unknown"] = tracked.exclude(health=Container.Health.UNKNOWN).update(health=Container.Health.UNKNOWN)
         return counts
     client = SatelliteClient(host)
@@ -535,7 +514,7 @@ def containers_reconcile_host(*, host):
     now = timezone.now()
     for row in tracked:
         item = listed.get(str(row.uuid))
-        if row.state in (Container.State.PENDING, Container.State.CREATING):
+        if row.state == Container.State.PENDING:
             if not _in_flight(row, now):  # its create died with its caller
                 if item is None:
                     _settle(row, state=Container.State.FAILED,
@@ -550,11 +529,7 @@ def containers_reconcile_host(*, host):
                 row.save(update_fields=["state", "health", "updated"])
                 counts["lost"] += 1
             continue
-        state, exit_code = _listed_state(item)
-        if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
-            row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
-            row.docker_id = row.docker_id or item["id"]
-            row.save(update_fields=["state", "exit_code", "health", "docker_id", "updated"])
+        if row.observe(_listed_state(item), docker_id=item["id"]):
             counts["updated"] += 1
     wanted = {str(row.uuid) for row in tracked}
     grace = timedelta(seconds=settings.ORPHAN_GRACE)

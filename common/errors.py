@@ -11,7 +11,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-log = logging.getLogger("common.errors")
+log = logging.getLogger("boatload.errors")
 
 
 class BoatLoadError(exceptions.APIException):

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-log = logging.getLogger("common.tls")
+log = logging.getLogger("boatload.tls")
 CERT_DAYS = 3650
 
 

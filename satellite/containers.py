@@ -7,7 +7,6 @@ only accepted on the staff-only raw path, and even there it passes common.docker
 import base64
 import contextlib
 import logging
-import os
 import posixpath
 import time
 import uuid
@@ -17,7 +16,7 @@ from django.conf import settings
 import docker
 from common import docker_policy
 from common.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
-from common.spec import spec_hash
+from common.spec import STAFF_ONLY, check_script_size, needs_staff, spec_hash
 from satellite import fetch, files
 from satellite.engine import client, docker_errors
 
@@ -25,7 +24,7 @@ log = logging.getLogger("satellite.containers")
 LABEL_CONTAINER = "boatload.container"
 LABEL_SERVICE = "boatload.service"
 LABEL_OWNER = "boatload.owner"
-LABEL_SPEC_HASH = "common.spec-hash"
+LABEL_SPEC_HASH = "boatload.spec-hash"
 LABEL_SLOT = "boatload.slot"
 LABEL_SCRIPT = "boatload.script"
 LABEL_SATELLITE = "boatload.satellite"
@@ -104,25 +103,16 @@ def remove_by_identity(container_uuid):
         container_action(container_id, "remove")
 
 
-def check_host_path(source):
-    """A host path volume must lie under one of the satellite's allowed folders."""
-    real = os.path.realpath(source)
-    for folder in map(os.path.realpath, settings.HOST_PATHS):
-        if real == folder or real.startswith(folder.rstrip("/") + "/"):
-            return real
-    raise BadInput("volumes", f"{source} is not under a host folder this satellite allows "
-                              "(SATELLITE_HOST_PATHS)")
-
-
 def check_privileges(spec, as_staff):
-    """Refuse what only staff may ask for, before anything touches Docker."""
-    if spec.get("privileged") and not as_staff:
-        raise BadInput("privileged", "only staff may run privileged containers")
+    """Refuse what only staff may ask for (common.spec's staff policy), and host paths outside the
+    satellite's allowed folders, before anything touches Docker."""
+    field = needs_staff(spec)
+    if field and not as_staff:
+        raise BadInput(field, f"only staff may {STAFF_ONLY[field]}")
     for volume in spec.get("volumes", []):
-        if volume["type"] == "host":
-            if not as_staff:
-                raise BadInput("volumes", "only staff may mount host paths")
-            check_host_path(volume["source"])
+        if volume["type"] == "host" and not docker_policy.host_path_allowed(volume["source"], settings.HOST_PATHS):
+            raise BadInput("volumes", f"{volume['source']} is not under a host folder this satellite allows "
+                                      "(SATELLITE_HOST_PATHS)")
 
 
 def port_bindings(scope):
@@ -176,8 +166,7 @@ def load_script(spec):
             data = handle.read()
     else:
         return None
-    if len(data) > limit:
-        raise TooLarge(f"script: {len(data)} bytes is over the limit of {limit}", detail={"field": "script"})
+    check_script_size(len(data), limit)
     if not data.startswith(b"#!"):
         data = b"#!/bin/sh\n" + data
     return data

@@ -10,7 +10,7 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -20,10 +20,8 @@ from boatload import services
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.template_spec import template_to_spec
 from common import signing, spec
-from common.errors import BadInput, Conflict, NotFound, TooLarge, error_body
-from common.spec import needs_staff
+from common.errors import BadInput, Conflict, NotFound
 from common.streams import iter_closing
 
 
@@ -177,9 +175,7 @@ def _request_fields(request):
         fields[key] = value
     upload = request.FILES.get("script")
     if upload is not None:
-        if upload.size > settings.SCRIPT_MAX_BYTES:
-            raise TooLarge(f"script: {upload.size} bytes is over the limit of {settings.SCRIPT_MAX_BYTES}",
-                           detail={"field": "script"})
+        spec.check_script_size(upload.size, settings.SCRIPT_MAX_BYTES)
         fields["script"] = base64.b64encode(upload.read()).decode()
         fields.setdefault("scriptname", os.path.basename(upload.name or "script") or "script")
     return fields
@@ -188,11 +184,6 @@ def _request_fields(request):
 JSON_FORM_FIELDS = {"env", "ports", "volumes", "labels", "host_labels", "command", "container_args", "memory",
                     "instances", "privileged", "cpus"}
 PLAIN_FORM_FIELDS = {"command", "container_args", "memory"}  # a plain string is fine for these
-
-
-def _check_script_size(spec):
-    if spec.get("script") and len(base64.b64decode(spec["script"])) > settings.SCRIPT_MAX_BYTES:
-        raise TooLarge(f"script: over the limit of {settings.SCRIPT_MAX_BYTES} bytes", detail={"field": "script"})
 
 
 class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -225,37 +216,16 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @extend_schema(request=serializers.ContainerCreateSerializer,
                    responses={201: serializers.ContainerSerializer, 207: serializers.InstancesSerializer})
     def create(self, request, *args, **kwargs):
-        fields = _request_fields(request)
-        if fields.get("template"):
-            template = Template.objects.filter(name=fields.pop("template")).first()
-            if template is None:
-                raise BadInput("template", "no such template")
-            fields = {**template_to_spec(template.body), **fields}
-        data = serializers.ContainerCreateSerializer(data=fields)
+        data = serializers.ContainerCreateSerializer(data=_request_fields(request), context={"request": request})
         data.is_valid(raise_exception=True)
-        spec = dict(data.validated_data)
-        placement = {key: spec.pop(key) for key in data.PLACEMENT_FIELDS if key in spec}
-        _check_script_size(spec)
-        reason = needs_staff(spec)
-        if reason and not request.user.is_staff:
-            raise exceptions.PermissionDenied(f"{reason}: only staff may ask for this.")
-        outcomes = services.container_create(
-            owner=request.user, spec=spec, as_staff=request.user.is_staff, host=placement.get("host"),
-            host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
-        if "instances" not in placement:
+        outcomes = services.container_create(**data.create_arguments())
+        if "instances" not in data.validated_data:
             row, error = outcomes[0]
             if error is not None:
                 error.extra["container"] = str(row.uuid)
                 raise error
             return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
-        results = [{"host": row.host.name, "container": serializers.ContainerSerializer(row).data}
-                   if error is None else
-                   {"host": row.host.name, "container_id": str(row.uuid),
-                    "error": error_body(error.code, error.message, error.extra)["error"]}
-                   for row, error in outcomes]
-        failed = sum(1 for _, error in outcomes if error is not None)
-        code = status.HTTP_201_CREATED if not failed else 207 if failed < len(outcomes) else status.HTTP_502_BAD_GATEWAY
-        return Response({"results": results, "created": len(outcomes) - failed, "failed": failed}, status=code)
+        return Response(*serializers.instances_answer(outcomes))
 
     def perform_destroy(self, row):
         services.container_delete(row=row)
@@ -368,9 +338,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"], url_path=r"file/(?P<path>.+)")
     def file_by_path(self, request, uuid=None, path=None):
         row = self.deployed()
-        if ".." in path.split("/"):
-            raise BadInput("path", "must not contain '..'")
-        return self._stream(request, services.container_file(row=row, path=path))
+        return self._stream(request, services.container_file(row=row, path=spec.confined_path(path)))
 
     @extend_schema(responses=STREAM, parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"], url_path=r"filebynum/(?P<number>[0-9]+)")
@@ -382,11 +350,10 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"])
     def archive(self, request, uuid=None):
         """Every changed file in one tar, streamed; `?compression=gzip` for .tar.gz."""
+        query = spec.ArchiveQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         row = self.deployed()
-        compression = request.query_params.get("compression", "")
-        if compression not in ("", "gzip"):
-            raise BadInput("compression", "only gzip is offered")
-        return self._stream(request, services.container_archive(row=row, compression=compression))
+        return self._stream(request, services.container_archive(row=row, **query.validated_data))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])

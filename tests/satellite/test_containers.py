@@ -32,7 +32,7 @@ def test_create_runs_the_script_with_args_env_and_boatload_labels(sat, finished,
     [made] = docker_client.containers.list(all=True, filters={"label": f"boatload.container={finished}"})
     attrs = made.attrs
     labels = attrs["Config"]["Labels"]
-    assert {"boatload.container", "boatload.service", "boatload.owner", "common.spec-hash"} <= set(labels)
+    assert {"boatload.container", "boatload.service", "boatload.owner", "boatload.spec-hash"} <= set(labels)
     assert labels["boatload.owner"] == "owner" and RUN_LABEL.split("=")[0] in labels
     assert attrs["HostConfig"]["RestartPolicy"]["Name"] in ("", "no")
     logs = sat.get(f"{sat.base}/containers/{finished}/logs").text
@@ -228,7 +228,7 @@ def test_raw_create_refuses_host_namespaces_devices_and_capabilities(sat, docker
     body = {"Image": "boatload-test/busybox:latest", "Cmd": ["echo", "raw"]}
     assert sat.post(f"{sat.base}/containers/raw", json={"body": body, "identity": identity()}).status_code == 400
     made = sat.post(f"{sat.base}/containers/raw", json={"body": body, "as_staff": True, "identity": identity()})
-    assert made.status_code == 201 and made.json()["labels"]["common.spec-hash"]
+    assert made.status_code == 201 and made.json()["labels"]["boatload.spec-hash"]
 
 
 def test_an_engine_that_is_down_answers_502_naming_the_host(tmp_path):

@@ -185,4 +185,4 @@ def test_keys_in_any_spelling_reach_docker_as_the_canonical_key(sat, docker_clie
     attrs = docker_client.api.inspect_container(answer.json()["id"])
     assert attrs["HostConfig"]["Memory"] == 32 * MIB
     assert attrs["Config"]["Labels"]["marker"] == "raw-spelling"
-    assert attrs["Config"]["Labels"]["common.spec-hash"]
+    assert attrs["Config"]["Labels"]["boatload.spec-hash"]
