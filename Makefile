@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 run: venv
 	@bash docker/ensure-engine.sh
 	@mkdir -p var && [ -s var/secret_key ] || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
-	BOATLOAD_DEBUG=$${BOATLOAD_DEBUG:-1} BOATLOAD_SECRET_KEY_FILE=$${BOATLOAD_SECRET_KEY_FILE:-var/secret_key} \
+	BOATLOAD_SECRET_KEY_FILE=$${BOATLOAD_SECRET_KEY_FILE:-var/secret_key} \
 	  $(PY) manage.py runlocal
 
 test: venv

@@ -110,9 +110,8 @@ def setup_api(satellites):
                             secret=satellite.secret, last_seen=timezone.now())
     port = free_port()
     access_log = Path(tempfile.mkdtemp(prefix="boatload-bench-api-")) / "access.log"
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "boatload.wsgi", "--bind", f"127.0.0.1:{port}",
-                                "--worker-class", "gthread", "--threads", "16", "--workers", "2",
-                                "--no-control-socket", "--log-level", "warning", "--timeout", "0",
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf",
+                                "boatload.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
                                 "--access-logfile", str(access_log), "--access-logformat", "%(r)s %(s)s %(L)s"],
                                cwd=ROOT, env=os.environ)
     base = f"http://127.0.0.1:{port}"

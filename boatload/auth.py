@@ -1,11 +1,12 @@
 """Authentication of satellites calling the API (heartbeats): the shared HMAC signature."""
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
 from boatload.models import Host, SeenNonce
 from common import signing
@@ -74,3 +75,10 @@ class HostSignatureScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": signing.HEADER_SIGNATURE,
                 "description": "HMAC-SHA256 signature of a satellite (see README, Security)."}
+
+
+class SchemaPermission(permissions.BasePermission):
+    """The OpenAPI schema and its viewer need a login like every endpoint, unless BOATLOAD_PUBLIC_SCHEMA opens them."""
+
+    def has_permission(self, request, view):
+        return settings.PUBLIC_SCHEMA or bool(request.user and request.user.is_authenticated)

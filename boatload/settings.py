@@ -31,15 +31,19 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",  # refresh tokens die with a password change, deactivation, deletion
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the docs viewer's assets, served by us: no CDN needed
     "boatload",
+    "boatload.logins",
     "genisys",
 ]
 
 MIDDLEWARE = [
     "common.requestid.RequestIdMiddleware",
+    "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
+    "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,11 +74,24 @@ TEMPLATES = [
 
 _database_url = env_str("DATABASE_URL")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("BOATLOAD_CONN_MAX_AGE", 60),
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("BOATLOAD_CONN_MAX_AGE", 0),
                                                   conn_health_checks=True)}
 else:
+    # The embedded default (`make run`) under concurrent writers: WAL lets readers run beside the
+    # one writer, every transaction takes the write lock when it begins (IMMEDIATE, so none fails
+    # upgrading a read lock) and a writer waits up to BOATLOAD_SQLITE_TIMEOUT for the lock
+    # instead of failing at once with "database is locked".
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "boatload.sqlite3"}}
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "boatload.sqlite3",
+        "OPTIONS": {
+            "timeout": env_duration("BOATLOAD_SQLITE_TIMEOUT", 20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout={};".format(
+                int(env_duration("BOATLOAD_SQLITE_TIMEOUT", 20) * 1000)),
+        },
+    }}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -101,17 +118,36 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bodies that are not objects, nest too deep or do not parse are 400s (boatload/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "common.parsers.JSONParser", "common.parsers.FormParser", "common.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
-    "EXCEPTION_HANDLER": "common.errors.exception_handler",
+    "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # common.errors', database outages as 503
+    # Client addresses of throttles: REMOTE_ADDR, or the Nth X-Forwarded-For entry behind N proxies.
+    # (DRF's default, None, would trust any X-Forwarded-For a client sends.)
+    "NUM_PROXIES": env_int("BOATLOAD_TRUSTED_PROXIES", 0),
 }
+
+# Login throttles (boatload/logins/throttles.py): N/s, N/m, N/h or N/d; shared by every worker
+# through the database cache (its table comes from the boatload_logins migration).
+LOGIN_RATE_USER = env_str("BOATLOAD_LOGIN_RATE_USER", "10/m")
+LOGIN_RATE_ADDRESS = env_str("BOATLOAD_LOGIN_RATE_ADDRESS", "30/m")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "boatload_cache"}}
+
+# /v1/schema/ and /v1/docs/ need authentication like every endpoint but /healthz, unless opened.
+PUBLIC_SCHEMA = env_bool("BOATLOAD_PUBLIC_SCHEMA", False)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_ACCESS_TOKEN_LIFETIME", 15 * 60)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_duration("BOATLOAD_REFRESH_TOKEN_LIFETIME", 24 * 3600)),
     "AUTH_HEADER_TYPES": ("Bearer",),
+    # Revocation (boatload/logins/tokens.py): access tokens carry a hash of the password hash.
+    "CHECK_REVOKE_TOKEN": True,
+    "TOKEN_REFRESH_SERIALIZER": "boatload.logins.tokens.RefreshSerializer",
 }
 
 SPECTACULAR_SETTINGS = {

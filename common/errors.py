@@ -5,8 +5,10 @@ Every error leaves a process as
 made here and nowhere else. A stack trace never reaches a client.
 """
 import logging
+import math
+from http import HTTPStatus
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -36,7 +38,7 @@ class BadInput(BoatLoadError):
     code = "invalid"
 
     def __init__(self, field, message):
-        super().__init__(f"{field}: {message}", detail={"field": field})
+        super().__init__(f"{field}: {message}" if field else message, detail={"field": field})
 
 
 class NotFound(BoatLoadError):
@@ -132,6 +134,10 @@ def exception_handler(exc, context):
         exc = NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # DATA_UPLOAD_MAX_MEMORY_SIZE, raised while the body is read
+        exc = TooLarge("The request body is larger than this server accepts.", detail={"field": ""})
+    elif isinstance(exc, SuspiciousOperation):  # too many form fields or files, and the like
+        exc = BadInput("", str(exc) or "The request is malformed.")
 
     if isinstance(exc, BoatLoadError):
         body = error_body(exc.code, exc.message, exc.extra)
@@ -143,9 +149,11 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         detail = exc.detail if isinstance(exc.detail, (dict, list)) else {}
+        if "Retry-After" in headers:
+            detail = {"retry_after": int(headers["Retry-After"])}
         message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
         if isinstance(exc.detail, dict) and "detail" in exc.detail:
             message = str(exc.detail["detail"])
@@ -170,3 +178,52 @@ def json_400(request, exception=None):
 
 def json_403(request, exception=None):
     return JsonResponse(error_body("permission_denied", "You may not do this."), status=403)
+
+
+STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "permission_denied", 404: "not_found",
+                405: "method_not_allowed", 406: "not_acceptable", 413: "too_large", 415: "unsupported_media_type",
+                429: "throttled", 500: "internal_error"}
+_REPLACED_HEADERS = {"content-type", "content-length", "content-disposition", "content-encoding"}
+
+
+def _is_json(response):
+    content_type = response.get("Content-Type", "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+class JsonErrorMiddleware:
+    """Any error response that is not JSON leaves as the one error shape, with DEBUG on too.
+
+    Django's own error pages (the debug page of a DisallowedHost, technical 404 and 500
+    pages, CSRF failures, the admin's 404s) and DRF's browsable API are HTML; none of them
+    may reach a client from an error path. A DRF response keeps its error body; any other
+    gets the code of its status. Headers such as Allow, Retry-After and WWW-Authenticate stay.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code < 400 or _is_json(response):
+            return response
+        data = getattr(response, "data", None)
+        if isinstance(data, dict) and set(data) == {"error"}:
+            body = data
+        else:
+            status_code = response.status_code
+            code = STATUS_CODES.get(status_code, "internal_error" if status_code >= 500 else "error")
+            body = error_body(code, _phrase(status_code))
+        answer = JsonResponse(body, status=response.status_code)
+        for name, value in response.items():
+            if name.lower() not in _REPLACED_HEADERS:
+                answer[name] = value
+        answer.cookies = response.cookies
+        return answer
+
+
+def _phrase(status_code):
+    try:
+        return f"{HTTPStatus(status_code).phrase}."
+    except ValueError:
+        return "The request failed."

@@ -62,6 +62,8 @@ def iter_closing(chunks, upstream, environ, *, follow=False):
     watch = DisconnectWatch(environ if follow else {}, upstream)
     _count(+1)
     try:
+        if follow:
+            yield b""  # the server sends the headers now: a follow stream is open before its first line
         for chunk in chunks:
             if chunk:
                 yield chunk

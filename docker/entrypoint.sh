@@ -8,9 +8,8 @@ case "$role" in
     python manage.py migrate --noinput
     python manage.py ensure_admin
     python manage.py loadtemplates
-    exec gunicorn boatload.wsgi --bind "${BOATLOAD_BIND:-0.0.0.0}:${BOATLOAD_PORT:-8000}" \
-      --worker-class gthread --workers "${BOATLOAD_WORKERS:-2}" --threads "${BOATLOAD_THREADS:-16}" \
-      --timeout 0 --no-control-socket --access-logfile - "$@" ;;
+    exec gunicorn -c python:boatload.gunicorn_conf boatload.wsgi \
+      --bind "${BOATLOAD_BIND:-0.0.0.0}:${BOATLOAD_PORT:-8000}" --access-logfile - "$@" ;;
   satellite) exec python -m satellite "$@" ;;
   reconcile) exec python manage.py reconcile "$@" ;;
   genisys) exec python manage.py genisys "$@" ;;

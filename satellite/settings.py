@@ -25,9 +25,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["satellite.auth.SignatureAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],  # objects only, depth-limited: bad bodies are 400
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "common.errors.exception_handler",
+    "EXCEPTION_HANDLER": "satellite.engine.exception_handler",  # common.errors' handler, engine errors mapped
 }
 
 # Identity, enrolment and heartbeats.

@@ -11,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("common", "boatload", "genisys", "connectors", "satellite")
+# Imports in a function that dodge no loop: Django's AppConfig.ready (the app registry must be
+# ready first) and gunicorn's post_fork hook (gevent must not load in the master before workers patch).
+IMPORTS_THAT_WAIT = {("boatload/logins/apps.py", "ready"), ("boatload/gunicorn_conf.py", "post_fork")}
 
 
 def modules_of(package):
@@ -55,7 +58,8 @@ def test_no_import_hides_in_a_function():
             if "migrations" in path.parts:
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                        str(path.relative_to(ROOT)), node.name) not in IMPORTS_THAT_WAIT:
                     hidden += [f"{path.relative_to(ROOT)}:{inner.lineno}" for inner in ast.walk(node)
                                if isinstance(inner, (ast.Import, ast.ImportFrom))]
     assert hidden == []

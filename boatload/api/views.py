@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +21,7 @@ from boatload.auth import HostSignatureAuthentication
 from boatload.models import Container, Host, JoinToken, Template
 from common import signing, spec
 from common.errors import BadInput, Conflict, NotFound
+from common.parsers import FormParser, JSONParser, MultiPartParser
 from common.streams import iter_closing
 
 
@@ -272,6 +272,10 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
 
     def _stream(self, request, upstream_and_chunks, follow=False):
         upstream, chunks = upstream_and_chunks
+        if not connection.in_atomic_block:
+            # A stream may stay open for hours and needs no database: give its connection back now,
+            # or a thousand open streams would hold a thousand Postgres connections.
+            connection.close()
         response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META, follow=follow),
                                          content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
         for header in ("Content-Length", "Content-Disposition", "X-BoatLoad-Path"):

@@ -6,7 +6,8 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework_simplejwt.tokens import AccessToken
 
-PUBLIC = {"/healthz", "/v1/auth/token/", "/v1/auth/token/refresh/", "/v1/auth/token/verify/", "/v1/host/enrol/"}
+PUBLIC = {"/healthz", "/v1/auth/token/", "/v1/auth/token/refresh/", "/v1/auth/token/verify/", "/v1/auth/token/revoke/",
+          "/v1/host/enrol/"}
 
 
 def test_a_user_obtains_and_refreshes_a_token(api, users):
@@ -131,3 +132,76 @@ def test_the_docs_viewer_serves_its_own_assets(client, users):
     client.login(username="owner", password="owner-pass-1")
     page = client.get("/v1/docs/").content.decode()
     assert "drf_spectacular_sidecar/swagger-ui-dist" in page and "cdn.jsdelivr" not in page
+
+
+@pytest.mark.parametrize("path", ["/v1/schema/", "/v1/docs/"])
+def test_the_schema_and_its_viewer_need_authentication_unless_opened(api, settings, path):
+    answer = api().get(path)
+    assert answer.status_code == 401 and answer.json()["error"]["code"] == "not_authenticated"
+    assert api("owner").get(path).status_code == 200
+    settings.PUBLIC_SCHEMA = True
+    assert api().get(path).status_code == 200
+
+
+def obtain(client, username, password):
+    answer = client.post("/v1/auth/token/", {"username": username, "password": password}, format="json")
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def assert_tokens_dead(client, tokens):
+    refreshed = client.post("/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json")
+    assert refreshed.status_code == 401, refreshed.content
+    assert set(refreshed.json()["error"]) == {"code", "message", "detail"}
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert client.get("/v1/host/").status_code == 401
+    client.credentials()
+
+
+def test_a_password_change_revokes_the_users_tokens(api, users):
+    client = api()
+    tokens = obtain(client, "owner", "owner-pass-1")
+    other = obtain(client, "other", "other-pass-1")
+    users["owner"].set_password("new-owner-pass-2")
+    users["owner"].save()
+    assert_tokens_dead(client, tokens)
+    assert client.post("/v1/auth/token/refresh/", {"refresh": other["refresh"]}, format="json").status_code == 200
+    fresh = obtain(client, "owner", "new-owner-pass-2")
+    assert client.post("/v1/auth/token/refresh/", {"refresh": fresh["refresh"]}, format="json").status_code == 200
+
+
+def test_a_deactivation_revokes_the_users_tokens_for_good(api, users):
+    client = api()
+    tokens = obtain(client, "owner", "owner-pass-1")
+    users["owner"].is_active = False
+    users["owner"].save(update_fields=["is_active"])
+    assert_tokens_dead(client, tokens)
+    users["owner"].is_active = True  # reactivated: the old refresh token stays dead
+    users["owner"].save()
+    refreshed = client.post("/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json")
+    assert refreshed.status_code == 401
+
+
+def test_a_deleted_users_tokens_get_401_not_500(api, users):
+    client = api()
+    tokens = obtain(client, "owner", "owner-pass-1")
+    users["owner"].delete()
+    assert_tokens_dead(client, tokens)
+
+
+def test_a_refresh_token_of_a_deleted_user_without_a_record_gets_401(api, users):
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    refresh = RefreshToken.for_user(users["other"])
+    OutstandingToken.objects.all().delete()  # as a token issued before revocation existed
+    users["other"].delete()
+    answer = api().post("/v1/auth/token/refresh/", {"refresh": str(refresh)}, format="json")
+    assert answer.status_code == 401 and answer.json()["error"]["code"] == "token_not_valid"
+
+
+def test_a_user_revokes_their_own_refresh_token(api, users):
+    client = api()
+    tokens = obtain(client, "owner", "owner-pass-1")
+    assert client.post("/v1/auth/token/revoke/", {"refresh": tokens["refresh"]}, format="json").status_code == 200
+    assert client.post("/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json").status_code == 401

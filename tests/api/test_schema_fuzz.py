@@ -58,9 +58,8 @@ class ApiServer:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "boatload.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "60",
-             "--no-control-socket"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf", "boatload.wsgi",
+             "--bind", f"127.0.0.1:{self.port}"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(self.healthy, timeout=30, message=f"API at {self.url}\n{self.read_log()}")
         return self

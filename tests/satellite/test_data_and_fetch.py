@@ -1,11 +1,16 @@
 """Data zips and fetched URLs: confined, capped, and never a door into private networks."""
 import io
+import socket
 import stat
+import threading
+import time
 import uuid
 import zipfile
 
 import pytest
+import requests
 
+from tests.conftest import FILE_SERVER_ADDRESS, SatelliteProcess, wait_until
 from tests.satellite.helpers import b64, create, make_zip, wait_exit
 
 
@@ -113,3 +118,93 @@ def test_a_fetched_script_over_the_limit_is_refused(sat, file_server):
 def test_a_missing_url_names_the_field(sat, file_server):
     answer = create(sat, dataurl=f"http://127.0.0.2:{file_server.port}/missing.zip")
     assert answer.status_code == 400 and answer.json()["error"]["detail"]["field"] == "dataurl"
+
+
+class SlowServer:
+    """A TCP server on 127.0.0.2 that answers as slowly as `mode` says, until its client goes away.
+
+    `headers`: the status line at once, then one header byte every 0.3 s; `body`: headers
+    with Content-Length 200, then one body byte every 0.3 s; `drip`: one byte of the whole
+    answer every second, from the status line on. `gone` is set once the satellite closed
+    the connection, i.e. let go of it.
+    """
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\nX-Pad: " + b"p" * 4000 + b"\r\n\r\n" + b"#" * 200
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.gone = threading.Event()
+        self.connections = 0
+        self.socket = socket.socket()
+        self.socket.bind((FILE_SERVER_ADDRESS, 0))
+        self.socket.listen(8)
+        self.url = f"http://{FILE_SERVER_ADDRESS}:{self.socket.getsockname()[1]}/slow.sh"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        head, body = self.ANSWER.split(b"\r\n\r\n", 1)
+        try:
+            conn.recv(65536)
+            if self.mode == "headers":
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                pending, pause = head[len(b"HTTP/1.1 200 OK\r\n"):] + b"\r\n\r\n" + body, 0.3
+            elif self.mode == "body":
+                conn.sendall(head + b"\r\n\r\n")
+                pending, pause = body, 0.3
+            else:
+                pending, pause = self.ANSWER, 1.0
+            for byte in pending:
+                conn.sendall(bytes([byte]))
+                time.sleep(pause)
+            # Everything sent (only when the deadline did not hold): keep the connection open.
+            while conn.recv(1):
+                pass
+        except OSError:
+            pass
+        finally:
+            self.gone.set()
+            conn.close()
+
+    def close(self):
+        self.socket.close()
+
+
+@pytest.fixture(scope="module")
+def impatient_satellite(tmp_path_factory):
+    process = SatelliteProcess(tmp_path_factory.mktemp("impatient"), name="sat-impatient",
+                               env={"SATELLITE_FETCH_TIMEOUT": "2s", "SATELLITE_THREADS": "4"}).start()
+    yield process
+    process.stop()
+
+
+@pytest.mark.parametrize("field", ["scripturl", "dataurl"])
+@pytest.mark.parametrize("mode", ["headers", "body", "drip"])
+def test_a_slow_server_is_cut_off_at_the_fetch_deadline(impatient_satellite, docker_client, field, mode):
+    """The deadline is wall-clock over connect, headers and body: the answer is a 504 naming the
+    field, the satellite lets go of the connection, and nothing is left behind. Each server would
+    take over 40 s (drip: over an hour) to finish; the client's 30 s timeout only catches a hang."""
+    server = SlowServer(mode)
+    session = impatient_satellite.signed()
+    marker = uuid.uuid4().hex
+    try:
+        answer = session.post(f"{impatient_satellite.url}/containers", timeout=30, json={
+            "image_name": "boatload-test/busybox", "image_tag": "latest", field: server.url,
+            "labels": {"marker": marker}, "identity": {}, "as_staff": False, "start": True})
+        assert answer.status_code == 504, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "fetch_timeout" and error["detail"]["field"] == field
+        wait_until(server.gone.is_set, timeout=10, message="the satellite to close the slow connection")
+        assert containers_marked(docker_client, marker) == []
+        assert requests.get(f"{impatient_satellite.url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.close()
+        session.close()

@@ -1,13 +1,14 @@
 """The reconciler loop of the API server: keeps host and container rows true to what hosts hold.
 
-Several may run at once; each step claims its rows with conditional updates.
+Several may run at once; each step claims its rows with conditional updates. No outage ends
+the loop: a pass that hits a database that is down (or any other error) is logged and the
+next pass follows with backoff (boatload.outage.Survivor); SIGTERM ends it between passes.
 """
 import signal
-import time
 
 from django.core.management.base import BaseCommand
 
-from boatload import services
+from boatload import outage, services
 from boatload.auth import forget_old_nonces
 from boatload.models import Host
 from common.env import env_duration
@@ -25,11 +26,13 @@ class Command(BaseCommand):
         self.stopping = False
         signal.signal(signal.SIGTERM, self.on_sigterm)
         interval = interval or env_duration("BOATLOAD_RECONCILE_INTERVAL", 10)
-        while not self.stopping:
+        if once:
             self.process_one_pass()
-            if once:
-                break
-            time.sleep(interval)
+            return
+        survivor = outage.Survivor("reconcile")
+        while not self.stopping:
+            backoff = survivor.run(self.process_one_pass)
+            outage.sleep_unless(lambda: self.stopping, backoff or interval)
 
     def on_sigterm(self, *args):
         self.stopping = True

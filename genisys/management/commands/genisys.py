@@ -2,15 +2,17 @@
 
 With a Consul host configured, services of the catalog whose names start with
 service_prefix first take their desired number from the KV store. Several reconcilers may
-run: each service is acted on under a row lock. One failing compute never stops a pass.
+run: each service is acted on under a row lock. One failing compute never stops a pass, and
+no outage ends the loop: a database that is down (also at start, for the compute file) or
+any other failing pass is logged and retried with backoff (boatload.outage.Survivor).
 """
 import signal
-import time
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from boatload import outage
 from genisys import services
 from genisys.consul import ConsulRegistry
 from genisys.models import Service
@@ -25,12 +27,21 @@ class Command(BaseCommand):
     def handle(self, *args, once, **options):
         self.stopping = False
         signal.signal(signal.SIGTERM, lambda *a: setattr(self, "stopping", True))
-        self.load_compute_file()
-        while not self.stopping:
+        if once:
+            self.load_compute_file()
             self.process_one_pass()
-            if once:
-                break
-            time.sleep(settings.GENISYS["poll_interval"])
+            return
+        survivor = outage.Survivor("genisys")
+        loaded = False
+        while not self.stopping:
+            if not loaded:
+                backoff = survivor.run(self.load_compute_file)
+                loaded = not backoff
+                if backoff:
+                    outage.sleep_unless(lambda: self.stopping, backoff)
+                    continue
+            backoff = survivor.run(self.process_one_pass)
+            outage.sleep_unless(lambda: self.stopping, backoff or settings.GENISYS["poll_interval"])
 
     def load_compute_file(self):
         if settings.GENISYS["compute_file"]:

@@ -1,0 +1,100 @@
+"""Request body parsers of the API server and satellites: bad bodies are 400s, never 500s.
+
+DRF's parsers hand a view whatever JSON the body holds (a list, a string, `null`) and let
+a deeply nested document raise RecursionError; both end up as 500s in views that expect an
+object. These parsers refuse, in one place, what no view can use:
+
+- a JSON body that is not an object (`[1,2]`, `"abc"`, `123`, `null`);
+- JSON nested deeper than MAX_DEPTH, in a body or in a form field (multipart forms carry
+  JSON-valued fields that views and DRF's JSONField decode later);
+- malformed JSON, with the field named (the empty field is the body as a whole).
+
+A body over DATA_UPLOAD_MAX_MEMORY_SIZE raises Django's RequestDataTooBig, which the
+exception handler (common.errors) answers as 413 `too_large`.
+"""
+import json
+
+from rest_framework import parsers
+
+from common.errors import BadInput
+
+MAX_DEPTH = 64  # Docker create bodies nest about 5 deep; Python's decoder gives up near 1000
+BODY = ""  # the field name of the body as a whole
+
+
+def json_depth(value):
+    """How deep the arrays and objects of a decoded JSON value nest (no recursion: it is what we guard)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(field):
+    return BadInput(field, f"JSON nested deeper than {MAX_DEPTH} levels")
+
+
+class JSONParser(parsers.JSONParser):
+    """JSON bodies that must be objects: the shape every BoatLoad endpoint takes."""
+
+    objects_only = True
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except parsers.ParseError as exc:
+            raise BadInput(BODY, f"the body is not valid JSON ({exc.detail})") from None
+        except RecursionError:
+            raise _too_deep(BODY) from None
+        if json_depth(data) > MAX_DEPTH:
+            raise _too_deep(BODY)
+        if self.objects_only and not isinstance(data, dict):
+            raise BadInput(BODY, f"the body must be a JSON object, not {_json_type(data)}")
+        return data
+
+
+class AnyJSONParser(JSONParser):
+    """For a view that takes any JSON value as its body (none does today)."""
+
+    objects_only = False
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        _check_fields(data)
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        parsed = super().parse(stream, media_type, parser_context)
+        _check_fields(parsed.data)
+        return parsed
+
+
+def _check_fields(data):
+    """Form fields may hold JSON that a view or DRF's JSONField decodes later: refuse what can not decode safely."""
+    for field, values in data.lists():
+        for value in values:
+            if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
+                continue
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                continue  # not JSON: the view says whether that is fine for this field
+            except RecursionError:
+                raise _too_deep(field) from None
+            if json_depth(decoded) > MAX_DEPTH:
+                raise _too_deep(field)
+
+
+def _json_type(value):
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
