@@ -11,6 +11,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from rest_framework import exceptions
 
+from boatload import loop
 from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
 from common import sealing
@@ -452,19 +453,13 @@ def images_cluster():
 
 EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-CLAIM_SECONDS = 120
-
-
 def host_claim(host):
     """Claim a host for one reconcile pass; False when another reconciler holds it."""
-    now = timezone.now()
-    return bool(Host.objects.filter(pk=host.pk)
-                .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-                .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
+    return loop.claim(Host, host.pk)
 
 
 def host_release(host):
-    Host.objects.filter(pk=host.pk).update(claimed_until=None)
+    loop.release(Host, host.pk)
 
 
 def _listed_state(item):

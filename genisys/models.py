@@ -65,6 +65,8 @@ class Service(models.Model):
     command = models.TextField(null=True, blank=True)
     environment = models.JSONField(null=True, blank=True)
     ports = models.JSONField(null=True, blank=True)
+    # A reconciler holds the service until this time (boatload.loop.claim), so several never act on it twice.
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="genisys_services",
