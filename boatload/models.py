@@ -160,6 +160,12 @@ class Template(models.Model):
         return self.name
 
 
+class ContainerQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Staff: every container. Others: their own (another user's is 404, like a row that does not exist)."""
+        return self if user.is_staff else self.filter(owner=user)
+
+
 class Container(models.Model):
     """One container BoatLoad made or is making; the row is written before Docker is asked."""
 
@@ -197,6 +203,8 @@ class Container(models.Model):
     service = models.CharField(max_length=100, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = ContainerQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -2,7 +2,7 @@
 import base64
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -12,6 +12,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 
 from boatload import loop
+from boatload.api.serializers import ContainerCreateSerializer
 from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
 from common import sealing
@@ -278,21 +279,60 @@ def _record_created(row, spec, answer, error):
             _remove_quietly(row)
 
 
-def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
-    """Create `instances` containers; return [(row, error or None)], rows written before any call."""
+def container_create_checked(*, user, fields):
+    """Check a create request as the API and the console take it, and write its rows.
+
+    `fields` are the request's fields (a template's merged under them); returns
+    (placement, spec, rows). Refused before any row is written: bad input (400 naming the
+    field), staff-only parts asked by a user (403), no host to place on (503).
+    """
+    data = ContainerCreateSerializer(data=dict(fields), context={"user": user})
+    data.is_valid(raise_exception=True)  # the template merged, sizes and the staff policy checked
+    placement, spec = data.placement_and_spec()
+    rows = container_intents(owner=user, spec=spec, host=placement.get("host"),
+                             host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
+    return placement, spec, rows
+
+
+def container_create_request(*, user, fields):
+    """container_create_checked, then every create: (placement, [(row, error or None)] in row order)."""
+    placement, spec, rows = container_create_checked(user=user, fields=fields)
+    done = dict(container_create_each(rows, spec, as_staff=user.is_staff))
+    return placement, [(row, done[row]) for row in rows]
+
+
+def container_intents(*, owner, spec, host=None, host_labels=None, instances=1, service=""):
+    """Place `instances` containers and write their pending rows (nothing is asked of a host yet)."""
     placed = hosts_for_instances(count=instances, host=host, host_labels=host_labels)
     names = [spec.get("name")] if instances == 1 else [f"{spec['name']}-{n}" if spec.get("name") else None
                                                         for n in range(instances)]
-    rows = [container_intent(owner=owner, spec=spec, host=target, service=service, name=name)
+    return [container_intent(owner=owner, spec=spec, host=target, service=service, name=name)
             for target, name in zip(placed, names)]
+
+
+def container_create_each(rows, spec, *, as_staff=False):
+    """Ask each row's satellite to create it, in parallel; yield (row, error or None) as each ends,
+    its outcome recorded first (so a caller can show progress while the others still run)."""
     if len(rows) == 1:
-        outcomes = [_satellite_create(rows[0], spec, as_staff)]
-    else:
-        with ThreadPoolExecutor(max_workers=min(len(rows), settings.CREATE_PARALLELISM)) as pool:
-            outcomes = list(pool.map(lambda row: _satellite_create(row, spec, as_staff), rows))
-    for row, (answer, error) in zip(rows, outcomes):
-        _record_created(row, spec, answer, error)
-    return [(row, error) for row, (_, error) in zip(rows, outcomes)]
+        answer, error = _satellite_create(rows[0], spec, as_staff)
+        _record_created(rows[0], spec, answer, error)
+        yield rows[0], error
+        return
+    with ThreadPoolExecutor(max_workers=min(len(rows), settings.CREATE_PARALLELISM)) as pool:
+        futures = {pool.submit(_satellite_create, row, spec, as_staff): row for row in rows}
+        for future in as_completed(futures):
+            row = futures[future]
+            answer, error = future.result()
+            _record_created(row, spec, answer, error)
+            yield row, error
+
+
+def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
+    """Create `instances` containers; return [(row, error or None)], rows written before any call."""
+    rows = container_intents(owner=owner, spec=spec, host=host, host_labels=host_labels, instances=instances,
+                             service=service)
+    done = dict(container_create_each(rows, spec, as_staff=as_staff))
+    return [(row, done[row]) for row in rows]
 
 
 def container_create_raw(*, owner, body, host=None, host_labels=None):

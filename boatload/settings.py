@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "boatload",
     "boatload.logins",
     "genisys",
+    "console",  # the operator console (console/), its admin branding in console/admin.py
 ]
 
 MIDDLEWARE = [

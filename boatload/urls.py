@@ -2,6 +2,7 @@
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView, TokenVerifyView
 
@@ -14,6 +15,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/login/", throttle_form_logins(admin.site.login)),  # the admin's own name stays "admin:login"
     path("admin/", admin.site.urls),
+    path("", RedirectView.as_view(url="/console/"), name="home"),  # the operator console
+    path("console/", include("console.urls")),
     path("v1/auth/token/", TokenObtainPairView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-obtain"),
     path("v1/auth/token/refresh/", TokenRefreshView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-refresh"),
     path("v1/auth/token/verify/", TokenVerifyView.as_view(throttle_classes=LOGIN_THROTTLES), name="token-verify"),

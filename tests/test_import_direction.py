@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("common", "boatload", "genisys", "connectors", "satellite")
+PACKAGES = ("common", "boatload", "genisys", "connectors", "satellite", "console")
 # Imports in a function that dodge no loop: Django's AppConfig.ready (the app registry must be
 # ready first) and gunicorn's post_fork hook (gevent must not load in the master before workers patch).
 IMPORTS_THAT_WAIT = {("boatload/logins/apps.py", "ready"), ("boatload/gunicorn_conf.py", "post_fork")}

@@ -160,22 +160,19 @@ class ContainerCreateSerializer(ContainerSpecSerializer):
 
     def validate(self, data):
         """After the spec's own checks: the script's size (413), then the staff policy (403) for the
-        caller in the context's request."""
+        context's `user`."""
         data = super().validate(data)
         if data.get("script"):
             spec.check_script_size(len(base64.b64decode(data["script"])), settings.SCRIPT_MAX_BYTES)
         field = spec.needs_staff(data)
-        if field and not self.context["request"].user.is_staff:
+        if field and not self.context["user"].is_staff:
             raise exceptions.PermissionDenied(f"{field}: only staff may ask for this.")
         return data
 
-    def create_arguments(self):
-        """The keyword arguments of services.container_create for the validated request."""
+    def placement_and_spec(self):
+        """(where and how many, the container spec) of the validated request."""
         fields = dict(self.validated_data)
-        placement = {key: fields.pop(key) for key in self.PLACEMENT_FIELDS if key in fields}
-        user = self.context["request"].user
-        return {"owner": user, "spec": fields, "as_staff": user.is_staff, "host": placement.get("host"),
-                "host_labels": placement.get("host_labels"), "instances": placement.get("instances", 1)}
+        return {key: fields.pop(key) for key in self.PLACEMENT_FIELDS if key in fields}, fields
 
     def validate_name(self, value):
         return spec.check_user_name(super().validate_name(value))

@@ -199,9 +199,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Container.objects.none()
-        rows = Container.objects.select_related("owner", "host")
-        if not self.request.user.is_staff:
-            rows = rows.filter(owner=self.request.user)
+        rows = Container.objects.select_related("owner", "host").visible_to(self.request.user)
         if self.action == "list" and "state" not in self.request.query_params:
             rows = rows.exclude(state=Container.State.DELETED)
         return rows
@@ -216,10 +214,8 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @extend_schema(request=serializers.ContainerCreateSerializer,
                    responses={201: serializers.ContainerSerializer, 207: serializers.InstancesSerializer})
     def create(self, request, *args, **kwargs):
-        data = serializers.ContainerCreateSerializer(data=_request_fields(request), context={"request": request})
-        data.is_valid(raise_exception=True)
-        outcomes = services.container_create(**data.create_arguments())
-        if "instances" not in data.validated_data:
+        placement, outcomes = services.container_create_request(user=request.user, fields=_request_fields(request))
+        if "instances" not in placement:
             row, error = outcomes[0]
             if error is not None:
                 error.extra["container"] = str(row.uuid)

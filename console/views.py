@@ -1,0 +1,402 @@
+"""The operator console: server-rendered pages over the same rules and service functions as the API.
+
+Every row is read through the querysets the API uses (`Container.objects.visible_to`,
+`Service.objects.visible_to`), every change goes through `boatload.services` /
+`genisys.services`, and staff actions are refused with 403 for anyone else, as the API's
+`IsAdminUser` does. The live parts (log stream, metrics, downloads) are the API's own
+endpoints, reached from the page with the session cookie: one stream, one set of rules.
+"""
+import base64
+import json
+from collections import Counter, defaultdict
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from rest_framework import exceptions as drf_exceptions
+
+from boatload import services
+from boatload.models import Container, Host, JoinToken, Template
+from common.errors import BoatLoadError, _first_error
+from genisys import services as genisys_services
+from genisys.api.serializers import ScaleSerializer  # the API's own definition of a scale order
+from genisys.models import Compute, ScaleOrder, Service
+
+LOGIN_URL = "console:login"
+PAGE_SIZE = 25
+
+
+def member(view):
+    return login_required(view, login_url=LOGIN_URL)
+
+
+def staff(view):
+    """Staff only, as the API's IsAdminUser: anyone else gets 403, whatever they post."""
+    @wraps(view)
+    def check(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("only staff may do this")
+        return view(request, *args, **kwargs)
+    return member(check)
+
+
+def field_errors(error):
+    """{form field: message} and a sentence for any error a service raised."""
+    if isinstance(error, drf_exceptions.ValidationError) and isinstance(error.detail, dict):
+        fields = {}
+        for key, value in error.detail.items():
+            path, message = _first_error({key: value})
+            fields[str(key) if key != "non_field_errors" else "form"] = f"{path}: {message}" if path else message
+        return fields, "Some fields need a change."
+    if isinstance(error, BoatLoadError):
+        field = (error.extra or {}).get("field")
+        return ({field.split(".")[0].split("[")[0]: error.message} if field else {}), error.message
+    message = str(getattr(error, "detail", error))
+    return {}, message
+
+
+# ---- dashboard ---------------------------------------------------------------------------------
+
+def _dashboard(user):
+    services.hosts_mark_silent_down()
+    rows = Container.objects.visible_to(user)
+    per_host = defaultdict(Counter)
+    totals = Counter()
+    for host_id, state, n in rows.values_list("host_id", "state").annotate(n=Count("id")):
+        per_host[host_id][state] = n
+        totals[state] = totals[state] + n
+    hosts = list(Host.objects.order_by("name"))
+    for host in hosts:
+        host.counts = dict(per_host.get(host.pk, {}))
+    failures = (rows.filter(state__in=(Container.State.FAILED, Container.State.LOST))
+                .select_related("host", "owner").order_by("-updated")[:10])
+    visible_services = Service.objects.visible_to(user)
+    failed_orders = (ScaleOrder.objects.filter(service__in=visible_services, result="failed")
+                     .select_related("service", "compute").order_by("-created")[:10])
+    service_rows = []
+    for service in visible_services.prefetch_related("desired__compute"):
+        last = {}
+        for order in service.orders.filter(result="ok").order_by("-created")[:20]:
+            last.setdefault(order.compute_id, order.running)
+        service_rows.append({"service": service, "computes": [
+            {"name": d.compute.name, "desired": d.number, "running": last.get(d.compute_id)}
+            for d in service.desired.all()]})
+    return {"hosts": hosts, "totals": dict(totals), "total": sum(totals.values()),
+            "fleet_cpus": sum(h.cpus for h in hosts), "fleet_memory": sum(h.memory_bytes for h in hosts),
+            "active_hosts": sum(1 for h in hosts if h.state == Host.State.ACTIVE),
+            "failures": failures, "failed_orders": failed_orders, "service_rows": service_rows}
+
+
+@member
+def dashboard(request):
+    return render(request, "console/dashboard.html", _dashboard(request.user))
+
+
+@member
+def dashboard_panel(request):
+    """The dashboard's body alone: htmx swaps it in every few seconds (no full page reload)."""
+    return render(request, "console/_dashboard_panel.html", _dashboard(request.user))
+
+
+# ---- containers --------------------------------------------------------------------------------
+
+FILTERS = ("state", "host", "image", "service", "owner")
+
+
+@member
+def container_list(request):
+    rows = Container.objects.visible_to(request.user).select_related("host", "owner")
+    chosen = {key: request.GET.get(key, "").strip() for key in (*FILTERS, "q")}
+    rows = (rows.filter(state=chosen["state"]) if chosen["state"]
+            else rows.exclude(state=Container.State.DELETED))
+    if chosen["host"]:
+        rows = rows.filter(host__name=chosen["host"])
+    if chosen["image"]:
+        rows = rows.filter(image_name=chosen["image"])
+    if chosen["service"]:
+        rows = rows.filter(service=chosen["service"])
+    if chosen["owner"] and request.user.is_staff:
+        rows = rows.filter(owner__username=chosen["owner"])
+    if chosen["q"]:
+        q = chosen["q"]
+        match = Q(name__icontains=q) | Q(image_name__icontains=q) | Q(service__icontains=q)
+        if all(c in "0123456789abcdef-" for c in q.lower()):
+            match |= Q(uuid__istartswith=q)
+        rows = rows.filter(match)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "console/containers.html", {
+        "page": page, "chosen": chosen, "states": Container.State.choices, "query": query.urlencode(),
+        "hosts": Host.objects.order_by("name").values_list("name", flat=True)})
+
+
+BULK = {"stop": lambda row: services.container_action(row=row, action="stop"),
+        "delete": lambda row: services.container_delete(row=row)}
+
+
+@member
+@require_POST
+def container_bulk(request):
+    """Bulk stop or delete: a confirmation page first, then the action on each row the user may reach."""
+    action = request.POST.get("action")
+    if action not in BULK:
+        return render(request, "console/error.html", {"message": "action: choose stop or delete"}, status=400)
+    rows = list(Container.objects.visible_to(request.user).select_related("host", "owner")
+                .filter(uuid__in=[u for u in request.POST.getlist("ids") if len(u) == 36]))
+    if not rows:
+        messages.error(request, "Select at least one container.")
+        return redirect("console:containers")
+    if request.POST.get("confirm") != "yes":
+        return render(request, "console/confirm_bulk.html", {"rows": rows, "action": action})
+    done = 0
+    for row in rows:
+        try:
+            BULK[action](row)
+            done += 1
+        except BoatLoadError as error:
+            messages.error(request, f"{row.uuid}: {error.message}")
+    messages.success(request, f"{action}: {done} of {len(rows)} container(s).")
+    return redirect("console:containers")
+
+
+def _visible_container(request, uuid):
+    return get_object_or_404(Container.objects.visible_to(request.user).select_related("host", "owner"), uuid=uuid)
+
+
+@member
+def container_detail(request, uuid):
+    row = _visible_container(request, uuid)
+    context = {"row": row, "deployed": bool(row.host and row.docker_id and row.state in Container.DEPLOYED)}
+    try:
+        context["docker_state"] = services.container_docker_state(row=row)
+    except BoatLoadError as error:
+        context["docker_error"] = error.message
+    if context["deployed"]:
+        try:
+            context["files"], cursor = services.container_files(row=row, limit=200)
+            context["files_more"] = bool(cursor)
+        except BoatLoadError as error:
+            context["files_error"] = error.message
+        try:
+            context["inspect"] = services.container_inspect(row=row)
+            context["inspect_json"] = json.dumps(context["inspect"], indent=2, sort_keys=True)
+        except BoatLoadError as error:
+            context["inspect_error"] = error.message
+    return render(request, "console/container.html", context)
+
+
+@member
+@require_POST
+def container_action(request, uuid, action):
+    row = _visible_container(request, uuid)
+    try:
+        if action == "delete":
+            services.container_delete(row=row)
+            messages.success(request, f"Deleted {row.uuid}.")
+            return redirect("console:containers")
+        if action not in ("start", "stop", "restart"):
+            return render(request, "console/error.html", {"message": "action: unknown"}, status=400)
+        state = services.container_action(row=row, action=action)
+        messages.success(request, f"{action}: the container is {state.get('Status')}.")
+    except BoatLoadError as error:
+        messages.error(request, error.message)
+    return redirect("console:container", uuid=row.uuid)
+
+
+# ---- create ------------------------------------------------------------------------------------
+
+def _pairs(text, field):
+    """KEY=VALUE lines as a dict; a line without '=' is an error naming the field."""
+    out = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise drf_exceptions.ValidationError({field: [f"line {number}: KEY=VALUE"]})
+        key, _, value = line.partition("=")
+        out[key.strip()] = value
+    return out
+
+
+def _ports(text):
+    """Lines of `port[/tcp|/udp] [scope]`, as the API's port objects (the API checks them)."""
+    ports = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        port, _, protocol = words[0].partition("/")
+        entry = {"port": int(port) if port.isascii() and port.isdigit() else port, "protocol": (protocol or "tcp")}
+        if len(words) > 1:
+            entry["scope"] = words[1]
+        ports.append(entry)
+    return ports
+
+
+def _volumes(text):
+    """Lines of `/target` (temp), or `/source:/target[:ro]` (a host path: staff only)."""
+    volumes = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(":")
+        read_only = parts[-1] == "ro"
+        parts = parts[:-1] if read_only else parts
+        if len(parts) == 1:
+            volumes.append({"type": "temp", "target": parts[0], "read_only": read_only})
+        else:
+            volumes.append({"type": "host", "source": parts[0], "target": parts[-1], "read_only": read_only})
+    return volumes
+
+
+TEXT_FIELDS = ("image_name", "image_tag", "name", "command", "container_args", "scripturl", "scriptname", "dataurl",
+               "datapath", "memory", "cpus", "restart", "instances", "template", "host")
+
+
+def create_fields(post, files):
+    """The console's form as the API's create request (the same dict POST /v1/container/ takes)."""
+    fields = {key: post[key].strip() for key in TEXT_FIELDS if post.get(key, "").strip()}
+    upload = files.get("script_file")
+    if upload is not None:
+        data = upload.read(settings.SCRIPT_MAX_BYTES + 1)
+        fields["script"] = base64.b64encode(data).decode()
+        fields.setdefault("scriptname", upload.name or "script")
+    elif post.get("script", "").strip():
+        fields["script"] = base64.b64encode(post["script"].replace("\r\n", "\n").encode()).decode()
+    for key in ("env", "labels", "host_labels"):
+        if post.get(key, "").strip():
+            fields[key] = _pairs(post[key], key)
+    if post.get("ports", "").strip():
+        fields["ports"] = _ports(post["ports"])
+    if post.get("volumes", "").strip():
+        fields["volumes"] = _volumes(post["volumes"])
+    if post.get("privileged"):
+        fields["privileged"] = True
+    return fields
+
+
+def _create_context(request, **extra):
+    return {"templates": Template.objects.order_by("name").values_list("name", flat=True),
+            "hosts": Host.objects.filter(state=Host.State.ACTIVE).order_by("name").values_list("name", flat=True),
+            "values": request.POST if request.method == "POST" else {"image_tag": "latest"}, **extra}
+
+
+@member
+def container_create(request):
+    if request.method != "POST":
+        return render(request, "console/create.html", _create_context(request))
+    try:
+        fields = create_fields(request.POST, request.FILES)
+        placement, spec, rows = services.container_create_checked(user=request.user, fields=fields)
+    except (BoatLoadError, drf_exceptions.APIException) as error:
+        errors, message = field_errors(error)
+        status = getattr(error, "status_code", 400)
+        return render(request, "console/create.html", _create_context(request, errors=errors, message=message),
+                      status=status)
+    outcomes = services.container_create_each(rows, spec, as_staff=request.user.is_staff)
+    if "instances" not in placement:
+        row, error = next(outcomes)
+        if error is not None:
+            messages.error(request, f"The create failed on {row.host.name}: {error.message}")
+        return redirect("console:container", uuid=row.uuid)
+    return StreamingHttpResponse(_progress(request, rows, outcomes), content_type="text/html; charset=utf-8")
+
+
+def _progress(request, rows, outcomes):
+    """The page of a many-instance create, each result written as it arrives (no script needed)."""
+    yield render_to_string("console/progress_head.html", {"rows": rows}, request=request)
+    failed = 0
+    for done, (row, error) in enumerate(outcomes, 1):
+        failed += error is not None
+        yield render_to_string("console/progress_item.html",
+                               {"row": row, "error": error, "done": done, "total": len(rows)})
+    yield render_to_string("console/progress_tail.html",
+                           {"created": len(rows) - failed, "failed": failed, "total": len(rows)}, request=request)
+
+
+# ---- services ----------------------------------------------------------------------------------
+
+@member
+def service_list(request):
+    rows = Service.objects.visible_to(request.user).select_related("owner").prefetch_related("desired__compute")
+    return render(request, "console/services.html", {"services": rows})
+
+
+@member
+def service_detail(request, name):
+    service = get_object_or_404(Service.objects.visible_to(request.user).select_related("owner"), name=name)
+    context = {"service": service, "computes": Compute.objects.visible_to(request.user),
+               "orders": service.orders.select_related("compute", "requested_by")[:50]}
+    if request.method == "POST":
+        number = request.POST.get("number", "").strip()
+        compute = request.POST.get("compute", "").strip() or None
+        try:
+            data = ScaleSerializer(data={"number": number, **({"compute": compute} if compute else {})})
+            data.is_valid(raise_exception=True)
+            result = genisys_services.service_scale(service=service, user=request.user, **data.validated_data)
+            messages.success(request, f"Scaled {service.name} to {result['number']}.")
+            return redirect("console:service", name=service.name)
+        except (BoatLoadError, drf_exceptions.APIException) as error:
+            context["errors"], context["message"] = field_errors(error)
+            context["values"] = request.POST
+            status = getattr(error, "status_code", 400)
+    else:
+        status = 200
+    try:
+        context["status"] = genisys_services.service_status(service=service)
+    except BoatLoadError as error:
+        context["status"] = (error.extra or {}).get("status")
+        context["status_error"] = error.message
+    return render(request, "console/service.html", context, status=status)
+
+
+# ---- hosts -------------------------------------------------------------------------------------
+
+@member
+def host_list(request):
+    services.hosts_mark_silent_down()
+    return render(request, "console/hosts.html", {"hosts": Host.objects.order_by("name")})
+
+
+@staff
+@require_POST
+def jointoken_create(request):
+    row, token = JoinToken.issue(user=request.user, ttl=None, note=request.POST.get("note", "")[:200])
+    return render(request, "console/jointoken.html", {
+        "row": row, "token": token, "command": services.satellite_join_command(token),
+        "command_venv": services.satellite_join_command_venv(token)})
+
+
+HOST_ACTIONS = {
+    "drain": lambda host: host.drain(),
+    "rotate-key": lambda host: services.host_rotate_key(host=host),
+    "unregister": lambda host: services.host_unregister(host=host),
+}
+
+
+@staff
+@require_POST
+def host_action(request, name, action):
+    host = get_object_or_404(Host, name=name)
+    if action not in HOST_ACTIONS:
+        return render(request, "console/error.html", {"message": "action: unknown"}, status=400)
+    if action == "unregister" and request.POST.get("confirm") != "yes":
+        return render(request, "console/confirm_host.html", {"host": host, "action": action})
+    try:
+        HOST_ACTIONS[action](host)
+        messages.success(request, f"{action}: {name} done.")
+    except BoatLoadError as error:
+        messages.error(request, error.message)
+    return redirect(reverse("console:hosts"))
