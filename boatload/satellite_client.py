@@ -14,6 +14,11 @@ from common.signing import HmacAuth
 ACTIONS = ("start", "stop", "restart")
 
 
+def _user(as_user):
+    """The `as_user` query of a stream: the satellite's fair shares of streams are per user."""
+    return {"as_user": as_user} if as_user else {}
+
+
 class SatelliteClient(RemoteClient):
     kind = "satellite"
     unavailable_error = SatelliteUnavailable
@@ -89,16 +94,17 @@ class SatelliteClient(RemoteClient):
         return self._page(op, container_id, limit, cursor)
 
     @operation("GET", "containers/<container_id>/files/<path>")
-    def file(self, op, container_id, path):
-        return self.stream(op, container_id=container_id, path=path.lstrip("/"))
+    def file(self, op, container_id, path, *, as_user=None):
+        return self.stream(op, container_id=container_id, path=path.lstrip("/"), params=_user(as_user))
 
     @operation("GET", "containers/<container_id>/filebynum/<number>")
-    def file_by_number(self, op, container_id, number):
-        return self.stream(op, container_id=container_id, number=int(number))
+    def file_by_number(self, op, container_id, number, *, as_user=None):
+        return self.stream(op, container_id=container_id, number=int(number), params=_user(as_user))
 
     @operation("GET", "containers/<container_id>/archive")
-    def archive(self, op, container_id, *, compression=""):
-        return self.stream(op, container_id=container_id, params={"compression": compression} if compression else None)
+    def archive(self, op, container_id, *, compression="", as_user=None):
+        return self.stream(op, container_id=container_id,
+                           params={**({"compression": compression} if compression else {}), **_user(as_user)} or None)
 
     @operation("GET", "containers/<container_id>/stats")
     def stats(self, op, container_id):

@@ -21,7 +21,8 @@ from common.spec import SCOPES, observed_state
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
-HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public")
+HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public",
+              "saturated")
 
 
 def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_public_key="", **facts):
@@ -183,6 +184,8 @@ def hosts_for_instances(*, count, host=None, host_labels=None):
     candidates = hosts_available(host_labels=host_labels)
     if not candidates:
         raise NoHealthyHost(detail={"host_labels": host_labels or {}})
+    # A satellite that said its shares are used up takes new work only when every other one did too.
+    candidates = [host for host in candidates if not host.saturated] or candidates
     load = dict(Container.objects.filter(host__in=candidates, state__in=Container.DEPLOYED)
                 .values_list("host").annotate(n=Count("id")))
     placed = []
@@ -438,19 +441,21 @@ def container_files(*, row, limit, cursor=None):
 
 
 def container_logs(*, row, **query):
-    """(response, chunks) of the container's output; the caller closes the response."""
+    """(response, chunks) of the container's output (`as_user` among the query); the caller closes it."""
     return SatelliteClient(row.host).logs(row.uuid, **query)
 
 
-def container_file(*, row, path=None, number=None):
-    """(response, chunks) of one changed file, by path or by number."""
+def container_file(*, row, path=None, number=None, as_user=None):
+    """(response, chunks) of one changed file, by path or by number, streamed for `as_user`."""
     client = SatelliteClient(row.host)
-    return client.file(row.uuid, path) if number is None else client.file_by_number(row.uuid, number)
+    if number is None:
+        return client.file(row.uuid, path, as_user=as_user)
+    return client.file_by_number(row.uuid, number, as_user=as_user)
 
 
-def container_archive(*, row, compression=""):
-    """(response, chunks) of every changed file in one tar."""
-    return SatelliteClient(row.host).archive(row.uuid, compression=compression)
+def container_archive(*, row, compression="", as_user=None):
+    """(response, chunks) of every changed file in one tar, streamed for `as_user`."""
+    return SatelliteClient(row.host).archive(row.uuid, compression=compression, as_user=as_user)
 
 
 # ---- cluster-wide reads ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from common import sealing, signing, tls
 from common.signing import HmacAuth
-from satellite import engine
+from satellite import engine, limits
 
 log = logging.getLogger("satellite")
 _lock = threading.Lock()
@@ -64,6 +64,7 @@ def host_facts():
         "cpus": info.get("NCPU", os.cpu_count() or 0),
         "memory_bytes": info.get("MemTotal", 0),
         **{f"address_{scope}": address for scope, address in settings.ADDRESSES.items()},
+        "saturated": limits.gate.saturated(),  # placement avoids a host whose shares are used up
     }
 
 

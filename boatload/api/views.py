@@ -267,6 +267,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         return self._action(request, "restart")
 
     def _stream(self, request, upstream_and_chunks, follow=False):
+        """A satellite's stream passed on; each was opened `as_user` (the satellite's fair shares are per user)."""
         upstream, chunks = upstream_and_chunks
         if not connection.in_atomic_block:
             # A stream may stay open for hours and needs no database: give its connection back now,
@@ -287,7 +288,8 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         query.is_valid(raise_exception=True)
         params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
         row = self.deployed()
-        return self._stream(request, services.container_logs(row=row, **params), follow=query.validated_data["follow"])
+        return self._stream(request, services.container_logs(row=row, as_user=request.user.username, **params),
+                            follow=query.validated_data["follow"])
 
     @extend_schema(responses=serializers.ScriptSerializer)
     @action(detail=True, methods=["get"])
@@ -338,12 +340,14 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"], url_path=r"file/(?P<path>.+)")
     def file_by_path(self, request, uuid=None, path=None):
         row = self.deployed()
-        return self._stream(request, services.container_file(row=row, path=spec.confined_path(path)))
+        return self._stream(request, services.container_file(row=row, path=spec.confined_path(path),
+                                                                  as_user=request.user.username))
 
     @extend_schema(responses=STREAM, parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"], url_path=r"filebynum/(?P<number>[0-9]+)")
     def filebynum(self, request, uuid=None, number=None):
-        return self._stream(request, services.container_file(row=self.deployed(), number=int(number)))
+        return self._stream(request, services.container_file(row=self.deployed(), number=int(number),
+                                                                  as_user=request.user.username))
 
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
                    parameters=[OpenApiParameter("compression", str, enum=["gzip"])])
@@ -353,7 +357,8 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         query = spec.ArchiveQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         row = self.deployed()
-        return self._stream(request, services.container_archive(row=row, **query.validated_data))
+        return self._stream(request, services.container_archive(row=row, as_user=request.user.username,
+                                                                     **query.validated_data))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
