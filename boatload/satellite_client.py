@@ -8,7 +8,7 @@ The connector routes a satellite also serves belong to connectors.client.Connect
 from django.conf import settings
 
 from common.errors import ContainerNotFound, SatelliteTimeout, SatelliteUnavailable
-from common.remote import RemoteClient, operation
+from common.remote import RemoteClient, operation, plain
 from common.signing import HmacAuth
 
 ACTIONS = ("start", "stop", "restart")
@@ -30,21 +30,10 @@ class SatelliteClient(RemoteClient):
         super().__init__(host.satellite_url, remote=host.name, auth=HmacAuth(host.key_id, host.secret),
                          timeout=timeout or settings.SATELLITE_TIMEOUT, certificate=host.tls_certificate or None)
 
-    @operation("GET", "healthz")
-    def healthz(self, op):
-        return self.call(op)
-
-    @operation("GET", "info")
-    def info(self, op):
-        return self.call(op)
-
-    @operation("GET", "images")
-    def images(self, op):
-        return self.call(op)
-
-    @operation("GET", "stats")
-    def stats_all(self, op):
-        return self.call(op)
+    healthz = plain("GET", "healthz", "Unsigned liveness of the satellite and its engine.")
+    info = plain("GET", "info", "The engine's facts and the satellite's own.")
+    images = plain("GET", "images", "The host's images.")
+    stats_all = plain("GET", "stats", "Metrics of every BoatLoad container on the host.")
 
     @operation("GET", "containers")
     def list_containers(self, op, *, labels=(), include_stopped=True):
@@ -54,34 +43,17 @@ class SatelliteClient(RemoteClient):
             params["all"] = "false"
         return self.call(op, params=params or None)
 
-    @operation("POST", "containers")
-    def create_container(self, op, body):
-        return self.call(op, json=body)
-
-    @operation("POST", "containers/raw")
-    def create_container_raw(self, op, body):
-        return self.call(op, json=body)
-
-    @operation("GET", "containers/<container_id>")
-    def inspect_container(self, op, container_id):
-        return self.call(op, container_id=container_id)
-
-    @operation("DELETE", "containers/<container_id>")
-    def remove_container(self, op, container_id):
-        """Remove every container labelled `container_id` (idempotent)."""
-        self.call(op, container_id=container_id)
-
-    @operation("GET", "containers/<container_id>/state")
-    def container_state(self, op, container_id):
-        return self.call(op, container_id=container_id)
+    create_container = plain("POST", "containers", "Create (and start) a container: a checked spec, its row identity.")
+    create_container_raw = plain("POST", "containers/raw", "From a Docker create body (staff), its row identity.")
+    inspect_container = plain("GET", "containers/<container_id>", "Docker's inspect of the row's container.")
+    remove_container = plain("DELETE", "containers/<container_id>", "Remove what carries the row label (idempotent).")
+    container_state = plain("GET", "containers/<container_id>/state", "Docker's State of the row's container.")
 
     @operation("GET", "containers/<container_id>/logs")
     def logs(self, op, container_id, **query):
         return self.stream(op, container_id=container_id, params=query)
 
-    @operation("GET", "containers/<container_id>/script")
-    def script(self, op, container_id):
-        return self.call(op, container_id=container_id)
+    script = plain("GET", "containers/<container_id>/script", "The injected script, read back.")
 
     @operation("GET", "containers/<container_id>/changes")
     def changes(self, op, container_id, *, limit, cursor=None):
@@ -106,9 +78,7 @@ class SatelliteClient(RemoteClient):
         return self.stream(op, container_id=container_id,
                            params={**({"compression": compression} if compression else {}), **_user(as_user)} or None)
 
-    @operation("GET", "containers/<container_id>/stats")
-    def stats(self, op, container_id):
-        return self.call(op, container_id=container_id)
+    stats = plain("GET", "containers/<container_id>/stats", "CPU, memory, network and block I/O, pids.")
 
     @operation("POST", "containers/<container_id>/<action>")
     def container_action(self, op, container_id, action, *, timeout=None):

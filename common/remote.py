@@ -67,6 +67,18 @@ def operation(method, route):
     return declare
 
 
+def plain(method, route, doc):
+    """An operation that takes its route's parameters (then a JSON body, if any) and answers JSON."""
+    names = Operation.PARAMETER.findall(route)
+
+    @operation(method, route)
+    def call(self, op, *args):
+        body = args[len(names)] if len(args) > len(names) else None
+        return self.call(op, json=body, **dict(zip(names, args)))
+    call.__doc__ = doc
+    return call
+
+
 def operations(client_class):
     """{(method, route): name} of every operation a client class declares."""
     return {(member.operation.method, member.operation.route): name for name, member in vars(client_class).items()

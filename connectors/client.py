@@ -9,7 +9,7 @@ import requests
 from django.conf import settings
 
 from common.errors import ConnectorError, ConnectorTimeout
-from common.remote import RemoteClient, operation
+from common.remote import RemoteClient, operation, plain
 from common.signing import HmacAuth
 
 
@@ -40,18 +40,9 @@ class ConnectorClient(RemoteClient):
                          timeout=timeout or settings.CONNECTOR_TIMEOUT,
                          certificate=compute.host.tls_certificate or None if compute.host is not None else None)
 
-    @operation("GET", "service")
-    def services(self, op):
-        """{name: definition} of what the connector knows."""
-        return self.call(op)
-
-    @operation("POST", "service")
-    def create_service(self, op, definition):
-        return self.call(op, json=definition)
-
-    @operation("GET", "service/<name>")
-    def service(self, op, name):
-        return self.call(op, name=name)
+    services = plain("GET", "service", "{name: definition} of what the connector knows.")
+    create_service = plain("POST", "service", "Define a service.")
+    service = plain("GET", "service/<name>", "One definition.")
 
     @operation("PUT", "service/<name>")
     def put_service(self, op, definition):

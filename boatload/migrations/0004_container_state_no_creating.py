@@ -12,7 +12,7 @@ def creating_to_pending(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('boatload', '0002_host_channel'),
+        ('boatload', '0003_host_saturated'),
     ]
 
     operations = [
