@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from boatload import sealing
+from common import sealing
 from tests.conftest import ROOT, RUN_LABEL, free_port, wait_until
 
 ADMIN_PASSWORD = "admin-pass-1"
