@@ -194,6 +194,12 @@ def _is_json(response):
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+def html_page(response):
+    """Mark a rendered HTML page whose 4xx/5xx status is meant for a person to read (see below)."""
+    response.html_page = True
+    return response
+
+
 class JsonErrorMiddleware:
     """Any error response that is not JSON leaves as the one error shape, with DEBUG on too.
 
@@ -208,8 +214,8 @@ class JsonErrorMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code < 400 or _is_json(response):
-            return response
+        if response.status_code < 400 or _is_json(response) or getattr(response, "html_page", False):
+            return response  # html_page: a console form shown again with its errors next to their fields
         data = getattr(response, "data", None)
         if isinstance(data, dict) and set(data) == {"error"}:
             body = data

@@ -27,6 +27,7 @@ from tests.api.test_schema_fuzz import ApiServer
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, jwt_for
 
 KEPT = f"alice-kept-{RUN_ID[:6]}"  # Docker names are per engine: unique per test run
+MADE = f"console-made-{RUN_ID[:6]}"
 
 SCREENSHOTS = Path(os.environ.get("BOATLOAD_SCREENSHOTS", ROOT / "var" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -190,7 +191,7 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.find("#f-image_name").send_keys(IMAGE_NAME)
     b.find("#f-image_tag").clear()
     b.find("#f-image_tag").send_keys(IMAGE_TAG)
-    b.find("#f-name").send_keys("console-made")
+    b.find("#f-name").send_keys(MADE)
     b.find("#f-script").send_keys(SCRIPT)
     b.find("#f-env").send_keys("GREETING=hi")
     b.find("#f-ports").send_keys("8080/tcp host")
@@ -227,7 +228,7 @@ def test_create_follow_chart_download_stop_delete(world, browser):
         assert any(m.name.endswith("out/result.txt") for m in archive.getmembers())
     whole_log = http.get(b.find("#log-download").get_attribute("href"), timeout=30).text
     assert whole_log.startswith("hello-from-console\n")
-    assert "console-made" in b.find("#inspect").get_attribute("textContent")
+    assert MADE in b.find("#inspect").get_attribute("textContent")
     assert "hello-from-console" in b.find("#script").text
     b.shot("container")
     b.shot("container-390", width=390)
