@@ -94,8 +94,8 @@ def test_the_image_runs_the_api_and_a_satellite_joins_in_one_line(image, databas
             api.reload()
             assert api.status != "exited", api.logs().decode()[-2000:]
             try:
-                return requests.get(f"{api_url}/healthz", timeout=1).ok
-            except requests.ConnectionError:
+                return requests.get(f"{api_url}/healthz", timeout=5).ok
+            except requests.RequestException:  # not up yet, or slow to answer its first request
                 return False
         wait_until(api_up, timeout=90, message="the API container")
         assert requests.get(f"{api_url}/static/admin/css/base.css", timeout=5).status_code == 200
