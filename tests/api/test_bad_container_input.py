@@ -1,5 +1,4 @@
 """Trust I, 6: bad container input answers 4xx naming the field, never 500 or a 502 blaming the engine."""
-import base64
 import struct
 import uuid
 import zipfile
@@ -8,22 +7,11 @@ import pytest
 from django.test import override_settings
 
 from boatload.models import Container
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, RUN_LABEL, wait_until
+from tests.api.helpers import b64, body, create
+from tests.conftest import RUN_LABEL, wait_until
 from tests.satellite.helpers import make_zip
 
 pytestmark = pytest.mark.slow
-
-
-def create(client, **fields):
-    return client.post("/v1/container/", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, **fields}, format="json")
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
-def body(response):
-    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 def assert_field(answer, field):

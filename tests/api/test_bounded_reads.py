@@ -1,25 +1,12 @@
 """Trust II, 8: what a container controls is read in bounded pieces: its script, its diff, its files."""
-import base64
 from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import IMAGE_NAME, IMAGE_TAG
+from tests.api.helpers import b64, create
 
 pytestmark = pytest.mark.slow
 FILES = 100_000
-
-
-def create(client, **fields):
-    return client.post("/v1/container/", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, **fields}, format="json")
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
-def body(response):
-    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 @pytest.fixture

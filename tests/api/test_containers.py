@@ -1,5 +1,4 @@
 """The container API end to end: API (in-process) → real satellites over HTTP → real Docker engines."""
-import base64
 import io
 import tarfile
 import uuid
@@ -9,24 +8,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from boatload.models import Container, Host, Template
+from tests.api.helpers import b64, body, create
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, RUN_LABEL, long_ago, wait_until
 from tests.satellite.helpers import make_zip
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = "echo hello $1; cat /input/data.txt; mkdir -p /out; echo result > /out/r.txt; echo two > /out/z.txt"
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
-def body(response):
-    return b"".join(response.streaming_content) if response.streaming else response.content
-
-
-def create(client, **fields):
-    return client.post("/v1/container/", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, **fields}, format="json")
 
 
 def wait_exited(client, container_id):

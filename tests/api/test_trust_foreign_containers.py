@@ -8,13 +8,10 @@ import uuid
 
 import pytest
 
+from tests.api.helpers import create
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, RUN_LABEL
 
 pytestmark = pytest.mark.slow
-
-
-def create(client, **fields):
-    return client.post("/v1/container/", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, **fields}, format="json")
 
 
 @pytest.fixture
