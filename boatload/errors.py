@@ -167,6 +167,12 @@ def _is_json(response):
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+def html_page(response):
+    """Mark a rendered HTML page whose 4xx/5xx status is meant for a person to read (see below)."""
+    response.html_page = True
+    return response
+
+
 class JsonErrorMiddleware:
     """Any error response that is not JSON leaves as the one error shape, with DEBUG on too.
 
@@ -174,6 +180,8 @@ class JsonErrorMiddleware:
     pages, CSRF failures, the admin's 404s) and DRF's browsable API are HTML; none of them
     may reach a client from an error path. A DRF response keeps its error body; any other
     gets the code of its status. Headers such as Allow, Retry-After and WWW-Authenticate stay.
+    A page made to be shown in a browser with its error status (the console's form with the
+    error next to its field: `html_page(response)`) is left as it is.
     """
 
     def __init__(self, get_response):
@@ -181,7 +189,7 @@ class JsonErrorMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code < 400 or _is_json(response):
+        if response.status_code < 400 or _is_json(response) or getattr(response, "html_page", False):
             return response
         data = getattr(response, "data", None)
         if isinstance(data, dict) and set(data) == {"error"}:

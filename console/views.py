@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from rest_framework import exceptions as drf_exceptions
 
 from boatload import services
-from boatload.errors import BoatLoadError, _first_error
+from boatload.errors import BoatLoadError, _first_error, html_page
 from boatload.models import Container, Host, JoinToken, Template
 from boatload.satellite_client import SatelliteClient
 from genisys import services as genisys_services
@@ -33,6 +33,11 @@ from genisys.models import Compute, ScaleOrder, Service
 
 LOGIN_URL = "console:login"
 PAGE_SIZE = 25
+
+
+def page(request, template, context, status=200):
+    """A console page; with an error status it still reaches the browser as HTML (the form, its errors)."""
+    return html_page(render(request, template, context, status=status))
 
 
 def member(view):
@@ -150,7 +155,7 @@ def container_bulk(request):
     """Bulk stop or delete: a confirmation page first, then the action on each row the user may reach."""
     action = request.POST.get("action")
     if action not in BULK:
-        return render(request, "console/error.html", {"message": "action: choose stop or delete"}, status=400)
+        return page(request, "console/error.html", {"message": "action: choose stop or delete"}, status=400)
     rows = list(Container.objects.visible_to(request.user).select_related("host", "owner")
                 .filter(uuid__in=[u for u in request.POST.getlist("ids") if len(u) == 36]))
     if not rows:
@@ -206,7 +211,7 @@ def container_action(request, uuid, action):
             messages.success(request, f"Deleted {row.uuid}.")
             return redirect("console:containers")
         if action not in ("start", "stop", "restart"):
-            return render(request, "console/error.html", {"message": "action: unknown"}, status=400)
+            return page(request, "console/error.html", {"message": "action: unknown"}, status=400)
         state = services.container_action(row=row, action=action)
         messages.success(request, f"{action}: the container is {state.get('Status')}.")
     except BoatLoadError as error:
@@ -304,8 +309,8 @@ def container_create(request):
     except (BoatLoadError, drf_exceptions.APIException) as error:
         errors, message = field_errors(error)
         status = getattr(error, "status_code", 400)
-        return render(request, "console/create.html", _create_context(request, errors=errors, message=message),
-                      status=status)
+        return page(request, "console/create.html", _create_context(request, errors=errors, message=message),
+                    status=status)
     outcomes = services.container_create_each(rows, spec, as_staff=request.user.is_staff)
     if "instances" not in placement:
         row, error = next(outcomes)
@@ -362,7 +367,7 @@ def service_detail(request, name):
     except BoatLoadError as error:
         context["status"] = (error.extra or {}).get("status")
         context["status_error"] = error.message
-    return render(request, "console/service.html", context, status=status)
+    return page(request, "console/service.html", context, status=status)
 
 
 # ---- hosts -------------------------------------------------------------------------------------
@@ -394,7 +399,7 @@ HOST_ACTIONS = {
 def host_action(request, name, action):
     host = get_object_or_404(Host, name=name)
     if action not in HOST_ACTIONS:
-        return render(request, "console/error.html", {"message": "action: unknown"}, status=400)
+        return page(request, "console/error.html", {"message": "action: unknown"}, status=400)
     if action == "unregister" and request.POST.get("confirm") != "yes":
         return render(request, "console/confirm_host.html", {"host": host, "action": action})
     try:
