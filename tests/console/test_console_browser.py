@@ -12,19 +12,18 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.test_schema_fuzz import ApiServer
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_LABEL, SatelliteProcess, jwt_for
+from tests.console.quiet_network import QuietNetwork
 
 SCREENSHOTS = Path(os.environ.get("BOATLOAD_SCREENSHOTS", ROOT / "var" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -87,27 +86,24 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 class Browser:
     """One headless Chromium with its own profile; `shot(name)` writes a screenshot."""
 
-    def __init__(self, base, width=1280, height=800):
+    def __init__(self, base, network, width=1280, height=800):
         self.base = base
-        self.profile = tempfile.mkdtemp(prefix="console-chromium-")
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--user-data-dir={self.profile}", f"--window-size={width},{height}"):
+                     f"--window-size={width},{height}"):
             options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=ChromeService(executable_path=CHROMEDRIVER), options=options)
+        # chromedriver (and the Chromium it starts, with a profile of its own) live in `network`'s namespace.
+        self.driver = webdriver.Remote(command_executor=network.driver_url, options=options)
         self.driver.set_page_load_timeout(60)
         self.wait = WebDriverWait(self.driver, 30, poll_frequency=0.2)
 
     def get(self, path):
-        """Open a page. Chromium abandons a load with ERR_NETWORK_CHANGED when the engine adds or removes a
-        container's veth meanwhile (a new network interface on this machine): such a load is tried again."""
-        for _ in range(5):
-            self.driver.get(self.base + path)
-            if not self.driver.execute_script("return !!document.getElementById('main-frame-error')"):
-                return
-        raise AssertionError(f"{path}: Chromium could not load the page")
+        """Open a page; a Chromium error page (net::ERR_…) fails the test at once."""
+        self.driver.get(self.base + path)
+        if self.driver.execute_script("return !!document.getElementById('main-frame-error')"):
+            raise AssertionError(f"{path}: Chromium could not load the page: {self.find('body').text[:300]}")
 
     def find(self, css):
         return self.driver.find_element(By.CSS_SELECTOR, css)
@@ -142,15 +138,23 @@ class Browser:
 
     def close(self):
         self.driver.quit()
-        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def network(world, tmp_path_factory):
+    """chromedriver and Chromium where the engine's veths can not reach them (see quiet_network.py)."""
+    quiet = QuietNetwork(CHROMEDRIVER, tmp_path_factory.mktemp("chromedriver") / "chromedriver.log")
+    quiet.expose(world["server"].port)
+    yield quiet
+    quiet.close()
 
 
 @pytest.fixture
-def browser(world):
+def browser(world, network):
     opened = []
 
     def open_browser(**size):
-        opened.append(Browser(world["server"].url, **size))
+        opened.append(Browser(world["server"].url, network, **size))
         return opened[-1]
 
     yield open_browser
@@ -171,6 +175,24 @@ def canvas_has_colour(browser, container_css, rgb):
           if (hits > 20) return true;
         }
         return false;""", container_css, rgb)
+
+
+def chart_state(browser):
+    """What the CPU/memory chart holds, read from its uPlot instance: x range, samples, memory values."""
+    return browser.driver.execute_script("""
+        const u = window.boatloadCharts && window.boatloadCharts.cpuMem;
+        if (!u) return {points: 0};
+        return {points: u.data[0].length, xs: u.data[0], memory: u.data[2],
+                min: u.scales.x.min, max: u.scales.x.max, now: Date.now() / 1000};""")
+
+
+def assert_chart_spans_now(state, points=1):
+    """The x range covers every sample and lies within the last ten minutes, ending near now."""
+    xs = state["xs"]
+    assert len(xs) >= points and sum(v is not None for v in state["memory"]) >= points, state
+    assert state["min"] <= min(xs) and max(xs) <= state["max"], state
+    assert state["max"] - state["min"] <= 600, f"x axis spans {state['max'] - state['min']:.0f} s"
+    assert abs(state["now"] - state["max"]) <= 60, state
 
 
 @pytest.mark.django_db
@@ -204,15 +226,25 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.wait.until(lambda d: re.search(r"tick [3-9]", b.find("#log").text))
     assert b.find("#log-follow").is_selected()
 
-    # The chart draws points: several samples, and pixels of the memory line on its canvas.
-    b.wait.until(lambda d: int(b.find("#metrics-section").get_attribute("data-points") or 0) >= 4)
+    # The chart draws points on a time axis of the last minutes, from its first sample on (uPlot's own
+    # guess for one point is a range of years), and pixels of the memory line on its canvas.
+    b.wait.until(lambda d: chart_state(b)["points"] >= 4)
+    assert_chart_spans_now(chart_state(b), points=4)
     assert canvas_has_colour(b, "#chart-cpu-mem", (22, 163, 74)), "memory series not drawn"
     assert "MiB" in b.find("#metrics-now").text
     endpoint = b.find(".endpoints input").get_attribute("value")
     assert re.fullmatch(r"127\.0\.0\.1:\d+", endpoint)
 
     # Changed files and the archives are plain links; fetch them as the browser's session would.
+    # A fresh page: the chart, read at every sample count from its first (a sample every 2 s, read every
+    # 0.2 s), spans the last minutes all along, not only once it holds several samples.
     b.driver.refresh()
+    seen = {}
+    b.wait.until(lambda d: seen.setdefault((state := chart_state(b))["points"], state)["points"] >= 4)
+    assert 1 in seen, sorted(seen)
+    for state in seen.values():
+        if state["points"]:
+            assert_chart_spans_now(state)
     [link] = b.wait.until(lambda d: [a for a in b.all("a.file") if a.text == "/out/result.txt"])
     http = b.session()
     assert http.get(link.get_attribute("href"), timeout=30).content == b"payload-123\n"
