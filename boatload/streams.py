@@ -1,4 +1,5 @@
 """Helpers that keep streams streaming and close them when the client goes away."""
+import os
 import select
 import socket
 import threading
@@ -32,13 +33,32 @@ class DisconnectWatch:
         self.finished = threading.Event()
         self.client_left = False
         self.client = environ.get("gunicorn.socket")
+        self.thread = None
         if self.client is not None:
-            threading.Thread(target=self._watch, name="disconnect-watch", daemon=True).start()
+            self.wake_r, self.wake_w = os.pipe()
+            self.thread = threading.Thread(target=self._watch, name="disconnect-watch", daemon=True)
+            self.thread.start()
+
+    def stop(self):
+        """Stop watching, and return only once the watcher has let go of the client socket.
+
+        The server reads the connection's next request (keep-alive) as soon as the response ends;
+        a watcher still waiting on the socket then makes two greenlets use one socket, and gevent
+        fails that request (gunicorn answers a bare 500)."""
+        self.finished.set()
+        if self.thread is None:
+            return
+        os.write(self.wake_w, b"x")
+        self.thread.join()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
 
     def _watch(self):
         while not self.finished.is_set():
             try:
-                readable, _, _ = select.select([self.client], [], [], self.poll_interval)
+                readable, _, _ = select.select([self.client, self.wake_r], [], [], self.poll_interval)
+                if self.wake_r in readable or self.finished.is_set():
+                    return
                 if readable and self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                     break
             except BlockingIOError:
@@ -92,6 +112,6 @@ def _chunks(chunks, upstream, environ, follow):
         if not watch.client_left:
             raise
     finally:
-        watch.finished.set()
+        watch.stop()
         _count(-1)
         upstream.close()

@@ -449,3 +449,38 @@ def test_no_page_loads_anything_from_elsewhere():
     for template in (ROOT / "console" / "templates").rglob("*.html"):
         for url in re.findall(r'(?:src|href)="([^"]+)"', template.read_text()):
             assert not re.match(r"(https?:)?//", url), (template.name, url)
+
+
+@pytest.mark.django_db
+def test_a_kept_alive_connection_serves_its_next_request_after_a_follow_stream(world):
+    """The browser reuses the connection of a follow stream that ended (the container stopped) for its next
+    request. Under gunicorn's gevent worker the stream's disconnect watcher must have let go of the socket by
+    then, or the next request fails with a bare 500 (gevent: a socket used by two greenlets)."""
+    import http.client
+    import json
+    import time
+
+    token = jwt_for(world["users"]["ops"])
+    headers = {"Authorization": f"Bearer {token}"}
+    made = requests.post(world["server"].url + "/v1/container/", timeout=60, headers=headers, json={
+        "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["echo", "done"]})
+    assert made.status_code == 201, made.text
+    uuid = made.json()["id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{world['server'].url}/v1/container/{uuid}/state", headers=headers,
+                       timeout=30).json()["platform_state"] != "exited":
+        assert time.monotonic() < deadline, "the container did not exit"
+        time.sleep(0.2)
+    connection = http.client.HTTPConnection("127.0.0.1", world["server"].port, timeout=30)
+    try:
+        for attempt in range(20):
+            connection.request("GET", f"/v1/container/{uuid}/stdout?follow=true", headers=headers)
+            stream = connection.getresponse()
+            assert (stream.status, stream.read()) == (200, b"done\n"), attempt
+            connection.request("GET", f"/v1/container/{uuid}/state", headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+            assert answer.status == 200, (attempt, answer.status, body[:200])
+            assert json.loads(body)["platform_state"] == "exited"
+    finally:
+        connection.close()
