@@ -17,18 +17,22 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.test_schema_fuzz import ApiServer
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_LABEL, SatelliteProcess, jwt_for
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, free_port, jwt_for
 from tests.console.quiet_network import QuietNetwork
 
 SCREENSHOTS = Path(os.environ.get("BOATLOAD_SCREENSHOTS", ROOT / "var" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORDS = {"ops": "ops-pass-1", "alice": "alice-pass-1", "bob": "bob-pass-1"}
+# Container and service names are the engine's, shared by every test run on this machine: made unique per run.
+KEPT, MADE, MANY = f"alice-kept-{RUN_ID}", f"console-made-{RUN_ID}", f"many{RUN_ID}"
+WEB, LIVE = f"web{RUN_ID}", f"live{RUN_ID}"
 SCRIPT = ("echo hello-from-console; mkdir -p /out; echo payload-123 > /out/result.txt; i=0; "
           "while [ $i -lt 300 ]; do echo tick $i; i=$((i+1)); sleep 1; done")
 
@@ -65,11 +69,11 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
                                        secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
                                        address_internal="127.0.0.1", labels={"group": "g1"}, cpus=2)
             Compute.objects.create(name="local", connector=satellite.url)
-            Service.objects.create(name="consoleweb", image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+            Service.objects.create(name=WEB, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
                                    owner=users["alice"])
             _, [(kept, error)] = services.container_create_request(
                 user=users["alice"], fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
-                                             "name": "alice-kept", "command": ["sleep", "3600"]})
+                                             "name": KEPT, "command": ["sleep", "3600"]})
             assert error is None
             server = ApiServer(folder / "api.log", settings.DATABASES["default"]["NAME"])
             server.env.update(BOATLOAD_STATIC_ROOT=str(static), BOATLOAD_HOST_DOWN_AFTER="3600")
@@ -97,7 +101,10 @@ class Browser:
         # chromedriver (and the Chromium it starts, with a profile of its own) live in `network`'s namespace.
         self.driver = webdriver.Remote(command_executor=network.driver_url, options=options)
         self.driver.set_page_load_timeout(60)
-        self.wait = WebDriverWait(self.driver, 30, poll_frequency=0.2)
+        # A condition read while a click's navigation replaces the page may find an element of the old one
+        # (stale) or none yet: both mean "not yet".
+        self.wait = WebDriverWait(self.driver, 30, poll_frequency=0.2,
+                                  ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
     def get(self, path):
         """Open a page; a Chromium error page (net::ERR_…) fails the test at once."""
@@ -116,7 +123,8 @@ class Browser:
         if width:
             self.driver.set_window_size(width, 844)
         # The whole page, not just the window: resize to the document's height for the shot.
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        height = self.driver.execute_script("return Math.max(document.documentElement.scrollHeight, "
+                                            "document.body.scrollHeight) + window.outerHeight - window.innerHeight")
         size = self.driver.get_window_size()
         self.driver.set_window_size(size["width"], min(max(height, 600), 4000))
         self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
@@ -177,6 +185,14 @@ def canvas_has_colour(browser, container_css, rgb):
         return false;""", container_css, rgb)
 
 
+def assert_every_control_labelled(browser):
+    """Each input, select, textarea and button of the page has an accessible name (as Chromium computes it)."""
+    controls = browser.all("input:not([type=hidden]), select, textarea, button")
+    assert controls
+    unnamed = [c.get_attribute("outerHTML")[:120] for c in controls if not (c.accessible_name or "").strip()]
+    assert unnamed == [], f"{browser.driver.current_url}: controls without a name: {unnamed}"
+
+
 def chart_state(browser):
     """What the CPU/memory chart holds, read from its uPlot instance: x range, samples, memory values."""
     return browser.driver.execute_script("""
@@ -203,17 +219,18 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.login("alice")
     assert b.driver.current_url.endswith("/console/")
     assert world["host"].name in b.find("#dashboard").text
-    b.shot("dashboard")
+    assert_every_control_labelled(b)
 
     # Create from the form, with a script, by keyboard only (Tab to the button, Enter).
     b.get("/console/containers/new")
     b.find("#f-image_name").send_keys(IMAGE_NAME)
     b.find("#f-image_tag").clear()
     b.find("#f-image_tag").send_keys(IMAGE_TAG)
-    b.find("#f-name").send_keys("console-made")
+    b.find("#f-name").send_keys(MADE)
     b.find("#f-script").send_keys(SCRIPT)
     b.find("#f-env").send_keys("GREETING=hi")
     b.find("#f-ports").send_keys("8080/tcp host")
+    assert_every_control_labelled(b)
     b.shot("create")
     b.find("#create").send_keys(Keys.ENTER)
     b.wait.until(lambda d: re.search(r"/console/container/[0-9a-f-]{36}/$", d.current_url))
@@ -257,8 +274,9 @@ def test_create_follow_chart_download_stop_delete(world, browser):
         assert any(m.name.endswith("out/result.txt") for m in archive.getmembers())
     whole_log = http.get(b.find("#log-download").get_attribute("href"), timeout=30).text
     assert whole_log.startswith("hello-from-console\n")
-    assert "console-made" in b.find("#inspect").get_attribute("textContent")
+    assert MADE in b.find("#inspect").get_attribute("textContent")
     assert "hello-from-console" in b.find("#script").text
+    assert_every_control_labelled(b)
     b.shot("container")
     b.shot("container-390", width=390)
     b.driver.set_window_size(1280, 800)
@@ -270,13 +288,104 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     assert row.state == "exited"
     b.find("#do-delete").click()
     b.wait.until(lambda d: d.switch_to.alert).accept()
-    b.wait.until(lambda d: d.current_url.endswith("/console/containers/"))
+    b.wait.until(lambda d: d.current_url.endswith("/console/containers/") and b.all(".messages")
+                 and d.execute_script("return document.readyState") == "complete")
     assert uuid not in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
+    assert_every_control_labelled(b)
+    b.shot("containers")
+    b.shot("containers-390", width=390)
+    b.driver.set_window_size(1280, 800)
     row.refresh_from_db()
     assert row.state == "deleted"
     listed = world["satellite"].signed().get(f"{world['satellite'].url}/containers", timeout=10).json()
     assert uuid not in [item["labels"].get("boatload.container") for item in listed]
 
+
+def test_dashboard_shows_use_now_and_running_live(world, browser, docker_client, django_db_blocker):
+    """CPU and memory now per host from the satellites' /stats, a host that does not answer named; running
+    per compute as each connector says now (not the last order's number), a failing compute shown as such.
+    Its rows are committed (not in a test transaction): the API process must see them."""
+    from django.utils import timezone
+
+    from boatload.models import Host
+    from genisys import services as genisys_services
+    from genisys.models import Compute, Desired, Service
+
+    with django_db_blocker.unblock():
+        alice = world["users"]["alice"]
+        # Not in a test transaction, so pytest-django runs this test after those that are: the staff test
+        # drained the host by then.
+        Host.objects.filter(pk=world["host"].pk).update(state=Host.State.ACTIVE)
+        service = Service.objects.create(name=LIVE, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+                                         owner=alice)
+        # Draining (no placement there), so still asked for its use; nothing listens on its port.
+        silent = Host.objects.create(name="silent-host", satellite_url=f"http://127.0.0.1:{free_port()}",
+                                     key_id="silent", secret="silent-secret", state=Host.State.DRAINING,
+                                     last_seen=timezone.now(), cpus=1)
+        broken = Compute.objects.create(name="broken", connector=f"http://127.0.0.1:{free_port()}")
+        try:
+            assert genisys_services.service_scale(service=service, user=alice, number=2, compute="local")["number"] == 2
+            Desired.objects.create(service=service, compute=broken, number=1)
+            docker_client.containers.get(f"bl-{LIVE}-1").remove(force=True)  # the last order said 2: 1 runs now
+
+            b = browser()
+            b.login("alice")
+            running = "#dashboard-services tr[data-service=" + LIVE + "][data-compute={}] td.running"
+            b.wait.until(lambda d: b.all(running.format("local")) and b.find(running.format("local")).text == "1")
+            assert "compute failing" in b.find(running.format("broken")).text
+            assert "silent-host" in b.find("#hosts-unreachable").text
+            assert "not answering" in b.find("#host-silent-host").text
+
+            listed = world["satellite"].signed().get(f"{world['satellite'].url}/stats", timeout=30).json()
+            cpu = b.find(f"#host-{world['host'].name} td.cpu-now")
+            assert int(cpu.get_attribute("data-running")) == sum(1 for m in listed.values() if m.get("running"))
+            assert "%" in cpu.text and "of 2 CPUs" in cpu.text
+            assert int(b.find(f"#host-{world['host'].name} td.memory-now").get_attribute("data-bytes")) > 0
+            assert "%" in b.find("#fleet-cpu").text
+            assert_every_control_labelled(b)
+            b.shot("dashboard")
+            b.shot("dashboard-390", width=390)
+        finally:
+            Desired.objects.filter(compute=broken).delete()
+            genisys_services.service_scale(service=service, user=alice, number=0, compute="local")
+            service.delete()
+            broken.delete()
+            silent.delete()
+
+
+@pytest.mark.django_db
+def test_a_kept_alive_connection_serves_its_next_request_after_a_follow_stream(world):
+    """The browser reuses the connection of a follow stream that ended (the container stopped) for its next
+    request. Under gunicorn's gevent worker the stream's disconnect watcher must have let go of the socket by
+    then, or the next request fails with a bare 500 (gevent: a socket used by two greenlets)."""
+    import http.client
+    import json
+    import time
+
+    token = jwt_for(world["users"]["ops"])
+    headers = {"Authorization": f"Bearer {token}"}
+    made = requests.post(world["server"].url + "/v1/container/", timeout=60, headers=headers, json={
+        "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["echo", "done"]})
+    assert made.status_code == 201, made.text
+    uuid = made.json()["id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{world['server'].url}/v1/container/{uuid}/state", headers=headers,
+                       timeout=30).json()["platform_state"] != "exited":
+        assert time.monotonic() < deadline, "the container did not exit"
+        time.sleep(0.2)
+    connection = http.client.HTTPConnection("127.0.0.1", world["server"].port, timeout=30)
+    try:
+        for attempt in range(20):
+            connection.request("GET", f"/v1/container/{uuid}/stdout?follow=true", headers=headers)
+            stream = connection.getresponse()
+            assert (stream.status, stream.read()) == (200, b"done\n"), attempt
+            connection.request("GET", f"/v1/container/{uuid}/state", headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+            assert answer.status == 200, (attempt, answer.status, body[:200])
+            assert json.loads(body)["platform_state"] == "exited"
+    finally:
+        connection.close()
 
 @pytest.mark.django_db
 def test_bad_input_is_shown_next_to_its_field_and_makes_nothing(world, browser):
@@ -304,14 +413,14 @@ def test_many_instances_show_each_result(world, browser):
     b.get("/console/containers/new")
     b.find("#f-image_name").send_keys(IMAGE_NAME)
     b.find("#f-command").send_keys("sleep 3600")
-    b.find("#f-name").send_keys("many")
+    b.find("#f-name").send_keys(MANY)
     b.find("#f-instances").send_keys("3")
     b.find("#create").click()
     done = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#progress-done"))[0]
     assert done.text == "3 of 3 created."
     assert len(b.all("#progress li.ok")) == 3
     b.shot("create-progress")
-    made = Container.objects.filter(name__startswith="many-", owner__username="alice")
+    made = Container.objects.filter(name__startswith=f"{MANY}-", owner__username="alice")
     assert sorted(made.values_list("state", flat=True)) == ["running"] * 3
     for row in made:
         b.get(f"/console/container/{row.uuid}/")
@@ -331,24 +440,25 @@ def test_scale_a_service_to_three(world, browser):
     b = browser()
     b.login("alice")
     b.get("/console/services/")
-    b.driver.find_element(By.LINK_TEXT, "consoleweb").click()
+    b.driver.find_element(By.LINK_TEXT, WEB).click()
     b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#f-number"))
+    assert_every_control_labelled(b)
     b.find("#f-number").send_keys("3")
     b.find("#scale").click()
-    b.wait.until(lambda d: "Scaled consoleweb to 3" in b.find(".messages").text)
+    b.wait.until(lambda d: f"Scaled {WEB} to 3" in b.find(".messages").text)
     assert b.find("#running-total").text == "3"
     assert "alice" in b.find("#orders tbody tr td:nth-child(2)").text  # the order's requester, newest first
     run_key, run_value = RUN_LABEL.split("=")
     names = sorted(item["name"] for item in world["satellite"].signed().get(
         f"{world['satellite'].url}/containers", timeout=10).json()
-        if item["labels"].get("boatload.service") == "consoleweb" and item["labels"].get(run_key) == run_value)
-    assert names == ["bl-consoleweb-0", "bl-consoleweb-1", "bl-consoleweb-2"]
+        if item["labels"].get("boatload.service") == WEB and item["labels"].get(run_key) == run_value)
+    assert names == [f"bl-{WEB}-{slot}" for slot in range(3)]
     b.shot("service")
     b.get("/console/")
-    assert "consoleweb" in b.find("#dashboard").text
-    b.get("/console/service/consoleweb/")
+    assert WEB in b.find("#dashboard").text
+    b.get(f"/console/service/{WEB}/")
     b.find("#f-number").send_keys("0", Keys.ENTER)
-    b.wait.until(lambda d: "Scaled consoleweb to 0" in b.find(".messages").text)
+    b.wait.until(lambda d: f"Scaled {WEB} to 0" in b.find(".messages").text)
 
 
 @pytest.mark.django_db
@@ -360,9 +470,9 @@ def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
     b.login("bob")
     b.get("/console/containers/")
     assert str(kept.uuid) not in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
-    assert "alice-kept" not in b.find("main").text
+    assert KEPT not in b.find("main").text
     b.get("/console/services/")
-    assert "consoleweb" not in b.find("main").text
+    assert WEB not in b.find("main").text
     b.get("/console/hosts/")
     assert world["host"].name in b.find("#hosts").text
     assert b.all("[data-staff]") == [] and b.all("#jointoken") == []
@@ -422,13 +532,14 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     assert JoinToken.usable(token) is not None and JoinToken.usable(token).note == "rack 4"
     b.shot("jointoken")
     b.get("/console/hosts/")
+    assert_every_control_labelled(b)
     b.shot("hosts-staff")
     row = next(tr for tr in b.all("#hosts tbody tr") if world["host"].name in tr.text)
     row.find_element(By.XPATH, ".//button[text()='Drain']").click()
     b.wait.until(lambda d: "drain: " in b.find(".messages").text)
     world["host"].refresh_from_db()
     assert world["host"].state == "draining"
-    assert Container.objects.filter(owner__username="alice", name="alice-kept").exists()
+    assert Container.objects.filter(owner__username="alice", name=KEPT).exists()
 
 
 @pytest.mark.django_db
@@ -450,37 +561,3 @@ def test_no_page_loads_anything_from_elsewhere():
         for url in re.findall(r'(?:src|href)="([^"]+)"', template.read_text()):
             assert not re.match(r"(https?:)?//", url), (template.name, url)
 
-
-@pytest.mark.django_db
-def test_a_kept_alive_connection_serves_its_next_request_after_a_follow_stream(world):
-    """The browser reuses the connection of a follow stream that ended (the container stopped) for its next
-    request. Under gunicorn's gevent worker the stream's disconnect watcher must have let go of the socket by
-    then, or the next request fails with a bare 500 (gevent: a socket used by two greenlets)."""
-    import http.client
-    import json
-    import time
-
-    token = jwt_for(world["users"]["ops"])
-    headers = {"Authorization": f"Bearer {token}"}
-    made = requests.post(world["server"].url + "/v1/container/", timeout=60, headers=headers, json={
-        "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["echo", "done"]})
-    assert made.status_code == 201, made.text
-    uuid = made.json()["id"]
-    deadline = time.monotonic() + 30
-    while requests.get(f"{world['server'].url}/v1/container/{uuid}/state", headers=headers,
-                       timeout=30).json()["platform_state"] != "exited":
-        assert time.monotonic() < deadline, "the container did not exit"
-        time.sleep(0.2)
-    connection = http.client.HTTPConnection("127.0.0.1", world["server"].port, timeout=30)
-    try:
-        for attempt in range(20):
-            connection.request("GET", f"/v1/container/{uuid}/stdout?follow=true", headers=headers)
-            stream = connection.getresponse()
-            assert (stream.status, stream.read()) == (200, b"done\n"), attempt
-            connection.request("GET", f"/v1/container/{uuid}/state", headers=headers)
-            answer = connection.getresponse()
-            body = answer.read()
-            assert answer.status == 200, (attempt, answer.status, body[:200])
-            assert json.loads(body)["platform_state"] == "exited"
-    finally:
-        connection.close()
