@@ -54,11 +54,17 @@ class DisconnectWatch:
         os.close(self.wake_w)
 
     def _watch(self):
+        # poll, not select: select() refuses descriptors above 1023, which a process serving
+        # hundreds of streams soon holds (and gevent makes poll cooperative too).
+        poller = select.poll()
+        poller.register(self.client, select.POLLIN | select.POLLHUP | select.POLLERR)
+        poller.register(self.wake_r, select.POLLIN)  # stop() writes here: no waiting out poll_interval
         while not self.finished.is_set():
             try:
-                readable, _, _ = select.select([self.client, self.wake_r], [], [], self.poll_interval)
-                if self.wake_r in readable or self.finished.is_set():
+                readable = poller.poll(self.poll_interval * 1000)
+                if self.finished.is_set() or any(fd == self.wake_r for fd, _ in readable):
                     return
+                readable = [fd for fd, _ in readable if fd != self.wake_r]
                 if readable and self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                     break
             except BlockingIOError:
@@ -68,6 +74,11 @@ class DisconnectWatch:
         if not self.finished.is_set():
             self.client_left = True
             try:
+                # A requests response being read elsewhere: urllib3 (2.3+) shuts its socket down, which
+                # ends that read; close() alone leaves the connection open while the read holds it.
+                shutdown = getattr(getattr(self.upstream, "raw", None), "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
                 self.upstream.close()
             except Exception:  # an upstream that already failed is closed enough
                 pass
