@@ -218,7 +218,7 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b = browser()
     b.login("alice")
     assert b.driver.current_url.endswith("/console/")
-    assert world["host"].name in b.find("#dashboard").text
+    b.wait.until(lambda d: world["host"].name in b.find("#dashboard").text)  # htmx swaps the panel in at once
     assert_every_control_labelled(b)
 
     # Create from the form, with a script, by keyboard only (Tab to the button, Enter).
@@ -301,6 +301,21 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     assert uuid not in [item["labels"].get("boatload.container") for item in listed]
 
 
+def dashboard_snapshot(browser, host):
+    """The dashboard's live figures, read in one script run (so never half from one panel, half from the next)."""
+    return browser.driver.execute_script("""
+        const text = s => { const e = document.querySelector(s); return e ? e.textContent : ""; };
+        const attr = (s, a) => { const e = document.querySelector(s); return e ? e.getAttribute(a) : null; };
+        const running = {};
+        for (const td of document.querySelectorAll(`#dashboard-services tr[data-service="${arguments[1]}"] td.running`))
+          running[td.parentElement.dataset.compute] = td.textContent.trim();
+        const h = `#host-${arguments[0]}`;
+        return {running, unreachable: text("#hosts-unreachable"), silent: text("#host-silent-host"),
+                cpu: text(`${h} td.cpu-now`), cpu_running: attr(`${h} td.cpu-now`, "data-running"),
+                memory_bytes: attr(`${h} td.memory-now`, "data-bytes"), fleet_cpu: text("#fleet-cpu")};""",
+        host, LIVE)
+
+
 def test_dashboard_shows_use_now_and_running_live(world, browser, docker_client, django_db_blocker):
     """CPU and memory now per host from the satellites' /stats, a host that does not answer named; running
     per compute as each connector says now (not the last order's number), a failing compute shown as such.
@@ -330,18 +345,16 @@ def test_dashboard_shows_use_now_and_running_live(world, browser, docker_client,
 
             b = browser()
             b.login("alice")
-            running = "#dashboard-services tr[data-service=" + LIVE + "][data-compute={}] td.running"
-            b.wait.until(lambda d: b.all(running.format("local")) and b.find(running.format("local")).text == "1")
-            assert "compute failing" in b.find(running.format("broken")).text
-            assert "silent-host" in b.find("#hosts-unreachable").text
-            assert "not answering" in b.find("#host-silent-host").text
+            # htmx replaces the panel every 5 s: each look at it is one snapshot taken in the page.
+            b.wait.until(lambda d: dashboard_snapshot(b, world["host"].name)["running"].get("local") == "1")
+            page = dashboard_snapshot(b, world["host"].name)
+            assert "compute failing" in page["running"]["broken"], page
+            assert "silent-host" in page["unreachable"] and "not answering" in page["silent"], page
 
             listed = world["satellite"].signed().get(f"{world['satellite'].url}/stats", timeout=30).json()
-            cpu = b.find(f"#host-{world['host'].name} td.cpu-now")
-            assert int(cpu.get_attribute("data-running")) == sum(1 for m in listed.values() if m.get("running"))
-            assert "%" in cpu.text and "of 2 CPUs" in cpu.text
-            assert int(b.find(f"#host-{world['host'].name} td.memory-now").get_attribute("data-bytes")) > 0
-            assert "%" in b.find("#fleet-cpu").text
+            assert int(page["cpu_running"]) == sum(1 for m in listed.values() if m.get("running")), page
+            assert "%" in page["cpu"] and "of 2 CPUs" in page["cpu"], page
+            assert int(page["memory_bytes"]) > 0 and "%" in page["fleet_cpu"], page
             assert_every_control_labelled(b)
             b.shot("dashboard")
             b.shot("dashboard-390", width=390)
@@ -455,7 +468,7 @@ def test_scale_a_service_to_three(world, browser):
     assert names == [f"bl-{WEB}-{slot}" for slot in range(3)]
     b.shot("service")
     b.get("/console/")
-    assert WEB in b.find("#dashboard").text
+    b.wait.until(lambda d: WEB in b.find("#dashboard").text)
     b.get(f"/console/service/{WEB}/")
     b.find("#f-number").send_keys("0", Keys.ENTER)
     b.wait.until(lambda d: f"Scaled {WEB} to 0" in b.find(".messages").text)
@@ -516,7 +529,7 @@ def test_staff_see_everything_and_add_a_host(world, browser):
 
     # The dashboard refreshes itself: a new container shows up in the totals without a reload.
     b.get("/console/")
-    total = b.find(".totals").text
+    total = b.wait.until(lambda d: b.find(".totals").text)
     made = requests.post(world["server"].url + "/v1/container/", timeout=60, json={
         "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["sleep", "3600"]},
         headers={"Authorization": f"Bearer {jwt_for(world['users']['ops'])}"})
