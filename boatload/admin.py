@@ -2,8 +2,8 @@
 from django.contrib import admin, messages
 
 from boatload import services
-from boatload.errors import BoatLoadError
 from boatload.models import Container, Host, JoinToken, Template
+from common.errors import BoatLoadError
 
 
 @admin.register(Host)

@@ -8,8 +8,8 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
-from boatload import signing
 from boatload.models import Host, SeenNonce
+from common import signing
 
 
 def remember_nonce(key_id, nonce):

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from common.spec import observed_state
+
 
 def _hash_token(token):
     return hashlib.sha256(token.encode()).hexdigest()
@@ -59,8 +61,10 @@ class Host(models.Model):
 
     @property
     def is_healthy(self):
+        """Live: not marked down, and heard from within HOST_DOWN_AFTER (the one liveness rule)."""
         silence = timedelta(seconds=settings.HOST_DOWN_AFTER)
-        return self.last_seen is not None and timezone.now() - self.last_seen < silence
+        return (self.state != self.State.DOWN and self.last_seen is not None
+                and timezone.now() - self.last_seen < silence)
 
     def address_for(self, scope):
         """The address of this host as seen from `scope` (host → loopback)."""
@@ -169,7 +173,6 @@ class Container(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending"
-        CREATING = "creating"
         RUNNING = "running"
         EXITED = "exited"
         FAILED = "failed"
@@ -181,7 +184,7 @@ class Container(models.Model):
         UNKNOWN = "unknown"  # its host is down: nobody can say what it is doing
 
     # States in which a container should exist on its host.
-    DEPLOYED = (State.CREATING, State.RUNNING, State.EXITED)
+    DEPLOYED = (State.RUNNING, State.EXITED)
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="containers")
@@ -217,6 +220,17 @@ class Container(models.Model):
 
     def __str__(self):
         return f"{self.uuid} ({self.state})"
+
+    def observe(self, docker_state, *, docker_id=""):
+        """Record what Docker's State (or a listed container's status) says; written only on a change.
+        True when it changed the row. `created`/`removing` say nothing yet and change nothing."""
+        state, exit_code = observed_state(docker_state.get("Status"), docker_state.get("ExitCode"))
+        if not state or (state, exit_code, self.Health.OK) == (self.state, self.exit_code, self.health):
+            return False
+        self.state, self.exit_code, self.health = state, exit_code, self.Health.OK
+        self.docker_id = self.docker_id or docker_id
+        self.save(update_fields=["state", "exit_code", "health", "docker_id", "updated"])
+        return True
 
     def record_failure(self, error):
         self.state = self.State.FAILED

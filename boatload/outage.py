@@ -17,9 +17,10 @@ import time
 
 from django import db
 from django.http import JsonResponse
+from rest_framework.response import Response
 
-from boatload import errors
-from boatload.env import env_duration
+from common import errors
+from common.env import env_duration
 
 log = logging.getLogger("boatload.outage")
 
@@ -45,10 +46,8 @@ def unavailable_response(exc, response_class=JsonResponse):
 
 
 def exception_handler(exc, context):
-    """DRF exception handler: boatload.errors' handler, with database outages as 503."""
+    """DRF exception handler: common.errors' handler, with database outages as 503."""
     if is_database_outage(exc):
-        from rest_framework.response import Response
-
         return unavailable_response(exc, Response)
     return errors.exception_handler(exc, context)
 

@@ -12,11 +12,13 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from rest_framework import exceptions
 
-from boatload import sealing
-from boatload.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError, TooLarge
+from boatload import loop
+from boatload.api.serializers import ContainerCreateSerializer
 from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
-from boatload.spec import SCOPES
+from common import sealing
+from common.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
+from common.spec import SCOPES, observed_state
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
@@ -100,7 +102,7 @@ def host_rotate_key(*, host):
 def heartbeat_answer(host, key_id=None):
     """What a satellite learns from a heartbeat: its key, and a new one while a rotation runs.
 
-    The new secret travels only sealed to the satellite's seal key (see boatload.sealing),
+    The new secret travels only sealed to the satellite's seal key (see common.sealing),
     so a thief of the old key who signs a heartbeat learns nothing from the answer.
     """
     answer = {"host": host.name, "state": host.state, "key_id": host.key_id}
@@ -247,7 +249,7 @@ def _satellite_create(row, spec, as_staff):
     body = {**spec, "name": row.name, "as_staff": as_staff, "start": True, "budget": create_budget(),
             "identity": {"container": str(row.uuid), "owner": row.owner.username, "service": row.service}}
     try:
-        return SatelliteClient(row.host).post("/containers", json=body), None
+        return SatelliteClient(row.host).create_container(body), None
     except BoatLoadError as error:
         if isinstance(error, RemoteError) and error.outcome_unknown:
             _remove_quietly(row)  # never leave a twin of a create whose outcome we do not know
@@ -257,7 +259,7 @@ def _satellite_create(row, spec, as_staff):
 def _remove_quietly(row):
     """Remove whatever carries this row's label on its host (the satellite never goes by name)."""
     try:
-        SatelliteClient(row.host).delete(f"/containers/{row.uuid}")
+        SatelliteClient(row.host).remove_container(row.uuid)
     except BoatLoadError:
         pass  # the reconciler reaps it after the grace period
 
@@ -288,26 +290,9 @@ def container_create_checked(*, user, fields):
     (placement, spec, rows). Refused before any row is written: bad input (400 naming the
     field), staff-only parts asked by a user (403), no host to place on (503).
     """
-    from boatload.api.serializers import ContainerCreateSerializer  # the one definition of a create request
-    from boatload.models import Template
-    from boatload.spec import needs_staff
-    from boatload.template_spec import template_to_spec
-
-    fields = dict(fields)
-    if fields.get("template"):
-        template = Template.objects.filter(name=fields.pop("template")).first()
-        if template is None:
-            raise BadInput("template", "no such template")
-        fields = {**template_to_spec(template.body), **fields}
-    data = ContainerCreateSerializer(data=fields)
-    data.is_valid(raise_exception=True)
-    spec = dict(data.validated_data)
-    placement = {key: spec.pop(key) for key in data.PLACEMENT_FIELDS if key in spec}
-    if spec.get("script") and len(base64.b64decode(spec["script"])) > settings.SCRIPT_MAX_BYTES:
-        raise TooLarge(f"script: over the limit of {settings.SCRIPT_MAX_BYTES} bytes", detail={"field": "script"})
-    reason = needs_staff(spec)
-    if reason and not user.is_staff:
-        raise exceptions.PermissionDenied(f"{reason}: only staff may ask for this.")
+    data = ContainerCreateSerializer(data=dict(fields), context={"user": user})
+    data.is_valid(raise_exception=True)  # the template merged, sizes and the staff policy checked
+    placement, spec = data.placement_and_spec()
     rows = container_intents(owner=user, spec=spec, host=placement.get("host"),
                              host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
     return placement, spec, rows
@@ -361,7 +346,7 @@ def container_create_raw(*, owner, body, host=None, host_labels=None):
     row = container_intent(owner=owner, spec={"image_name": image, "image_tag": tag or "latest", "raw": body},
                            host=target)
     try:
-        answer = SatelliteClient(target).post("/containers/raw", json={
+        answer = SatelliteClient(target).create_container_raw({
             "body": body, "name": row.name, "as_staff": True,
             "identity": {"container": str(row.uuid), "owner": owner.username}})
     except BoatLoadError as error:
@@ -378,7 +363,7 @@ def container_delete(*, row):
     outcome was unknown have made one after all, it is an orphan and the reconciler reaps it.
     """
     if row.host and row.docker_id and row.state != Container.State.DELETED:
-        SatelliteClient(row.host).delete(f"/containers/{row.uuid}")
+        SatelliteClient(row.host).remove_container(row.uuid)
     row.state = Container.State.DELETED
     row.save(update_fields=["state", "updated"])
 
@@ -387,46 +372,21 @@ def container_action(*, row, action, timeout=None):
     """start, stop or restart on its host, then record the observed state."""
     if not row.host or row.state not in Container.DEPLOYED:
         raise Conflict(f"Container {row.uuid} is {row.state}; it can not {action}.")
-    params = {"timeout": timeout} if timeout is not None else None
     # A stop may take its whole grace period before the engine kills: give the call that time too.
     grace = settings.SATELLITE_STOP_GRACE if timeout is None else timeout
     client = SatelliteClient(row.host, timeout=settings.SATELLITE_TIMEOUT + grace)
-    answer = client.post(f"/containers/{row.uuid}/{action}", params=params)
-    container_observe(row=row, docker_state=answer["state"])
+    answer = client.container_action(row.uuid, action, timeout=timeout)
+    row.observe(answer["state"])
     return answer["state"]
 
 
-def observed_state(status, exit_code=None):
-    """The row state that Docker's status of a container means: the one rule for every reader.
-
-    running, restarting and paused containers are up; exited and dead ones are down with
-    their code; created (never started) and removing mean a create or delete is under way.
-    """
-    if status in ("running", "restarting", "paused"):
-        return Container.State.RUNNING, None
-    if status in ("exited", "dead"):
-        return Container.State.EXITED, exit_code
-    return None, None
-
-
-def container_observe(*, row, docker_state):
-    """Record what Docker's State says about a container (written only on a change)."""
-    state, exit_code = observed_state(docker_state.get("Status"), docker_state.get("ExitCode"))
-    if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
-        row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
-        row.save(update_fields=["state", "exit_code", "health", "updated"])
-
-
 def container_docker_state(*, row):
-    """Docker's State of the container, or {} before it exists on its host."""
+    """Docker's State of the container, or {} before it exists on its host (404 once it is gone)."""
     if not row.host or not row.docker_id:
         return {}
-    try:
-        docker_state = SatelliteClient(row.host).get(f"/containers/{row.uuid}/state")
-    except NotFound:
-        return {}
+    docker_state = SatelliteClient(row.host).container_state(row.uuid)
     if row.state in Container.DEPLOYED:
-        container_observe(row=row, docker_state=docker_state)
+        row.observe(docker_state)
     return docker_state
 
 
@@ -450,6 +410,53 @@ def container_connection(*, source, target, port, protocol):
                 return endpoint
     raise NotFound(f"Port {port}/{protocol} of {target.uuid} is not reachable from the host of {source.uuid} "
                    f"(published for scope {candidates[0]['portScope']}).")
+
+
+# ---- reads of one container on its host --------------------------------------------------------
+
+def container_inspect(*, row):
+    return SatelliteClient(row.host).inspect_container(row.uuid)
+
+
+def container_metrics(*, row):
+    return SatelliteClient(row.host).stats(row.uuid)
+
+
+def container_script(*, row):
+    """The script: as the row keeps it, or read back from the container when the satellite fetched it."""
+    if not row.script_name:
+        raise NotFound("This container was created without a script.")
+    if not row.script and row.docker_id:
+        return SatelliteClient(row.host).script(row.uuid)
+    return {"scriptname": row.script_name, "script": row.script}
+
+
+def container_changes(*, row, limit, cursor=None):
+    """(a page of the engine's diff, the next cursor or None)."""
+    return SatelliteClient(row.host).changes(row.uuid, limit=limit, cursor=cursor)
+
+
+def container_files(*, row, limit, cursor=None):
+    """(a page of the changed regular files, the next cursor or None)."""
+    return SatelliteClient(row.host).files(row.uuid, limit=limit, cursor=cursor)
+
+
+def container_logs(*, row, **query):
+    """(response, chunks) of the container's output (`as_user` among the query); the caller closes it."""
+    return SatelliteClient(row.host).logs(row.uuid, **query)
+
+
+def container_file(*, row, path=None, number=None, as_user=None):
+    """(response, chunks) of one changed file, by path or by number, streamed for `as_user`."""
+    client = SatelliteClient(row.host)
+    if number is None:
+        return client.file(row.uuid, path, as_user=as_user)
+    return client.file_by_number(row.uuid, number, as_user=as_user)
+
+
+def container_archive(*, row, compression="", as_user=None):
+    """(response, chunks) of every changed file in one tar, streamed for `as_user`."""
+    return SatelliteClient(row.host).archive(row.uuid, compression=compression, as_user=as_user)
 
 
 # ---- cluster-wide reads ------------------------------------------------------------------------
@@ -483,18 +490,28 @@ def cluster_calls(calls, *, timeout=None):
     return results
 
 
-def cluster_read(path, *, params=None):
-    """GET `path` on every active host in parallel; (items tagged with their host, failures)."""
+def cluster_read(read):
+    """`read(client)` of every active host's satellite in parallel, within the cluster-read deadline;
+    (items tagged with their host, failures)."""
     hosts = hosts_available()
     clients = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)) for host in hosts]
     items, failures = [], []
-    for host, answer, error in cluster_calls(
-            [(host, partial(client.get, path, params=params)) for host, client in clients]):
+    for host, answer, error in cluster_calls([(host, partial(read, client)) for host, client in clients]):
         if error is not None:
             failures.append({"host": host.name, "code": error.code, "message": error.message})
         else:
             items.extend({**item, "host": host.name} for item in answer)
     return items, failures
+
+
+def containers_cluster(*, user):
+    """BoatLoad containers as every active host sees them now (a user's own only; staff: all)."""
+    labels = [] if user.is_staff else [f"boatload.owner={user.username}"]
+    return cluster_read(lambda client: client.list_containers(labels=labels))
+
+
+def images_cluster():
+    return cluster_read(lambda client: client.images())
 
 
 def hosts_usage(*, hosts):
@@ -508,7 +525,7 @@ def hosts_usage(*, hosts):
     asked = [host for host in hosts if host.state != Host.State.DOWN]
     clients = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)) for host in asked]
     usage, failures = {}, []
-    for host, answer, error in cluster_calls([(host, partial(client.get, "/stats")) for host, client in clients]):
+    for host, answer, error in cluster_calls([(host, client.stats_all) for host, client in clients]):
         if error is not None:
             failures.append({"host": host.name, "code": error.code, "message": error.message})
             continue
@@ -527,25 +544,19 @@ def hosts_usage(*, hosts):
 
 EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-CLAIM_SECONDS = 120
-
-
 def host_claim(host):
     """Claim a host for one reconcile pass; False when another reconciler holds it."""
-    now = timezone.now()
-    return bool(Host.objects.filter(pk=host.pk)
-                .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-                .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS)))
+    return loop.claim(Host, host.pk)
 
 
 def host_release(host):
-    Host.objects.filter(pk=host.pk).update(claimed_until=None)
+    loop.release(Host, host.pk)
 
 
 def _listed_state(item):
-    """observed_state() of an item of the satellite's list, whose exit code is in its status text."""
+    """Docker's State of an item of the satellite's list, whose exit code is in its status text."""
     match = EXIT_CODE.search(item.get("status", ""))
-    return observed_state(item["state"], int(match.group(1)) if match else None)
+    return {"Status": item["state"], "ExitCode": int(match.group(1)) if match else None}
 
 
 def _in_flight(row, now):
@@ -560,11 +571,11 @@ def _settle_pending(client, row, item):
     it is removed and the row fails. One that started is adopted: the row records it.
     """
     if item["state"] == "created":
-        client.delete(f"/containers/{row.uuid}")
+        client.remove_container(row.uuid)
         _settle(row, state=Container.State.FAILED,
                 last_error="The create was interrupted before the container started; it was removed.")
         return
-    state, exit_code = _listed_state(item)
+    state, exit_code = observed_state(item["state"], _listed_state(item)["ExitCode"])
     row.ports = _published_with_scope(row.spec, item.get("ports") or [])
     _settle(row, state=state or Container.State.RUNNING, exit_code=exit_code, docker_id=item["id"],
             ports=row.ports, endpoints=endpoints_for(row.host, row.ports))
@@ -580,16 +591,16 @@ def containers_reconcile_host(*, host):
     counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0}
     tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST,
                                                              Container.State.PENDING))
-    if host.state == Host.State.DOWN or not host.is_healthy:
+    if not host.is_healthy:
         counts["unknown"] = tracked.exclude(health=Container.Health.UNKNOWN).update(health=Container.Health.UNKNOWN)
         return counts
     client = SatelliteClient(host)
-    items = client.get("/containers")
+    items = client.list_containers()
     listed = {item["labels"].get("boatload.container"): item for item in items}
     now = timezone.now()
     for row in tracked:
         item = listed.get(str(row.uuid))
-        if row.state in (Container.State.PENDING, Container.State.CREATING):
+        if row.state == Container.State.PENDING:
             if not _in_flight(row, now):  # its create died with its caller
                 if item is None:
                     _settle(row, state=Container.State.FAILED,
@@ -604,11 +615,7 @@ def containers_reconcile_host(*, host):
                 row.save(update_fields=["state", "health", "updated"])
                 counts["lost"] += 1
             continue
-        state, exit_code = _listed_state(item)
-        if state and (state, exit_code, Container.Health.OK) != (row.state, row.exit_code, row.health):
-            row.state, row.exit_code, row.health = state, exit_code, Container.Health.OK
-            row.docker_id = row.docker_id or item["id"]
-            row.save(update_fields=["state", "exit_code", "health", "docker_id", "updated"])
+        if row.observe(_listed_state(item), docker_id=item["id"]):
             counts["updated"] += 1
     wanted = {str(row.uuid) for row in tracked}
     grace = timedelta(seconds=settings.ORPHAN_GRACE)
@@ -617,6 +624,6 @@ def containers_reconcile_host(*, host):
             continue  # service containers belong to the connector's own reconciliation
         label = item["labels"].get("boatload.container", "")
         if now - datetime.fromtimestamp(item["created"], tz=UTC) >= grace and UUID_RE.fullmatch(label):
-            client.delete(f"/containers/{label}")  # the satellite acts by label only
+            client.remove_container(label)  # the satellite acts by label only
             counts["reaped"] += 1
     return counts

@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from boatload.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
+from common.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BOATLOAD_VAR_DIR", str(BASE_DIR / "var")))
@@ -42,8 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "boatload.requestid.RequestIdMiddleware",
-    "boatload.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
+    "common.requestid.RequestIdMiddleware",
+    "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -121,13 +121,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Bodies that are not objects, nest too deep or do not parse are 400s (boatload/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
-        "boatload.parsers.JSONParser", "boatload.parsers.FormParser", "boatload.parsers.MultiPartParser",
+        "common.parsers.JSONParser", "common.parsers.FormParser", "common.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
-    "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # boatload.errors', database outages as 503
+    "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # common.errors', database outages as 503
     # Client addresses of throttles: REMOTE_ADDR, or the Nth X-Forwarded-For entry behind N proxies.
     # (DRF's default, None, would trust any X-Forwarded-For a client sends.)
     "NUM_PROXIES": env_int("BOATLOAD_TRUSTED_PROXIES", 0),

@@ -1,6 +1,6 @@
 """Templates in Docker's create-container format (DockerMod), turned into BoatLoad container specs.
 
-A template passes the same key tables as a raw body (boatload.docker_policy), narrowed to
+A template passes the same key tables as a raw body (common.docker_policy), narrowed to
 the parts BoatLoad can honour, so any other key is refused by its path and a template never
 silently loses what its author meant. It is checked whole when it is saved: the key types,
 and the container spec it makes, so a bad template answers 400 to the staff member saving
@@ -9,10 +9,10 @@ it, never 500 to the user creating from it. Privileged and host Binds become the
 """
 import re
 
-from boatload import docker_policy
-from boatload.docker_policy import CREATE_BODY, HOST_CONFIG, RawPolicy
-from boatload.errors import BadInput, _first_error
-from boatload.spec import ContainerSpecSerializer
+from common import docker_policy
+from common.docker_policy import CREATE_BODY, HOST_CONFIG, RawPolicy
+from common.errors import BadInput, _first_error
+from common.spec import ContainerSpecSerializer
 from connectors.definitions import split_image
 
 BIND_MODES = {"ro", "rw"}

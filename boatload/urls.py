@@ -8,8 +8,8 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairVi
 
 from boatload.api.views import healthz
 from boatload.auth import SchemaPermission
-from boatload.errors import json_404
 from boatload.logins.throttles import LOGIN_THROTTLES, throttle_form_logins
+from common.errors import json_404
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -33,7 +33,7 @@ urlpatterns = [
     re_path(r"^.*$", json_404),
 ]
 
-handler400 = "boatload.errors.json_400"
-handler403 = "boatload.errors.json_403"
-handler404 = "boatload.errors.json_404"
+handler400 = "common.errors.json_400"
+handler403 = "common.errors.json_403"
+handler404 = "common.errors.json_404"
 handler500 = "boatload.outage.server_error"  # the JSON 500, or 503 when the database is down

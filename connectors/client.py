@@ -8,9 +8,9 @@ the compute. Nothing a connector sends can surface as anything but a RemoteError
 import requests
 from django.conf import settings
 
-from boatload.errors import RemoteError
-from boatload.remote import RemoteClient
-from boatload.signing import HmacAuth
+from common.errors import ConnectorError, ConnectorTimeout
+from common.remote import RemoteClient, operation, plain
+from common.signing import HmacAuth
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -23,9 +23,11 @@ class BearerAuth(requests.auth.AuthBase):
 
 
 class ConnectorClient(RemoteClient):
-    """The connector protocol: PUT /service/<name>, POST /service/<name>/scale, GET …/status."""
+    """The connector protocol, one method per route (what a satellite serves in satellite/urls.py)."""
 
     kind = "connector"
+    unavailable_error = ConnectorError
+    timeout_error = ConnectorTimeout
 
     def __init__(self, compute, timeout=None):
         if compute.host is not None:
@@ -38,14 +40,20 @@ class ConnectorClient(RemoteClient):
                          timeout=timeout or settings.CONNECTOR_TIMEOUT,
                          certificate=compute.host.tls_certificate or None if compute.host is not None else None)
 
-    def put_service(self, definition):
-        """Push a definition; any 2xx is success (nothing of the body is used)."""
-        self.request("PUT", f"/service/{definition['name']}", json=definition).close()
+    services = plain("GET", "service", "{name: definition} of what the connector knows.")
+    create_service = plain("POST", "service", "Define a service.")
+    service = plain("GET", "service/<name>", "One definition.")
 
-    def scale(self, name, number):
+    @operation("PUT", "service/<name>")
+    def put_service(self, op, definition):
+        """Push a definition; any 2xx is success (nothing of the body is used)."""
+        self.request(op.method, op.path(name=definition["name"]), json=definition).close()
+
+    @operation("POST", "service/<name>/scale")
+    def scale(self, op, name, number):
         """Order `number` resources; any 2xx is success. Returns the running number the connector gave,
         or None when its body does not say (the protocol does not require it to)."""
-        response = self.request("POST", f"/service/{name}/scale", json={"number": number})
+        response = self.request(op.method, op.path(name=name), json={"number": number})
         try:
             return running_of(response.json())
         except ValueError:
@@ -53,17 +61,17 @@ class ConnectorClient(RemoteClient):
         finally:
             response.close()
 
-    def status(self, name):
+    @operation("GET", "service/<name>/status")
+    def status(self, op, name):
         """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""
-        response = self.request("GET", f"/service/{name}/status", read_timeout=10)
+        response = self.request(op.method, op.path(name=name), read_timeout=10)
         try:
             return running_of(response.json())
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type")
-            raise RemoteError(f"The connector of {self.remote} answered a status that is not "
-                              f'{{"running_resources": n}} ({response.status_code}, {kind}): '
-                              f"{response.text[:100]!r}", remote=self.remote, code="connector_bad_answer",
-                              retryable=True) from None
+            raise ConnectorError(f"The connector of {self.remote} answered a status that is not "
+                                 f'{{"running_resources": n}} ({response.status_code}, {kind}): '
+                                 f"{response.text[:100]!r}", remote=self.remote, code="connector_bad_answer") from None
         finally:
             response.close()
 

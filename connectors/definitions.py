@@ -1,21 +1,18 @@
-"""Service definitions of the connector protocol and the satellite's store of them.
+"""Service definitions of the connector protocol: the shape both ends check.
 
 A definition is the Genisys connector's shape: `{"name", "image", "command", "environment",
-"ports"}`; name and image are mandatory, the image carries its tag. The store is a JSON
-file in the satellite's state folder, written atomically; at start-up the definitions of
-`SATELLITE_SERVICES_FILE` (the seed's `services.py` format, or JSON) are merged in.
+"ports"}`; name and image are mandatory, the image carries its tag. The satellite keeps them
+in satellite/connector/store.py; Genisys checks them with the same serializer when saved.
 """
 import ast
 import json
 import re
 import shlex
-import threading
 from pathlib import Path
 
-from django.conf import settings
 from rest_framework import serializers
 
-from boatload.spec import ContainerSpecSerializer
+from common.spec import ContainerSpecSerializer
 
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp))?$", re.ASCII | re.IGNORECASE)  # "8080", "53/udp"
@@ -110,62 +107,3 @@ def read_definitions_file(path):
         return found
     data = json.loads(text)
     return list(data.values()) if isinstance(data, dict) else list(data)
-
-
-class DefinitionStore:
-    """Definitions by name, in memory and in `services.json` of the state folder."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.lock = threading.Lock()
-        self.loaded = False
-        self.definitions = {}
-
-    def _load(self):
-        if not self.loaded:
-            if self.path.exists():
-                self.definitions = json.loads(self.path.read_text())
-            self.loaded = True
-
-    def _save(self):
-        from satellite.credentials import write_json_atomically
-
-        write_json_atomically(self.path, self.definitions, mode=0o644)
-
-    def all(self):
-        with self.lock:
-            self._load()
-            return dict(self.definitions)
-
-    def get(self, name):
-        with self.lock:
-            self._load()
-            return self.definitions.get(name)
-
-    def put(self, definition):
-        with self.lock:
-            self._load()
-            self.definitions[definition["name"]] = definition
-            self._save()
-        return definition
-
-    def merge_file(self, path):
-        for raw in read_definitions_file(path):
-            data = DefinitionSerializer(data=raw)
-            data.is_valid(raise_exception=True)
-            self.put(dict(data.validated_data))
-
-
-_store = None
-_store_lock = threading.Lock()
-
-
-def store():
-    """The satellite's definition store; the services file is merged in on first use."""
-    global _store
-    with _store_lock:
-        if _store is None:
-            _store = DefinitionStore(Path(settings.STATE_DIR) / "services.json")
-            if settings.SERVICES_FILE:
-                _store.merge_file(settings.SERVICES_FILE)
-        return _store

@@ -25,10 +25,10 @@ from django.views.decorators.http import require_POST
 from rest_framework import exceptions as drf_exceptions
 
 from boatload import services
-from boatload.errors import BoatLoadError, _first_error, html_page
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.satellite_client import SatelliteClient
+from common.errors import BoatLoadError, _first_error, html_page
 from genisys import services as genisys_services
+from genisys.api.serializers import ScaleSerializer  # the API's own definition of a scale order
 from genisys.models import Compute, ScaleOrder, Service
 
 LOGIN_URL = "console:login"
@@ -196,14 +196,13 @@ def container_detail(request, uuid):
     except BoatLoadError as error:
         context["docker_error"] = error.message
     if context["deployed"]:
-        client = SatelliteClient(row.host)
         try:
-            answer = client.request("GET", f"/containers/{row.uuid}/files", params={"limit": 200})
-            context["files"], context["files_more"] = answer.json(), bool(answer.headers.get("X-Next-Cursor"))
+            context["files"], cursor = services.container_files(row=row, limit=200)
+            context["files_more"] = bool(cursor)
         except BoatLoadError as error:
             context["files_error"] = error.message
         try:
-            context["inspect"] = client.get(f"/containers/{row.uuid}")
+            context["inspect"] = services.container_inspect(row=row)
             context["inspect_json"] = json.dumps(context["inspect"], indent=2, sort_keys=True)
         except BoatLoadError as error:
             context["inspect_error"] = error.message
@@ -358,8 +357,6 @@ def service_detail(request, name):
         number = request.POST.get("number", "").strip()
         compute = request.POST.get("compute", "").strip() or None
         try:
-            from genisys.api.serializers import ScaleSerializer  # the API's own definition of a scale order
-
             data = ScaleSerializer(data={"number": number, **({"compute": compute} if compute else {})})
             data.is_valid(raise_exception=True)
             result = genisys_services.service_scale(service=service, user=request.user, **data.validated_data)

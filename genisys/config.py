@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
-from boatload.env import env_int, env_str, parse_duration
+from common.env import env_int, env_str, parse_duration
 
 DEFAULTS = {
     "genisys": {"bind": "127.0.0.1", "port": 7001, "compute_file": None},

@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import Max
 from django.utils.functional import cached_property
 
+from boatload.models import Host
+
 
 class ComputeQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -46,8 +48,6 @@ class Compute(models.Model):
     def host(self):
         """The enrolled host whose satellite this connector is (calls are then signed), looked up now,
         so a satellite that enrols after its compute was defined is signed for at once."""
-        from boatload.models import Host
-
         url = self.connector.rstrip("/")
         return Host.objects.filter(satellite_url__in=[url, url + "/"]).first()
 
@@ -65,6 +65,8 @@ class Service(models.Model):
     command = models.TextField(null=True, blank=True)
     environment = models.JSONField(null=True, blank=True)
     ports = models.JSONField(null=True, blank=True)
+    # A reconciler holds the service until this time (boatload.loop.claim), so several never act on it twice.
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="genisys_services",

@@ -11,8 +11,9 @@ from functools import partial
 from django.db import transaction
 from django.db.models import F
 
+from boatload import loop, outage
 from boatload import services as boatload_services
-from boatload.errors import BadInput, BoatLoadError, RemoteError
+from common.errors import BadInput, BoatLoadError, RemoteError
 from connectors.client import ConnectorClient
 from genisys.models import Compute, Desired, ScaleOrder, Service
 
@@ -186,30 +187,42 @@ def services_status(*, services):
     return answers
 
 
+def service_claim(service):
+    """Claim a service for one reconcile step; False when another reconciler holds it."""
+    return loop.claim(Service, service.pk)
+
+
+def service_release(service):
+    loop.release(Service, service.pk)
+
+
 def service_reconcile(*, service):
     """One level-triggered pass over a service: scale every compute whose running differs from desired.
 
-    Runs under a row lock (skip locked), so several reconcilers never act on one service at once.
-    One failing compute, whatever it answers, is recorded as a failed order and the pass goes on.
-    Returns the orders sent, or None when another reconciler holds the service.
+    The service is claimed with a conditional UPDATE (boatload.loop.claim), so several reconcilers
+    never act on one service at once, and no lock is held while a connector is asked. One failing
+    compute, whatever it answers, is recorded as a failed order and the pass goes on. Returns the
+    orders sent, or None when another reconciler holds the service.
     """
-    with transaction.atomic():
-        locked = Service.objects.select_for_update(skip_locked=True).filter(pk=service.pk).first()
-        if locked is None:
-            return None
+    if not service_claim(service):
+        return None
+    try:
         orders = []
-        for desired in locked.desired.select_related("compute"):
+        for desired in service.desired.select_related("compute"):
             try:
-                with transaction.atomic():
-                    order = compute_reconcile(service=locked, desired=desired)
+                order = compute_reconcile(service=service, desired=desired)
+            except outage.DATABASE_ERRORS:
+                raise
             except Exception as error:  # a bug must not stop the pass for the other computes either
-                log.exception("reconciling %s on %s", locked.name, desired.compute.name)
+                log.exception("reconciling %s on %s", service.name, desired.compute.name)
                 order = ScaleOrder.objects.create(
-                    service=locked, compute=desired.compute, to_number=desired.number, source="reconciler",
+                    service=service, compute=desired.compute, to_number=desired.number, source="reconciler",
                     result="failed", message=f"reconcile: {error.__class__.__name__}: {error}"[:2000])
             if order is not None:
                 orders.append(order)
         return orders
+    finally:
+        service_release(service)
 
 
 def compute_reconcile(*, service, desired):

@@ -26,6 +26,8 @@ from django.conf import settings  # noqa: E402
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
 from satellite import credentials  # noqa: E402
+from satellite.connector.store import store  # noqa: E402
+from satellite.containers import satellite_id  # noqa: E402
 from satellite.wsgi import application  # noqa: E402
 
 log = logging.getLogger("satellite")
@@ -82,13 +84,9 @@ def main():
     check_connector_auth()
     if settings.BIND not in LOOPBACK:
         log.info("serving on %s:%s; every request but /healthz must be signed", settings.BIND, settings.PORT)
-    from connectors.definitions import store
-
     store()  # merge SATELLITE_SERVICES_FILE now, so a bad file fails at start-up
     credentials.check_transport()
     credentials.ensure_tls()  # first start: this satellite's own key and certificate
-    from satellite.containers import satellite_id
-
     data = credentials.enrol()
     log.info("containers of this satellite carry boatload.satellite=%s", satellite_id())
     log.info("satellite of host %s on %s (%s)", data["host"], settings.URL,

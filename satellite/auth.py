@@ -1,4 +1,4 @@
-"""Every request to a satellite must be signed by the API (see boatload.signing).
+"""Every request to a satellite must be signed by the API (see common.signing).
 
 The nonces seen inside the window are kept in the state folder (`nonces.log`), so a request
 captured before a restart is refused after it as well (see PersistentNonceMemory for why
@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
-from boatload import signing
+from common import signing
 from satellite import credentials
 
 nonces = signing.PersistentNonceMemory(lambda: Path(settings.STATE_DIR) / "nonces.log")

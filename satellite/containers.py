@@ -1,13 +1,12 @@
 """Container work on the local engine: create with script and data injection, lifecycle, listing.
 
 The API's spec is translated into Docker's create options here; a raw Docker body is
-only accepted on the staff-only raw path, and even there it passes boatload.docker_policy
+only accepted on the staff-only raw path, and even there it passes common.docker_policy
 (an allow-list; what reaches past the container only when this satellite's settings allow it).
 """
 import base64
 import contextlib
 import logging
-import os
 import posixpath
 import time
 import uuid
@@ -15,9 +14,9 @@ import uuid
 from django.conf import settings
 
 import docker
-from boatload import docker_policy
-from boatload.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
-from boatload.spec import spec_hash
+from common import docker_policy
+from common.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
+from common.spec import STAFF_ONLY, check_script_size, needs_staff, spec_hash
 from satellite import fetch, files, limits
 from satellite.engine import client, docker_errors
 
@@ -104,25 +103,16 @@ def remove_by_identity(container_uuid):
         container_action(container_id, "remove")
 
 
-def check_host_path(source):
-    """A host path volume must lie under one of the satellite's allowed folders."""
-    real = os.path.realpath(source)
-    for folder in map(os.path.realpath, settings.HOST_PATHS):
-        if real == folder or real.startswith(folder.rstrip("/") + "/"):
-            return real
-    raise BadInput("volumes", f"{source} is not under a host folder this satellite allows "
-                              "(SATELLITE_HOST_PATHS)")
-
-
 def check_privileges(spec, as_staff):
-    """Refuse what only staff may ask for, before anything touches Docker."""
-    if spec.get("privileged") and not as_staff:
-        raise BadInput("privileged", "only staff may run privileged containers")
+    """Refuse what only staff may ask for (common.spec's staff policy), and host paths outside the
+    satellite's allowed folders, before anything touches Docker."""
+    field = needs_staff(spec)
+    if field and not as_staff:
+        raise BadInput(field, f"only staff may {STAFF_ONLY[field]}")
     for volume in spec.get("volumes", []):
-        if volume["type"] == "host":
-            if not as_staff:
-                raise BadInput("volumes", "only staff may mount host paths")
-            check_host_path(volume["source"])
+        if volume["type"] == "host" and not docker_policy.host_path_allowed(volume["source"], settings.HOST_PATHS):
+            raise BadInput("volumes", f"{volume['source']} is not under a host folder this satellite allows "
+                                      "(SATELLITE_HOST_PATHS)")
 
 
 def port_bindings(scope):
@@ -176,8 +166,7 @@ def load_script(spec):
             data = handle.read()
     else:
         return None
-    if len(data) > limit:
-        raise TooLarge(f"script: {len(data)} bytes is over the limit of {limit}", detail={"field": "script"})
+    check_script_size(len(data), limit)
     if not data.startswith(b"#!"):
         data = b"#!/bin/sh\n" + data
     return data

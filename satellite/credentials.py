@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from boatload import sealing, signing, tls
-from boatload.signing import HmacAuth
+from common import sealing, signing, tls
+from common.signing import HmacAuth
+from satellite import engine, limits
 
 log = logging.getLogger("satellite")
 _lock = threading.Lock()
@@ -57,8 +58,6 @@ def secret_for(key_id):
 
 def host_facts():
     """What this host tells the API on enrolment and heartbeats."""
-    from satellite import engine, limits
-
     info = engine.client().info()
     return {
         "docker_version": info.get("ServerVersion", ""),

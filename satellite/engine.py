@@ -17,8 +17,8 @@ import requests
 from django.conf import settings
 
 import docker
-from boatload import errors
-from boatload.errors import BadInput, Conflict, NotFound, RemoteError
+from common import errors
+from common.errors import BadInput, Conflict, NotFound, RemoteError
 
 log = logging.getLogger("satellite.engine")
 

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 from django.conf import settings
 
-from boatload.errors import BadInput, RemoteError, TooLarge
+from common.errors import BadInput, RemoteError, TooLarge
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from boatload.errors import BadInput, NotFound, TooLarge
+from common.errors import BadInput, NotFound, TooLarge
+from common.spec import confined_path
 from satellite.engine import client, docker_errors
 
 CHUNK = 64 * 1024
@@ -160,14 +161,6 @@ def changes_page(container_id, *, cursor=None, limit=None):
     first = bisect.bisect_right([change["Path"] for change in changes], cursor) if cursor else 0
     window = changes[first:first + limit] if limit else changes[first:]
     return window, (window[-1]["Path"] if limit and first + limit < len(changes) else None)
-
-
-def confined_path(path):
-    """Normalise a user path to an absolute path inside the container; refuse `..`."""
-    path = "/" + path.lstrip("/")
-    if ".." in path.split("/") or "\x00" in path:
-        raise BadInput("path", "must not contain '..'")
-    return posixpath.normpath(path)
 
 
 def find_changed_file(container_id, *, path=None, number=None):

@@ -8,7 +8,7 @@ import threading
 
 from django.conf import settings
 
-from boatload.errors import BoatLoadError
+from common.errors import BoatLoadError
 
 KINDS = ("fetch", "follow", "download")
 

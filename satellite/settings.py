@@ -3,7 +3,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from boatload.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
+from common.env import env_bool, env_duration, env_int, env_list, env_str, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -12,7 +12,7 @@ DEBUG = False
 SECRET_KEY = env_str("SATELLITE_SECRET_KEY") or secrets.token_urlsafe(32)
 ALLOWED_HOSTS = ["*"]  # every request is authenticated by its HMAC signature instead
 INSTALLED_APPS = ["rest_framework", "satellite"]
-MIDDLEWARE = ["boatload.requestid.RequestIdMiddleware", "django.middleware.common.CommonMiddleware"]
+MIDDLEWARE = ["common.requestid.RequestIdMiddleware", "django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "satellite.urls"
 WSGI_APPLICATION = "satellite.wsgi.application"
 DATABASES = {}
@@ -25,9 +25,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["satellite.auth.SignatureAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["boatload.parsers.JSONParser"],  # objects only, depth-limited: bad bodies are 400
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],  # objects only, depth-limited: bad bodies are 400
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "satellite.engine.exception_handler",  # boatload.errors' handler, engine errors mapped
+    "EXCEPTION_HANDLER": "satellite.engine.exception_handler",  # common.errors' handler, engine errors mapped
 }
 
 # Identity, enrolment and heartbeats.

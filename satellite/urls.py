@@ -1,8 +1,8 @@
 """Routes of a satellite."""
 from django.urls import path, re_path, register_converter
 
-from connectors import views as connector
 from satellite import views
+from satellite.connector import views as connector
 
 
 class ContainerId:
@@ -44,7 +44,7 @@ urlpatterns = [
     re_path(r"^service/(?P<name>[^/]+)/?$", connector.ServiceDetailView.as_view()),
 ]
 
-handler404 = "boatload.errors.json_404"
-handler500 = "boatload.errors.json_500"
-handler400 = "boatload.errors.json_400"
-handler403 = "boatload.errors.json_403"
+handler404 = "common.errors.json_404"
+handler500 = "common.errors.json_500"
+handler400 = "common.errors.json_400"
+handler403 = "common.errors.json_403"

@@ -10,15 +10,17 @@ from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from boatload.errors import BadInput, error_body
-from boatload.spec import (
+from common.errors import BadInput, error_body
+from common.spec import (
     ActionQuerySerializer,
+    ArchiveQuerySerializer,
     ContainerSpecSerializer,
+    ListQuerySerializer,
     LogsQuerySerializer,
     PageQuerySerializer,
     page_cursor,
 )
-from boatload.streams import iter_closing, open_streams
+from common.streams import iter_closing, open_streams
 from satellite import containers, files, limits, metrics
 from satellite.engine import client
 
@@ -75,13 +77,6 @@ def _query(serializer_class, request):
     return query.validated_data
 
 
-def _query_bool(request, name, default=False):
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    return value.lower() in ("1", "true", "yes", "on")
-
-
 @api_view(["GET"])
 def info(request):
     """The engine's facts, and this satellite's own: streams in flight and threads watching them."""
@@ -101,8 +96,8 @@ def images(request):
 @api_view(["GET", "POST"])
 def container_list(request):
     if request.method == "GET":
-        return Response(containers.containers_list(request.query_params.getlist("label"),
-                                                   include_stopped=_query_bool(request, "all", True)))
+        query = _query(ListQuerySerializer, request)
+        return Response(containers.containers_list(query["label"], include_stopped=query["all"]))
     data = CreateSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     spec = dict(data.validated_data)
@@ -219,7 +214,7 @@ def container_file_by_number(request, container_id, number):
 @api_view(["GET"])
 @by_identity
 def container_archive(request, container_id):
-    compress = request.query_params.get("compression", "") == "gzip"
+    compress = _query(ArchiveQuerySerializer, request)["compression"] == "gzip"
     archive, lease = limits.gate.opening("download", _user(request), lambda: files.ArchiveStream(
         container_id, files.changed_paths(container_id), compress=compress))
     response = StreamingHttpResponse(iter_closing(archive, lease.holding(archive), request.META),

@@ -9,7 +9,7 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from boatload import tls
+from common import tls
 
 
 class ImpostorAPI:

@@ -23,7 +23,7 @@ import requests
 from django.utils import timezone
 
 import docker
-from boatload.signing import HmacAuth
+from common.signing import HmacAuth
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = os.environ.get("BOATLOAD_TEST_IMAGE", "boatload-test/busybox:latest")
@@ -126,7 +126,7 @@ class SatelliteProcess:
         """A requests session to this satellite (for tls=True: pinned to its certificate)."""
         session = requests.Session()
         if self.tls:
-            from boatload.tls import PinnedAdapter
+            from common.tls import PinnedAdapter
 
             session.mount("https://", PinnedAdapter(certificate=self.certificate))
         return session

@@ -8,9 +8,9 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from boatload import sealing, signing
 from boatload.models import Host, JoinToken
-from boatload.signing import HmacAuth, sign_headers, sign_response_headers
+from common import sealing, signing
+from common.signing import HmacAuth, sign_headers, sign_response_headers
 from tests.channel_servers import ImpostorAPI, json_answer
 from tests.conftest import SatelliteProcess, wait_until
 

@@ -8,10 +8,11 @@ import pytest
 import requests
 from django.test import override_settings
 
-from boatload import sealing, services, tls
-from boatload.errors import RemoteError
+from boatload import services
 from boatload.models import Host, JoinToken
 from boatload.satellite_client import SatelliteClient
+from common import sealing, tls
+from common.errors import RemoteError
 from tests.channel_servers import ImpostorAPI, TLSProxy, json_answer
 from tests.conftest import SatelliteProcess, wait_until
 
@@ -32,7 +33,7 @@ def test_a_satellite_serves_https_with_its_own_certificate_and_the_api_pins_it(l
         assert host.satellite_url == satellite.url and satellite.url.startswith("https://")
         assert host.tls_certificate == satellite.certificate
         assert host.transport == "https-pinned"
-        assert SatelliteClient(host).get("/info")["satellite"]["name"] == "pinned-host"
+        assert SatelliteClient(host).info()["satellite"]["name"] == "pinned-host"
         with pytest.raises(requests.ConnectionError):  # nothing answers in clear
             requests.get(satellite.url.replace("https://", "http://") + "/healthz", timeout=5)
 
@@ -46,7 +47,7 @@ def test_a_satellite_serves_https_with_its_own_certificate_and_the_api_pins_it(l
         impostor.start()
         assert impostor.certificate != host.tls_certificate
         with pytest.raises(RemoteError) as refused:
-            SatelliteClient(host).get("/info")
+            SatelliteClient(host).info()
         assert refused.value.code == "satellite_unavailable"
     finally:
         satellite.stop()
@@ -161,7 +162,7 @@ def test_a_host_enrolled_before_tls_is_pinned_by_its_first_heartbeat_and_never_r
                               message="the first heartbeat to pin the certificate")
         assert upgraded.satellite_url == satellite.url and upgraded.transport == "https-pinned"
         assert upgraded.tls_certificate == satellite.certificate and upgraded.seal_public_key
-        assert SatelliteClient(upgraded).get("/info")["satellite"]["name"] == "old-host"
+        assert SatelliteClient(upgraded).info()["satellite"]["name"] == "old-host"
         # A holder of the host's keys with another certificate heartbeats too: the pin stays.
         impostor = SatelliteProcess(tmp_path / "impostor", name="old-host", tls=True)
         (impostor.state_dir / "credentials.json").write_text(json.dumps(stored))

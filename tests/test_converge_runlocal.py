@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from common import sealing
 from tests.conftest import ROOT, RUN_LABEL, free_port, wait_until
 
 ADMIN_PASSWORD = "admin-pass-1"
@@ -40,6 +41,7 @@ def stack(tmp_path, engines):
         "BOATLOAD_PORT": str(api_port), "BOATLOAD_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "BOATLOAD_ADMIN_PASSWORD": ADMIN_PASSWORD, "BOATLOAD_RECONCILE_INTERVAL": "1",
         "BOATLOAD_ORPHAN_GRACE": "1000h", "BOATLOAD_RESTART_MAX_BACKOFF": "2",
+        "BOATLOAD_LOGIN_RATE_USER": "1000/m",  # 20 logins of one user at once here are load, not guessing
         "SATELLITE_PORT": str(satellite_port), "SATELLITE_NAME": "runlocal-test",
         "SATELLITE_CONTAINER_LABELS": RUN_LABEL, "DOCKER_HOST": engine.docker_host,
         "GENISYS_CONFIG": str(tmp_path / "none.yml"), "GENISYS_POLL_INTERVAL": "1",
@@ -49,7 +51,8 @@ def stack(tmp_path, engines):
     process = subprocess.Popen([sys.executable, "manage.py", "runlocal"], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     process.api = f"http://127.0.0.1:{api_port}"
-    process.satellite = f"http://127.0.0.1:{satellite_port}"
+    process.satellite = f"https://127.0.0.1:{satellite_port}"  # the local satellite serves HTTPS, its own certificate
+    process.satellite_certificate = tmp_path / "var" / "satellite" / "tls" / "cert.pem"
     process.full_log = lambda: log_path.read_text(errors="replace")
     process.read_log = lambda: process.full_log()[-4000:]
     yield process
@@ -66,15 +69,22 @@ def stack(tmp_path, engines):
     log.close()
 
 
-def answers(url):
+SEAL_KEY = sealing.public_text(sealing.new_private_key())  # what an enrolling satellite sends for sealed keys
+
+
+def answers(url, certificate=None):
+    """True when `url` answers 200; an https satellite is checked against its own certificate."""
     try:
-        return requests.get(url, timeout=2).status_code == 200
+        if certificate is not None and not certificate.exists():
+            return False  # not made yet
+        return requests.get(url, timeout=2, verify=str(certificate) if certificate else True).status_code == 200
     except requests.RequestException:
         return False
 
 
 def test_runlocal_holds_concurrent_writes_restarts_a_killed_child_and_stops_on_sigterm(stack):
-    wait_until(lambda: answers(f"{stack.api}/healthz") and answers(f"{stack.satellite}/healthz"), timeout=90,
+    wait_until(lambda: answers(f"{stack.api}/healthz")
+               and answers(f"{stack.satellite}/healthz", stack.satellite_certificate), timeout=90,
                message=f"the stack\n{stack.read_log()}")
     token = requests.post(f"{stack.api}/v1/auth/token/", json={"username": "admin", "password": ADMIN_PASSWORD},
                           timeout=30).json()["access"]
@@ -103,7 +113,7 @@ def test_runlocal_holds_concurrent_writes_restarts_a_killed_child_and_stops_on_s
             if made.status_code == 201:
                 record(session.post(f"{stack.api}/v1/host/enrol/", timeout=60, json={
                     "token": made.json()["token"], "name": f"load-{number}-{round_}",
-                    "satellite_url": "http://127.0.0.1:9"}))
+                    "satellite_url": "http://127.0.0.1:9", "seal_public_key": SEAL_KEY}))
         record(session.post(f"{stack.api}/v1/auth/token/", timeout=60,
                             json={"username": "admin", "password": ADMIN_PASSWORD}))
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(20)]

@@ -1,7 +1,7 @@
 """OpenAPI schema: every error status an operation can answer, documented in one place.
 
 `BoatLoadAutoSchema` (REST_FRAMEWORK's DEFAULT_SCHEMA_CLASS) adds the error responses to
-each operation drf-spectacular builds, all with the one error shape of boatload/errors.py
+each operation drf-spectacular builds, all with the one error shape of common/errors.py
 (the `Error` component). What can be derived from the view is derived:
 
 - 400 where there is input: a request body, a query parameter, or a path parameter

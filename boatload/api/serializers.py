@@ -1,14 +1,15 @@
 """Data shapes of the v1 API; no side effects here."""
+import base64
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
-from boatload import docker_policy, sealing, spec, tls
-from boatload.errors import BadInput
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.spec import ContainerSpecSerializer
-from boatload.template_spec import check_template_body, error_tree
+from boatload.template_spec import check_template_body, error_tree, template_to_spec
+from common import docker_policy, sealing, spec, tls
+from common.errors import BadInput, error_body
+from common.spec import ContainerSpecSerializer
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -150,6 +151,32 @@ class ContainerCreateSerializer(ContainerSpecSerializer):
 
     PLACEMENT_FIELDS = ("host", "host_labels", "template", "instances")
 
+    def to_internal_value(self, data):
+        """A template's fields first, the request's over them."""
+        if isinstance(data, dict) and data.get("template"):
+            data = dict(data)
+            template = Template.objects.filter(name=data.pop("template")).first()
+            if template is None:
+                raise BadInput("template", "no such template")
+            data = {**template_to_spec(template.body), **data}
+        return super().to_internal_value(data)
+
+    def validate(self, data):
+        """After the spec's own checks: the script's size (413), then the staff policy (403) for the
+        context's `user`."""
+        data = super().validate(data)
+        if data.get("script"):
+            spec.check_script_size(len(base64.b64decode(data["script"])), settings.SCRIPT_MAX_BYTES)
+        field = spec.needs_staff(data)
+        if field and not self.context["user"].is_staff:
+            raise exceptions.PermissionDenied(f"{field}: only staff may ask for this.")
+        return data
+
+    def placement_and_spec(self):
+        """(where and how many, the container spec) of the validated request."""
+        fields = dict(self.validated_data)
+        return {key: fields.pop(key) for key in self.PLACEMENT_FIELDS if key in fields}, fields
+
     def validate_name(self, value):
         return spec.check_user_name(super().validate_name(value))
 
@@ -157,6 +184,18 @@ class ContainerCreateSerializer(ContainerSpecSerializer):
         if value > settings.MAX_INSTANCES:
             raise serializers.ValidationError(f"at most {settings.MAX_INSTANCES}")
         return value
+
+
+def instances_answer(outcomes):
+    """(body, status) of a create with `instances`: every result, 201 when all were made, 207 when some
+    were, 502 when none."""
+    results = [{"host": row.host.name, "container": ContainerSerializer(row).data} if error is None else
+               {"host": row.host.name, "container_id": str(row.uuid),
+                "error": error_body(error.code, error.message, error.extra)["error"]}
+               for row, error in outcomes]
+    failed = sum(1 for _, error in outcomes if error is not None)
+    code = 201 if not failed else 207 if failed < len(outcomes) else 502
+    return {"results": results, "created": len(outcomes) - failed, "failed": failed}, code
 
 
 # What every satellite could allow: the API checks a raw body's keys and types with it before any

@@ -2,7 +2,7 @@
 import base64
 import json
 import os
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import django_filters
 from django.conf import settings
@@ -15,14 +15,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from boatload import services, signing, spec
+from boatload import services
 from boatload.api import serializers
 from boatload.auth import HostSignatureAuthentication
-from boatload.errors import BadInput, Conflict, NotFound, TooLarge, error_body
 from boatload.models import Container, Host, JoinToken, Template
-from boatload.parsers import FormParser, JSONParser, MultiPartParser
-from boatload.satellite_client import SatelliteClient
-from boatload.streams import iter_closing
+from common import signing, spec
+from common.errors import BadInput, Conflict, NotFound
+from common.parsers import FormParser, JSONParser, MultiPartParser
+from common.streams import iter_closing
 
 
 def healthz(request):
@@ -97,7 +97,7 @@ class EnrolView(APIView):
 
 class HeartbeatView(APIView):
     """A satellite says it is alive, signed with its host key; the answer is signed back with the same
-    key and bound to the request's nonce (boatload.signing.sign_response_headers)."""
+    key and bound to the request's nonce (common.signing.sign_response_headers)."""
 
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [permissions.IsAuthenticated]
@@ -175,9 +175,7 @@ def _request_fields(request):
         fields[key] = value
     upload = request.FILES.get("script")
     if upload is not None:
-        if upload.size > settings.SCRIPT_MAX_BYTES:
-            raise TooLarge(f"script: {upload.size} bytes is over the limit of {settings.SCRIPT_MAX_BYTES}",
-                           detail={"field": "script"})
+        spec.check_script_size(upload.size, settings.SCRIPT_MAX_BYTES)
         fields["script"] = base64.b64encode(upload.read()).decode()
         fields.setdefault("scriptname", os.path.basename(upload.name or "script") or "script")
     return fields
@@ -216,22 +214,14 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @extend_schema(request=serializers.ContainerCreateSerializer,
                    responses={201: serializers.ContainerSerializer, 207: serializers.InstancesSerializer})
     def create(self, request, *args, **kwargs):
-        fields = _request_fields(request)
-        placement, outcomes = services.container_create_request(user=request.user, fields=fields)
+        placement, outcomes = services.container_create_request(user=request.user, fields=_request_fields(request))
         if "instances" not in placement:
             row, error = outcomes[0]
             if error is not None:
                 error.extra["container"] = str(row.uuid)
                 raise error
             return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
-        results = [{"host": row.host.name, "container": serializers.ContainerSerializer(row).data}
-                   if error is None else
-                   {"host": row.host.name, "container_id": str(row.uuid),
-                    "error": error_body(error.code, error.message, error.extra)["error"]}
-                   for row, error in outcomes]
-        failed = sum(1 for _, error in outcomes if error is not None)
-        code = status.HTTP_201_CREATED if not failed else 207 if failed < len(outcomes) else status.HTTP_502_BAD_GATEWAY
-        return Response({"results": results, "created": len(outcomes) - failed, "failed": failed}, status=code)
+        return Response(*serializers.instances_answer(outcomes))
 
     def perform_destroy(self, row):
         services.container_delete(row=row)
@@ -248,8 +238,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=False, methods=["get"])
     def cluster(self, request):
         """BoatLoad containers as every active host sees them right now, each tagged with its host."""
-        labels = [] if request.user.is_staff else [f"boatload.owner={request.user.username}"]
-        items, failures = services.cluster_read("/containers", params={"label": labels})
+        items, failures = services.containers_cluster(user=request.user)
         return Response({"results": items, "failures": failures})
 
     def _action(self, request, name):
@@ -277,9 +266,9 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     def restart(self, request, uuid=None):
         return self._action(request, "restart")
 
-    def _stream(self, request, row, path, params=None, follow=False):
-        params = {**(params or {}), "as_user": request.user.username}  # the satellite's fair shares are per user
-        upstream, chunks = SatelliteClient(row.host).stream(path, params=params)
+    def _stream(self, request, upstream_and_chunks, follow=False):
+        """A satellite's stream passed on; each was opened `as_user` (the satellite's fair shares are per user)."""
+        upstream, chunks = upstream_and_chunks
         if not connection.in_atomic_block:
             # A stream may stay open for hours and needs no database: give its connection back now,
             # or a thousand open streams would hold a thousand Postgres connections.
@@ -299,18 +288,13 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         query.is_valid(raise_exception=True)
         params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
         row = self.deployed()
-        return self._stream(request, row, f"/containers/{row.uuid}/logs", params=params,
+        return self._stream(request, services.container_logs(row=row, as_user=request.user.username, **params),
                             follow=query.validated_data["follow"])
 
     @extend_schema(responses=serializers.ScriptSerializer)
     @action(detail=True, methods=["get"])
     def script(self, request, uuid=None):
-        row = self.get_object()
-        if not row.script_name:
-            raise NotFound("This container was created without a script.")
-        if not row.script and row.docker_id:  # fetched from scripturl by the satellite: read it back
-            return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/script"))
-        return Response({"scriptname": row.script_name, "script": row.script})
+        return Response(services.container_script(row=self.get_object()))
 
     @extend_schema(responses=serializers.DockerStateSerializer)
     @action(detail=True, methods=["get"])
@@ -322,20 +306,17 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def metrics(self, request, uuid=None):
-        row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}/stats"))
+        return Response(services.container_metrics(row=self.deployed()))
 
-    def _paged(self, request, what):
+    def _paged(self, request, page_of):
         """A page of the satellite's list `what`; the next cursor passes on in X-Next-Cursor and Link."""
         query = spec.PageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = {"limit": query.validated_data["limit"]}
         if query.validated_data.get("cursor") is not None:
             params["cursor"] = spec.page_cursor(query.validated_data["cursor"])
-        row = self.deployed()
-        upstream = SatelliteClient(row.host).request("GET", f"/containers/{row.uuid}/{what}", params=params)
-        response = Response(upstream.json())
-        cursor = upstream.headers.get("X-Next-Cursor")
+        items, cursor = page_of(row=self.deployed(), **params)
+        response = Response(items)
         if cursor:
             response["X-Next-Cursor"] = cursor
             response["Link"] = f'<{request.path}?{urlencode({**params, "cursor": cursor})}>; rel="next"'
@@ -345,29 +326,28 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # paged by the satellite
     def changes(self, request, uuid=None):
         """The engine's diff, sorted by path, paged (`limit`, `cursor` from X-Next-Cursor)."""
-        return self._paged(request, "changes")
+        return self._paged(request, services.container_changes)
 
     @extend_schema(responses=serializers.ChangedFileSerializer(many=True), parameters=[spec.PageQuerySerializer])
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # paged by the satellite
     def file(self, request, uuid=None):
         """Changed regular files, numbered by their position among changed paths (the numbers of /filebynum),
         paged (`limit`, `cursor` from X-Next-Cursor)."""
-        return self._paged(request, "files")
+        return self._paged(request, services.container_files)
 
     @extend_schema(responses=STREAM, operation_id="container_file_by_path",
                    parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"], url_path=r"file/(?P<path>.+)")
     def file_by_path(self, request, uuid=None, path=None):
         row = self.deployed()
-        if ".." in path.split("/"):
-            raise BadInput("path", "must not contain '..'")
-        return self._stream(request, row, f"/containers/{row.uuid}/files/{quote(path.lstrip('/'))}")
+        return self._stream(request, services.container_file(row=row, path=spec.confined_path(path),
+                                                                  as_user=request.user.username))
 
     @extend_schema(responses=STREAM, parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)])
     @action(detail=True, methods=["get"], url_path=r"filebynum/(?P<number>[0-9]+)")
     def filebynum(self, request, uuid=None, number=None):
-        row = self.deployed()
-        return self._stream(request, row, f"/containers/{row.uuid}/filebynum/{int(number)}")
+        return self._stream(request, services.container_file(row=self.deployed(), number=int(number),
+                                                                  as_user=request.user.username))
 
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY,
                               (200, "application/gzip"): OpenApiTypes.BINARY},
@@ -375,18 +355,16 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @action(detail=True, methods=["get"])
     def archive(self, request, uuid=None):
         """Every changed file in one tar, streamed; `?compression=gzip` for .tar.gz."""
+        query = spec.ArchiveQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         row = self.deployed()
-        compression = request.query_params.get("compression", "")
-        if compression not in ("", "gzip"):
-            raise BadInput("compression", "only gzip is offered")
-        return self._stream(request, row, f"/containers/{row.uuid}/archive",
-                            params={"compression": compression} if compression else None)
+        return self._stream(request, services.container_archive(row=row, as_user=request.user.username,
+                                                                     **query.validated_data))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def inspect(self, request, uuid=None):
-        row = self.deployed()
-        return Response(SatelliteClient(row.host).get(f"/containers/{row.uuid}"))
+        return Response(services.container_inspect(row=self.deployed()))
 
     @extend_schema(responses=serializers.EndpointSerializer(many=True))
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # one row's list, whole
@@ -413,7 +391,7 @@ class ImageView(APIView):
 
     @extend_schema(responses=serializers.ClusterListSerializer)
     def get(self, request):
-        items, failures = services.cluster_read("/images")
+        items, failures = services.images_cluster()
         return Response({"results": items, "failures": failures})
 
 

@@ -3,7 +3,7 @@
 The counters live in Django's default cache, the database cache (settings.CACHES), so every
 gunicorn worker and every API server on the same database shares them. Rates are read from
 settings on each request (BOATLOAD_LOGIN_RATE_USER, BOATLOAD_LOGIN_RATE_ADDRESS). A request
-over a rate gets 429 with Retry-After, in the one error shape (boatload.errors). Django's
+over a rate gets 429 with Retry-After, in the one error shape (common.errors). Django's
 own login forms (admin, browsable API) go through the same throttles (throttle_form_logins).
 """
 import functools
@@ -17,7 +17,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import UntypedToken
 
-from boatload.errors import error_body
+from common.errors import error_body
 
 
 class _SettingsRateThrottle(SimpleRateThrottle):

@@ -1,6 +1,6 @@
 """No HTML from any error path, DEBUG on or off: every error leaves in the one JSON shape.
 
-Before boatload.errors.JsonErrorMiddleware, DEBUG (which `make run` turned on) answered a
+Before common.errors.JsonErrorMiddleware, DEBUG (which `make run` turned on) answered a
 wrong Host header with Django's HTML debug page (traceback, settings, file paths), and the
 admin's and the browsable API's errors were HTML with DEBUG off too.
 """

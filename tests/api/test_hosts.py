@@ -7,10 +7,10 @@ import requests
 from django.core.management import call_command
 from django.utils import timezone
 
-from boatload import sealing
 from boatload.management.commands.reconcile import Command as Reconcile
 from boatload.models import Host, JoinToken
-from boatload.signing import HmacAuth
+from common import sealing
+from common.signing import HmacAuth
 from tests.conftest import SatelliteProcess, long_ago, wait_until
 
 
@@ -77,7 +77,7 @@ def test_the_jointoken_command_prints_a_usable_token(db, capsys):
 
 
 def signed_heartbeat(client, host, body=b"{}", **headers):
-    from boatload.signing import sign_headers
+    from common.signing import sign_headers
 
     signed = sign_headers(host.secret, host.key_id, "POST", "/v1/host/heartbeat/", "", body, **headers)
     return client.post("/v1/host/heartbeat/", body, content_type="application/json",

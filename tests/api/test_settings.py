@@ -6,7 +6,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from boatload.env import env_bool, env_duration, env_int, env_str, parse_duration
+from common.env import env_bool, env_duration, env_int, env_str, parse_duration
 from tests.conftest import ROOT
 
 

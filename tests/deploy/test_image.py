@@ -54,7 +54,7 @@ def image():
     """README "Deploy", step 1: the wheelhouse, then `docker build` on the base image."""
     client = docker.from_env()
     build_base_image(client)
-    run([sys.executable, "-m", "pip", "download", "-q", "-r", "requirements.txt", "-d", "docker/wheelhouse"],
+    run([sys.executable, "-m", "pip", "wheel", "-q", "-r", "requirements.txt", "-w", "docker/wheelhouse"],
         cwd=ROOT)
     run(["docker", "build", "-q", "-f", "docker/Dockerfile", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
          "-t", IMAGE, "."], cwd=ROOT)

@@ -261,8 +261,6 @@ def test_compute_file_and_genisys_yml(db, tmp_path, monkeypatch):
 def test_two_reconcilers_never_act_on_one_service_at_once(api, hosts, connectors, service_name):
     import threading
 
-    from django.db import transaction
-
     from genisys import services
     from genisys.models import Compute
 
@@ -274,13 +272,13 @@ def test_two_reconcilers_never_act_on_one_service_at_once(api, hosts, connectors
     held, release = threading.Event(), threading.Event()
     outcome = {}
 
-    def other_reconciler():
+    def other_reconciler():  # another reconciler claims the service (a conditional UPDATE) for its step
         from django.db import connection
 
-        with transaction.atomic():
-            Service.objects.select_for_update().get(pk=service.pk)
-            held.set()
-            release.wait(10)
+        assert services.service_claim(service)
+        held.set()
+        release.wait(10)
+        services.service_release(service)
         connection.close()
 
     thread = threading.Thread(target=other_reconciler)

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from boatload.signing import sign_headers
+from common.signing import sign_headers
 from tests.conftest import RUN_LABEL
 from tests.satellite.helpers import b64, create, wait_exit
 

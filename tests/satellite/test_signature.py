@@ -5,7 +5,7 @@ import uuid
 
 import requests
 
-from boatload.signing import HmacAuth, sign_headers
+from common.signing import HmacAuth, sign_headers
 from tests.conftest import IMAGE_NAME, IMAGE_TAG
 
 

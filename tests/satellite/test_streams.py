@@ -51,9 +51,10 @@ def big_file_container(satellite, docker_client):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("what", ["file", "archive"])
-def test_200_mib_downloads_keep_the_satellite_under_100_mib(sat, satellite, big_file_container, what):
+def test_200_mib_downloads_add_under_20_mib_to_the_satellite(sat, satellite, big_file_container, what):
     container_id, digest = big_file_container
     url = f"{sat.base}/containers/{container_id}/" + ("files/out/big" if what == "file" else "archive")
+    before = satellite.memory()
     memory = PeakMemory(satellite.memory)
     hasher, size = hashlib.sha256(), 0
     with sat.get(url, stream=True) as answer:
@@ -63,8 +64,11 @@ def test_200_mib_downloads_keep_the_satellite_under_100_mib(sat, satellite, big_
             if what == "file":
                 hasher.update(chunk)
     peak = memory.stop()
-    print(f"satellite peak memory (PSS) while streaming a 200 MiB {what}: {peak / MiB:.1f} MiB")
-    assert peak < 100 * MiB
+    print(f"satellite memory (PSS) while streaming a 200 MiB {what}: {before / MiB:.1f} MiB before, "
+          f"peak {peak / MiB:.1f} MiB")
+    # What the stream adds, not what the process weighs idle (gevent, TLS and the rest are there
+    # before any stream): a 200 MiB body held whole, or a tenth of it, would show here.
+    assert peak - before < 20 * MiB
     if what == "file":
         assert size == 200 * MiB and hasher.hexdigest() == digest
     else:

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import identify_hasher
 from django.core.management.base import BaseCommand, CommandError
 
-from boatload.env import env_str
+from common.env import env_str
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from boatload.api.serializers import TemplateSerializer
-from boatload.errors import _first_error
 from boatload.models import Template
+from common.errors import _first_error
 
 
 class Command(BaseCommand):

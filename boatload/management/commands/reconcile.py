@@ -1,49 +1,29 @@
 """The reconciler loop of the API server: keeps host and container rows true to what hosts hold.
 
-Several may run at once; each step claims its rows with conditional updates. No outage ends
-the loop: a pass that hits a database that is down (or any other error) is logged and the
-next pass follows with backoff (boatload.outage.Survivor); SIGTERM ends it between passes.
+Built on boatload.loop: several may run at once, each host is claimed with a conditional
+UPDATE for its step; no outage ends the loop; SIGTERM ends it between steps.
 """
-import signal
-
-from django.core.management.base import BaseCommand
-
-from boatload import outage, services
+from boatload import services
 from boatload.auth import forget_old_nonces
-from boatload.env import env_duration
-from boatload.errors import BoatLoadError
+from boatload.loop import ReconcilerCommand
 from boatload.models import Host
+from common.env import env_duration
+from common.errors import BoatLoadError
 
 
-class Command(BaseCommand):
+class Command(ReconcilerCommand):
     help = "Reconcile hosts and containers with what the satellites report, in a loop."
+    loop_name = "reconcile"
 
-    def add_arguments(self, parser):
-        parser.add_argument("--once", action="store_true", help="one pass, then exit")
-        parser.add_argument("--interval", type=float, default=None, help="seconds between passes")
-
-    def handle(self, *args, once, interval, **options):
-        self.stopping = False
-        signal.signal(signal.SIGTERM, self.on_sigterm)
-        interval = interval or env_duration("BOATLOAD_RECONCILE_INTERVAL", 10)
-        if once:
-            self.process_one_pass()
-            return
-        survivor = outage.Survivor("reconcile")
-        while not self.stopping:
-            backoff = survivor.run(self.process_one_pass)
-            outage.sleep_unless(lambda: self.stopping, backoff or interval)
-
-    def on_sigterm(self, *args):
-        self.stopping = True
+    def interval(self):
+        return env_duration("BOATLOAD_RECONCILE_INTERVAL", 10)
 
     def process_one_pass(self):
         down = services.hosts_mark_silent_down()
         if down:
             self.stdout.write(f"marked {down} silent host(s) down")
         forget_old_nonces()
-        for host in Host.objects.all():
-            self.process_one_host(host)
+        return self.each(Host.objects.all(), self.process_one_host)
 
     def process_one_host(self, host):
         """Reconcile one host's containers, unless another reconciler holds it; True when done."""
@@ -53,7 +33,7 @@ class Command(BaseCommand):
             counts = services.containers_reconcile_host(host=host)
             if any(counts.values()):
                 self.stdout.write(f"{host.name}: {counts}")
-        except BoatLoadError as error:  # one failing host never stops the pass
+        except BoatLoadError as error:  # a host that fails is reported by name; the pass goes on
             self.stderr.write(f"{host.name}: {error.message}")
         finally:
             services.host_release(host)

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from boatload.env import env_duration, env_int, env_str
 from boatload.models import Host, JoinToken
+from common.env import env_duration, env_int, env_str
 
 STABLE_AFTER = 60  # seconds a child must run before its backoff resets
 

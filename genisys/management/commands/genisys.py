@@ -1,61 +1,41 @@
 """The Genisys reconciler: every poll_interval, make each service's running match its desired size.
 
 With a Consul host configured, services of the catalog whose names start with
-service_prefix first take their desired number from the KV store. Several reconcilers may
-run: each service is acted on under a row lock. One failing compute never stops a pass, and
-no outage ends the loop: a database that is down (also at start, for the compute file) or
-any other failing pass is logged and retried with backoff (boatload.outage.Survivor).
+service_prefix first take their desired number from the KV store. Built on boatload.loop:
+several reconcilers may run, each service is claimed with a conditional UPDATE for its step
+and no lock is held while a connector is asked; one failing compute or service never stops a
+pass, and no outage ends the loop (a database that is down, also at start for the compute
+file, is retried with backoff).
 """
-import signal
-
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management import call_command
 
-from boatload import outage
+from boatload.loop import ReconcilerCommand
 from genisys import services
+from genisys.consul import ConsulRegistry
 from genisys.models import Service
 
 
-class Command(BaseCommand):
+class Command(ReconcilerCommand):
     help = "Reconcile Genisys services with their computes (and Consul), every poll_interval."
+    loop_name = "genisys"
 
-    def add_arguments(self, parser):
-        parser.add_argument("--once", action="store_true")
+    def interval(self):
+        return settings.GENISYS["poll_interval"]
 
-    def handle(self, *args, once, **options):
-        self.stopping = False
-        signal.signal(signal.SIGTERM, lambda *a: setattr(self, "stopping", True))
-        if once:
-            self.load_compute_file()
-            self.process_one_pass()
-            return
-        survivor = outage.Survivor("genisys")
-        loaded = False
-        while not self.stopping:
-            if not loaded:
-                backoff = survivor.run(self.load_compute_file)
-                loaded = not backoff
-                if backoff:
-                    outage.sleep_unless(lambda: self.stopping, backoff)
-                    continue
-            backoff = survivor.run(self.process_one_pass)
-            outage.sleep_unless(lambda: self.stopping, backoff or settings.GENISYS["poll_interval"])
+    def prepare(self):
+        self.load_compute_file()
 
     def load_compute_file(self):
         if settings.GENISYS["compute_file"]:
-            from django.core.management import call_command
-
             call_command("loadcomputes", settings.GENISYS["compute_file"])
 
     def process_one_pass(self):
         if settings.GENISYS["consul_host"]:
             self.process_consul()
-        for service in Service.objects.filter(desired__isnull=False).distinct():
-            self.process_one_service(service)
+        return self.each(Service.objects.filter(desired__isnull=False).distinct(), self.process_one_service)
 
     def process_consul(self, registry=None):
-        from genisys.consul import ConsulRegistry
-
         config = settings.GENISYS
         registry = registry or ConsulRegistry(config["consul_host"], config["consul_port"])
         try:

@@ -4,24 +4,22 @@ Paths and JSON shapes are the Genisys connector's. Callers authenticate with the
 signature by default; SATELLITE_CONNECTOR_AUTH=token also accepts a static bearer token
 and `none` accepts anyone (loopback only) — for Genisys clients that can not sign.
 """
+import hmac
+
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from boatload.errors import BadInput, NotFound
+from common.errors import BadInput, NotFound
 from connectors import definitions
 from satellite.auth import SignatureAuthentication
+from satellite.connector import docker_backend, swarm_backend
+from satellite.connector.store import store
 
 
 def backend():
-    if settings.CONNECTOR == "swarm":
-        from connectors import swarm_backend
-
-        return swarm_backend
-    from connectors import docker_backend
-
-    return docker_backend
+    return swarm_backend if settings.CONNECTOR == "swarm" else docker_backend
 
 
 class ConnectorTokenAuthentication(authentication.BaseAuthentication):
@@ -31,8 +29,6 @@ class ConnectorTokenAuthentication(authentication.BaseAuthentication):
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return None
-        import hmac
-
         if not hmac.compare_digest(header[7:].strip(), settings.CONNECTOR_TOKEN or ""):
             raise exceptions.AuthenticationFailed("The connector token is wrong.")
         return ConnectorCaller(), None
@@ -59,7 +55,7 @@ class ConnectorView(APIView):
         return [permissions.IsAuthenticated()]
 
     def definition(self, name):
-        found = definitions.store().get(name)
+        found = store().get(name)
         if found is None:
             raise NotFound(f"No service named {name} on this connector.")
         return found
@@ -67,12 +63,12 @@ class ConnectorView(APIView):
 
 class ServiceListView(ConnectorView):
     def get(self, request):
-        return Response(definitions.store().all())
+        return Response(store().all())
 
     def post(self, request):
         data = definitions.DefinitionSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(definitions.store().put(dict(data.validated_data)), status=201)
+        return Response(store().put(dict(data.validated_data)), status=201)
 
 
 class ServiceDetailView(ConnectorView):
@@ -82,7 +78,7 @@ class ServiceDetailView(ConnectorView):
     def put(self, request, name):
         data = definitions.DefinitionSerializer(data={**request.data, "name": name})
         data.is_valid(raise_exception=True)
-        return Response(definitions.store().put(dict(data.validated_data)))
+        return Response(store().put(dict(data.validated_data)))
 
 
 class ScaleSerializer(serializers.Serializer):

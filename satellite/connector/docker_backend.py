@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from boatload.spec import ContainerSpecSerializer, spec_hash
+from common.spec import DOCKER_UP, ContainerSpecSerializer, spec_hash
 from connectors.definitions import spec_fields
 from satellite import containers
 from satellite.engine import client, docker_errors
@@ -60,7 +60,7 @@ def scale(definition, number):
             # Dead, or created and never started (a scale killed between create and start: its
             # script may be missing): replaced below. A scale in flight holds the lock, so a
             # `created` slot seen here is never one being made right now.
-            if item["state"] not in ("running", "restarting", "paused"):
+            if item["state"] not in DOCKER_UP:
                 containers.container_action(item["id"], "remove")
                 del by_slot[slot]
         missing = [slot for slot in range(number) if slot not in by_slot]

@@ -64,7 +64,7 @@ class NoHealthyHost(BoatLoadError):
 
 
 class RemoteError(BoatLoadError):
-    """A satellite, connector or engine failed; `retryable` tells whether trying again can help.
+    """A satellite, connector or engine failed (502, or 504 for a timeout), naming the remote.
 
     `outcome_unknown` is set when a mutating call timed out or lost its connection: the
     caller must observe again before acting, never blindly repeat a create.
@@ -73,13 +73,37 @@ class RemoteError(BoatLoadError):
     status_code = 502
     code = "remote_error"
 
-    def __init__(self, message, *, remote, status_code=502, code=None, retryable=True,
-                 outcome_unknown=False, detail=None):
+    def __init__(self, message, *, remote, status_code=None, code=None, outcome_unknown=False, detail=None):
         self.remote = remote
-        self.retryable = retryable
         self.outcome_unknown = outcome_unknown
         extra = {"remote": remote, "outcome_unknown": outcome_unknown, **(detail or {})}
         super().__init__(message, detail=extra, code=code, status_code=status_code)
+
+
+class SatelliteUnavailable(RemoteError):
+    """A satellite could not be reached, or failed to serve the call (5xx, refused our key)."""
+
+    code = "satellite_unavailable"
+
+
+class SatelliteTimeout(SatelliteUnavailable):
+    status_code = 504
+    code = "satellite_timeout"
+
+
+class ConnectorError(RemoteError):
+    """A Genisys connector could not be reached, failed, or answered what the protocol does not allow."""
+
+    code = "connector_error"
+
+
+class ConnectorTimeout(ConnectorError):
+    status_code = 504
+    code = "connector_timeout"
+
+
+class ContainerNotFound(NotFound):
+    """The satellite holds no container labelled with the row's uuid."""
 
 
 def error_body(code, message, detail=None):

@@ -10,13 +10,13 @@ object. These parsers refuse, in one place, what no view can use:
 - malformed JSON, with the field named (the empty field is the body as a whole).
 
 A body over DATA_UPLOAD_MAX_MEMORY_SIZE raises Django's RequestDataTooBig, which the
-exception handler (boatload.errors) answers as 413 `too_large`.
+exception handler (common.errors) answers as 413 `too_large`.
 """
 import json
 
 from rest_framework import parsers
 
-from boatload.errors import BadInput
+from common.errors import BadInput
 
 MAX_DEPTH = 64  # Docker create bodies nest about 5 deep; Python's decoder gives up near 1000
 BODY = ""  # the field name of the body as a whole

@@ -18,7 +18,7 @@ import dataclasses
 import os
 import re
 
-from boatload.errors import BadInput
+from common.errors import BadInput
 
 PORT_KEY_RE = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
 BIND_OPTIONS = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "slave", "rslave"}

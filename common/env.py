@@ -69,11 +69,11 @@ def env_duration(name, default):
 
 
 def logging_config(level_variable):
-    """Plain log lines on stdout, each with the request id (see boatload.requestid)."""
+    """Plain log lines on stdout, each with the request id (see common.requestid)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "boatload.requestid.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "common.requestid.RequestIdFilter"}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
         "root": {"handlers": ["stdout"], "level": env_str(level_variable, "INFO")},

@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 
 import docker
-from boatload.spec import spec_hash
+from common.spec import spec_hash
 from connectors.definitions import spec_fields
 from satellite import containers
 from satellite.engine import client, docker_errors

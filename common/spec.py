@@ -14,6 +14,8 @@ import shlex
 
 from rest_framework import serializers
 
+from common.errors import BadInput, TooLarge
+
 SCOPES = ["host", "internal", "cloud", "public"]  # narrowest first
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 # Names BoatLoad gives: bl-<service>-<slot> for service slots, boatload-<uuid> for containers.
@@ -37,13 +39,37 @@ def parse_size(value):
     return int(match.group(1)) * SIZE_UNITS[match.group(2).lower()]
 
 
+def _confined(path):
+    """`path` as an absolute, normalised path inside a container, or None when it holds `..` or NUL:
+    the one rule by which every path a caller gives is kept inside the container."""
+    path = "/" + path.lstrip("/")
+    if ".." in path.split("/") or "\x00" in path:
+        return None
+    return posixpath.normpath(path)
+
+
 def container_path(value):
-    """An absolute, normalised path inside a container; `..` is refused rather than resolved."""
+    """A spec's absolute, normalised path inside a container; `..` is refused rather than resolved."""
     if not isinstance(value, str) or not value.startswith("/"):
         raise serializers.ValidationError("must be an absolute path")
-    if ".." in value.split("/") or "\x00" in value:
+    confined = _confined(value)
+    if confined is None:
         raise serializers.ValidationError("must not contain '..' or NUL")
-    return posixpath.normpath(value)
+    return confined
+
+
+def confined_path(path, field="path"):
+    """A path of a request (a file to read) inside the container; 400 naming `field` for `..` or NUL."""
+    confined = _confined(path)
+    if confined is None:
+        raise BadInput(field, "must not contain '..'")
+    return confined
+
+
+def check_script_size(size, limit):
+    """A script is at most `limit` bytes (the API's and each satellite's SCRIPT_MAX_BYTES): 413 naming it."""
+    if size > limit:
+        raise TooLarge(f"script: {size} bytes is over the limit of {limit}", detail={"field": "script"})
 
 
 class PortSerializer(serializers.Serializer):
@@ -230,13 +256,56 @@ def check_user_name(value):
     return value
 
 
+# What only staff may ask for, by the spec field that asks: the one staff policy of the API and satellites.
+STAFF_ONLY = {"privileged": "run privileged containers", "volumes": "mount host paths"}
+
+
 def needs_staff(spec):
-    """The reason a spec needs a staff caller, or None."""
+    """The field of a spec that needs a staff caller (a key of STAFF_ONLY), or None."""
     if spec.get("privileged"):
         return "privileged"
     if any(volume["type"] == "host" for volume in spec.get("volumes", [])):
         return "volumes"
     return None
+
+
+# Docker's status of a container → the row state it means: the one rule of every reader (the
+# reconciler, actions, the connector backends). running, restarting and paused containers are up;
+# exited and dead ones are down with their code; created (never started) and removing mean a create
+# or delete is under way, which says nothing yet.
+DOCKER_UP = ("running", "restarting", "paused")
+DOCKER_DOWN = ("exited", "dead")
+
+
+def observed_state(status, exit_code=None):
+    """("running" | "exited" | None, exit code or None) for Docker's `status` of a container."""
+    if status in DOCKER_UP:
+        return "running", None
+    if status in DOCKER_DOWN:
+        return "exited", exit_code
+    return None, None
+
+
+class ListQuerySerializer(serializers.Serializer):
+    """?label=key=value (repeated) and ?all= of a satellite's container list."""
+
+    label = serializers.ListField(child=serializers.CharField(max_length=1024), required=False, default=list)
+    all = serializers.BooleanField(default=True, help_text="Stopped containers too.")
+
+    def to_internal_value(self, data):
+        if hasattr(data, "getlist"):
+            data = {**{k: data.get(k) for k in data}, "label": data.getlist("label")}
+        return super().to_internal_value(data)
+
+
+class ArchiveQuerySerializer(serializers.Serializer):
+    compression = serializers.CharField(required=False, allow_blank=True, default="",
+                                        help_text="gzip for .tar.gz; none for .tar.")
+
+    def validate_compression(self, value):
+        if value not in ("", "gzip"):
+            raise serializers.ValidationError("only gzip is offered")
+        return value
 
 
 def spec_hash(spec):

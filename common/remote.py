@@ -1,0 +1,152 @@
+"""One HTTP client base for every remote BoatLoad calls: satellites and Genisys connectors.
+
+A client has one method per operation of its remote, each declared with `@operation(method,
+route)`: the route is written once, in the form of the remote's URL conf, and the method
+builds its path from it (tests/test_client_routes.py holds the two sides together). Every
+response passes `_raise_for_status()`, the one choke point that turns a remote's answer into
+a domain error: its own error shape back into the same error (status, code, message, a 404
+into `not_found_error`), connection failures into `unavailable_error` and timeouts into
+`timeout_error`, naming the remote, with `outcome_unknown` set on mutating calls.
+"""
+import functools
+import re
+import threading
+from urllib.parse import quote
+
+import requests
+
+from common import requestid, tls
+from common.errors import BoatLoadError, NotFound, RemoteError
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+STREAM_CHUNK = 64 * 1024
+_sessions = {}
+_sessions_lock = threading.Lock()
+
+
+def shared_session(key, auth, certificate=None):
+    """One keep-alive session per remote, credentials and pinned certificate, shared by threads (its
+    pool is thread-safe). With `certificate` (PEM), HTTPS trusts exactly that certificate."""
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False
+            session.auth = auth
+            session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=32))
+            session.mount("https://", tls.PinnedAdapter(certificate=certificate, pool_maxsize=32) if certificate
+                          else requests.adapters.HTTPAdapter(pool_maxsize=32))
+            _sessions[key] = session
+        return session
+
+
+class Operation:
+    """One operation of a remote: its HTTP method and its route, e.g. `containers/<container_id>/logs`."""
+
+    PARAMETER = re.compile(r"<(\w+)>")
+
+    def __init__(self, method, route):
+        self.method, self.route = method, route
+
+    def path(self, **arguments):
+        """The route with its parameters filled in, percent-encoded (`path` keeps its slashes)."""
+        return "/" + self.PARAMETER.sub(
+            lambda m: quote(str(arguments[m.group(1)]), safe="/" if m.group(1) == "path" else ""), self.route)
+
+
+def operation(method, route):
+    """Declare a client method as the operation `method route`; the method gets the Operation first."""
+    op = Operation(method, route)
+
+    def declare(function):
+        @functools.wraps(function)
+        def call(self, *args, **kwargs):
+            return function(self, op, *args, **kwargs)
+        call.operation = op
+        return call
+    return declare
+
+
+def plain(method, route, doc):
+    """An operation that takes its route's parameters (then a JSON body, if any) and answers JSON."""
+    names = Operation.PARAMETER.findall(route)
+
+    @operation(method, route)
+    def call(self, op, *args):
+        body = args[len(names)] if len(args) > len(names) else None
+        return self.call(op, json=body, **dict(zip(names, args)))
+    call.__doc__ = doc
+    return call
+
+
+def operations(client_class):
+    """{(method, route): name} of every operation a client class declares."""
+    return {(member.operation.method, member.operation.route): name for name, member in vars(client_class).items()
+            if hasattr(member, "operation")}
+
+
+class RemoteClient:
+    """Calls one remote; subclasses name it (`kind`, `remote`), give its URL and auth, and the domain
+    errors its failures raise."""
+
+    kind = "remote"
+    unavailable_error = RemoteError
+    timeout_error = RemoteError
+    not_found_error = NotFound
+
+    def __init__(self, base_url, *, remote, auth=None, timeout=30, certificate=None):
+        self.base_url = base_url.rstrip("/")
+        self.remote = remote
+        self.timeout = timeout
+        self.session = shared_session((self.base_url, repr(getattr(auth, "key_id", None)),
+                                       getattr(auth, "secret", None) or getattr(auth, "token", None),
+                                       certificate or None), auth, certificate)
+
+    def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
+        """One call; `read_timeout=None` waits forever (follow streams)."""
+        read_timeout = self.timeout if read_timeout == -1 else read_timeout
+        headers = {"X-Request-ID": requestid.current()} if requestid.current() != "-" else None
+        try:
+            response = self.session.request(method, f"{self.base_url}{path}", params=params, json=json,
+                                            stream=stream, timeout=(5, read_timeout), headers=headers)
+        except requests.Timeout:
+            raise self.timeout_error(f"The {self.kind} of {self.remote} timed out.", remote=self.remote,
+                                     status_code=504, code=f"{self.kind}_timeout",
+                                     outcome_unknown=method in MUTATING) from None
+        except requests.RequestException as exc:
+            raise self.unavailable_error(f"The {self.kind} of {self.remote} is unreachable: "
+                                         f"{exc.__class__.__name__}.", remote=self.remote,
+                                         code=f"{self.kind}_unavailable", outcome_unknown=method in MUTATING) from None
+        self._raise_for_status(response, method)
+        return response
+
+    def _raise_for_status(self, response, method):
+        if response.status_code < 400:
+            return
+        try:
+            error = response.json()["error"]
+            code, message, detail = error["code"], error["message"], error.get("detail") or {}
+        except (ValueError, KeyError, TypeError):
+            code, message, detail = f"{self.kind}_error", response.text[:200] or response.reason, {}
+        finally:
+            response.close()
+        detail = {**detail, "remote": self.remote}
+        if response.status_code >= 500 or response.status_code == 401:
+            # A remote refusing our credentials is its failure to serve us, not the user's.
+            error = self.timeout_error if response.status_code == 504 else self.unavailable_error
+            raise error(f"{self.remote}: {message}", remote=self.remote,
+                        status_code=504 if response.status_code == 504 else 502, code=code,
+                        outcome_unknown=bool(detail.get("outcome_unknown")) and method in MUTATING, detail=detail)
+        if response.status_code == 404:
+            raise self.not_found_error(message, detail=detail, code=code)
+        raise BoatLoadError(message, detail=detail, code=code, status_code=response.status_code)
+
+    def call(self, op, *, params=None, json=None, read_timeout=-1, **arguments):
+        """One operation; its JSON answer (None when it has no body)."""
+        response = self.request(op.method, op.path(**arguments), params=params, json=json, read_timeout=read_timeout)
+        return response.json() if response.content else None
+
+    def stream(self, op, *, params=None, **arguments):
+        """(response, chunk iterator) of a streamed answer; the caller closes the response."""
+        response = self.request(op.method, op.path(**arguments), params=params, stream=True, read_timeout=None)
+        return response, response.iter_content(STREAM_CHUNK)

@@ -1,0 +1,49 @@
+"""The one reconciler skeleton (boatload.loop) under both loops: steps claimed with a conditional
+UPDATE, one failing row never stopping a pass, SIGTERM ending it between steps."""
+import signal
+
+import pytest
+
+from boatload.loop import ReconcilerCommand
+from boatload.management.commands.reconcile import Command as ContainerReconciler
+from genisys import services
+from genisys.management.commands.genisys import Command as GenisysReconciler
+from genisys.models import Service
+
+
+def test_both_reconcilers_are_the_one_skeleton():
+    assert issubclass(ContainerReconciler, ReconcilerCommand) and issubclass(GenisysReconciler, ReconcilerCommand)
+
+
+def test_one_failing_row_never_stops_a_pass():
+    seen = []
+
+    def step(row):
+        seen.append(row)
+        if row == 2:
+            raise RuntimeError("a bug in one row")
+        return True
+
+    assert GenisysReconciler().each([1, 2, 3], step) == 2
+    assert seen == [1, 2, 3]
+
+
+def test_sigterm_ends_a_pass_between_steps():
+    loop = ContainerReconciler()
+    loop.stopping = False
+    signal.signal(signal.SIGTERM, loop.on_sigterm)
+    try:
+        assert loop.each([1, 2, 3], lambda row: signal.raise_signal(signal.SIGTERM) or True) == 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.mark.django_db
+def test_a_service_claimed_by_another_reconciler_is_skipped_and_freed_after(users):
+    service = Service.objects.create(name="claimed", image="boatload-test/busybox:latest", owner=users["owner"])
+    assert services.service_claim(service)
+    assert not services.service_claim(service)  # a second reconciler's claim fails at once: no lock to wait on
+    assert services.service_reconcile(service=service) is None
+    services.service_release(service)
+    assert services.service_reconcile(service=service) == []
+    assert Service.objects.get(pk=service.pk).claimed_until is None  # the step released its claim
