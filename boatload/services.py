@@ -2,8 +2,9 @@
 import base64
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -463,20 +464,39 @@ def container_archive(*, row, compression="", as_user=None):
 _cluster_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cluster-read")  # reused: no start-up per call
 
 
-def cluster_read(read):
-    """`read(client)` of every active host's satellite in parallel; (items tagged with their host, failures)."""
-    hosts = hosts_available()
-    if not hosts:
-        return [], []
+def cluster_calls(calls, *, timeout=None):
+    """Run every `(key, call)` at once on the cluster pool; [(key, answer, error)] in their order.
 
-    def read_one(host):
+    One deadline for them all (`timeout`, default BOATLOAD_CLUSTER_READ_TIMEOUT): a call still
+    running then is given up as a 504 naming its key, so one slow remote never holds the rest.
+    A call raising a BoatLoadError has it as its error. The calls must not touch the database
+    (make clients before, in the caller's thread).
+    """
+    timeout = settings.CLUSTER_READ_TIMEOUT if timeout is None else timeout
+    futures = [(key, _cluster_pool.submit(call)) for key, call in calls]
+    wait([future for _, future in futures], timeout=timeout)
+    results = []
+    for key, future in futures:
+        if not future.done():
+            future.cancel()
+            name = getattr(key, "name", str(key))
+            results.append((key, None, RemoteError(f"{name} did not answer within {timeout:g} s.", remote=name,
+                                                   status_code=504, code="timeout")))
+            continue
         try:
-            return host, read(SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)), None
+            results.append((key, future.result(), None))
         except BoatLoadError as error:
-            return host, None, error
+            results.append((key, None, error))
+    return results
 
+
+def cluster_read(read):
+    """`read(client)` of every active host's satellite in parallel, within the cluster-read deadline;
+    (items tagged with their host, failures)."""
+    hosts = hosts_available()
+    clients = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)) for host in hosts]
     items, failures = [], []
-    for host, answer, error in _cluster_pool.map(read_one, hosts):
+    for host, answer, error in cluster_calls([(host, partial(read, client)) for host, client in clients]):
         if error is not None:
             failures.append({"host": host.name, "code": error.code, "message": error.message})
         else:
@@ -492,6 +512,32 @@ def containers_cluster(*, user):
 
 def images_cluster():
     return cluster_read(lambda client: client.images())
+
+
+def hosts_usage(*, hosts):
+    """What each host's BoatLoad containers use now, from its satellite's `/stats` (the metrics
+    `/v1/container/<id>/metrics` gives one at a time), every host asked in parallel within the
+    cluster-read deadline. Hosts marked down are not asked.
+
+    Returns ({host name: {"cpu_percent", "memory_usage", "containers"}}, failures), each failure
+    {"host", "code", "message"}; cpu_percent is in % of one CPU, summed over the running containers.
+    """
+    asked = [host for host in hosts if host.state != Host.State.DOWN]
+    clients = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)) for host in asked]
+    usage, failures = {}, []
+    for host, answer, error in cluster_calls([(host, client.stats_all) for host, client in clients]):
+        if error is not None:
+            failures.append({"host": host.name, "code": error.code, "message": error.message})
+            continue
+        if not isinstance(answer, dict):
+            failures.append({"host": host.name, "code": "satellite_bad_answer",
+                             "message": f"Satellite {host.name} answered /stats with no metrics."})
+            continue
+        running = [m for m in answer.values() if isinstance(m, dict) and m.get("running")]
+        usage[host.name] = {"cpu_percent": round(sum(m.get("cpu_percent") or 0 for m in running), 2),
+                            "memory_usage": sum(m.get("memory_usage") or 0 for m in running),
+                            "containers": len(running)}
+    return usage, failures
 
 
 # ---- reconciliation ----------------------------------------------------------------------------

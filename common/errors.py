@@ -207,6 +207,8 @@ class JsonErrorMiddleware:
     pages, CSRF failures, the admin's 404s) and DRF's browsable API are HTML; none of them
     may reach a client from an error path. A DRF response keeps its error body; any other
     gets the code of its status. Headers such as Allow, Retry-After and WWW-Authenticate stay.
+    A page made to be shown in a browser with its error status (the console's form with the
+    error next to its field: `html_page(response)`) is left as it is.
     """
 
     def __init__(self, get_response):

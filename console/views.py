@@ -71,7 +71,10 @@ def field_errors(error):
 
 # ---- dashboard ---------------------------------------------------------------------------------
 
-def _dashboard(user):
+def _dashboard(user, *, live):
+    """The dashboard's rows; `live` adds what needs the satellites and connectors (use now, running
+    per compute), asked in parallel within the cluster-read deadline. The first render of the page
+    leaves them out, so it never waits on a remote; htmx asks for the live panel at once."""
     services.hosts_mark_silent_down()
     rows = Container.objects.visible_to(user)
     per_host = defaultdict(Counter)
@@ -80,36 +83,42 @@ def _dashboard(user):
         per_host[host_id][state] = n
         totals[state] = totals[state] + n
     hosts = list(Host.objects.order_by("name"))
+    usage, usage_failures = services.hosts_usage(hosts=hosts) if live else ({}, [])
+    unreachable = {failure["host"]: failure["message"] for failure in usage_failures}
     for host in hosts:
         host.counts = dict(per_host.get(host.pk, {}))
+        host.usage = usage.get(host.name)
+        host.unreachable = unreachable.get(host.name)
     failures = (rows.filter(state__in=(Container.State.FAILED, Container.State.LOST))
                 .select_related("host", "owner").order_by("-updated")[:10])
-    visible_services = Service.objects.visible_to(user)
+    visible_services = list(Service.objects.visible_to(user).order_by("name"))
     failed_orders = (ScaleOrder.objects.filter(service__in=visible_services, result="failed")
                      .select_related("service", "compute").order_by("-created")[:10])
+    status = genisys_services.services_status(services=visible_services) if live else {}
     service_rows = []
-    for service in visible_services.prefetch_related("desired__compute"):
-        last = {}
-        for order in service.orders.filter(result="ok").order_by("-created")[:20]:
-            last.setdefault(order.compute_id, order.running)
-        service_rows.append({"service": service, "computes": [
-            {"name": d.compute.name, "desired": d.number, "running": last.get(d.compute_id)}
-            for d in service.desired.all()]})
-    return {"hosts": hosts, "totals": dict(totals), "total": sum(totals.values()),
+    for service in visible_services:
+        computes = status.get(service.name, {}).get("computes") or {
+            d.compute.name: {"desired": d.number} for d in service.desired.select_related("compute")}
+        service_rows.append({"service": service, "computes": [{"name": name, **entry}
+                                                              for name, entry in sorted(computes.items())]})
+    answered = [host.usage for host in hosts if host.usage]
+    return {"hosts": hosts, "totals": dict(totals), "total": sum(totals.values()), "live": live,
             "fleet_cpus": sum(h.cpus for h in hosts), "fleet_memory": sum(h.memory_bytes for h in hosts),
+            "fleet_cpu_now": round(sum(u["cpu_percent"] for u in answered), 2),
+            "fleet_memory_now": sum(u["memory_usage"] for u in answered), "usage_failures": usage_failures,
             "active_hosts": sum(1 for h in hosts if h.state == Host.State.ACTIVE),
             "failures": failures, "failed_orders": failed_orders, "service_rows": service_rows}
 
 
 @member
 def dashboard(request):
-    return render(request, "console/dashboard.html", _dashboard(request.user))
+    return render(request, "console/dashboard.html", _dashboard(request.user, live=False))
 
 
 @member
 def dashboard_panel(request):
-    """The dashboard's body alone: htmx swaps it in every few seconds (no full page reload)."""
-    return render(request, "console/_dashboard_panel.html", _dashboard(request.user))
+    """The dashboard's body, live: htmx swaps it in on load and every few seconds (no full page reload)."""
+    return render(request, "console/_dashboard_panel.html", _dashboard(request.user, live=True))
 
 
 # ---- containers --------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ definition to the connector, then posts the scale. A connector that fails leaves
 desired number in place; the reconciler retries until running matches desired.
 """
 import logging
+from collections import namedtuple
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F
 
 from boatload import loop, outage
+from boatload import services as boatload_services
 from common.errors import BadInput, BoatLoadError, RemoteError
 from connectors.client import ConnectorClient
 from genisys.models import Compute, Desired, ScaleOrder, Service
@@ -156,6 +159,32 @@ def service_status(*, service):
         raise RemoteError(f"The connector of compute {names} failed: {next(iter(failed.values()))}",
                           remote=names, code="connector_failed", detail={"status": answer})
     return answer
+
+
+_Asked = namedtuple("_Asked", "name service number")  # name: the compute's, as cluster_calls names a late one
+
+
+def services_status(*, services):
+    """The running number per compute of many services at once, live: every compute of every
+    service asked in parallel within the cluster-read deadline (a console page must not wait
+    on one connector). {service name: {"computes": {compute: {"desired", "running_resources"}
+    or {"desired", "error"}}, "running_resources", "desired"}}: a failing compute is named in its
+    entry, never raised."""
+    pairs = [(service, desired) for service in services
+             for desired in service.desired.select_related("compute").order_by("compute__name")]
+    calls = [(_Asked(desired.compute.name, service.name, desired.number),
+              partial(ConnectorClient(desired.compute).status, service.name)) for service, desired in pairs]
+    answers = {service.name: {"service": service.name, "computes": {}, "running_resources": 0, "desired": 0}
+               for service in services}
+    for (compute, name, number), running, error in boatload_services.cluster_calls(calls):
+        answer = answers[name]
+        answer["desired"] += number
+        if error is not None:
+            answer["computes"][compute] = {"desired": number, "error": error.message}
+        else:
+            answer["computes"][compute] = {"desired": number, "running_resources": running}
+            answer["running_resources"] += running
+    return answers
 
 
 def service_claim(service):

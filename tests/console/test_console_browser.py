@@ -12,27 +12,27 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api.test_schema_fuzz import ApiServer
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, jwt_for
-
-KEPT = f"alice-kept-{RUN_ID[:6]}"  # Docker names are per engine: unique per test run
-MADE = f"console-made-{RUN_ID[:6]}"
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, free_port, jwt_for
+from tests.console.quiet_network import QuietNetwork
 
 SCREENSHOTS = Path(os.environ.get("BOATLOAD_SCREENSHOTS", ROOT / "var" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORDS = {"ops": "ops-pass-1", "alice": "alice-pass-1", "bob": "bob-pass-1"}
+# Container and service names are the engine's, shared by every test run on this machine: made unique per run.
+KEPT, MADE, MANY = f"alice-kept-{RUN_ID}", f"console-made-{RUN_ID}", f"many{RUN_ID}"
+WEB, LIVE = f"web{RUN_ID}", f"live{RUN_ID}"
 SCRIPT = ("echo hello-from-console; mkdir -p /out; echo payload-123 > /out/result.txt; i=0; "
           "while [ $i -lt 300 ]; do echo tick $i; i=$((i+1)); sleep 1; done")
 
@@ -69,7 +69,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
                                        secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
                                        address_internal="127.0.0.1", labels={"group": "g1"}, cpus=2)
             Compute.objects.create(name="local", connector=satellite.url)
-            Service.objects.create(name="consoleweb", image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+            Service.objects.create(name=WEB, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
                                    owner=users["alice"])
             _, [(kept, error)] = services.container_create_request(
                 user=users["alice"], fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
@@ -90,27 +90,27 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 class Browser:
     """One headless Chromium with its own profile; `shot(name)` writes a screenshot."""
 
-    def __init__(self, base, width=1280, height=800):
+    def __init__(self, base, network, width=1280, height=800):
         self.base = base
-        self.profile = tempfile.mkdtemp(prefix="console-chromium-")
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--user-data-dir={self.profile}", f"--window-size={width},{height}"):
+                     f"--window-size={width},{height}"):
             options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=ChromeService(executable_path=CHROMEDRIVER), options=options)
+        # chromedriver (and the Chromium it starts, with a profile of its own) live in `network`'s namespace.
+        self.driver = webdriver.Remote(command_executor=network.driver_url, options=options)
         self.driver.set_page_load_timeout(60)
-        self.wait = WebDriverWait(self.driver, 30, poll_frequency=0.2)
+        # A condition read while a click's navigation replaces the page may find an element of the old one
+        # (stale) or none yet: both mean "not yet".
+        self.wait = WebDriverWait(self.driver, 30, poll_frequency=0.2,
+                                  ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
     def get(self, path):
-        """Open a page. Chromium abandons a load with ERR_NETWORK_CHANGED when the engine adds or removes a
-        container's veth meanwhile (a new network interface on this machine): such a load is tried again."""
-        for _ in range(5):
-            self.driver.get(self.base + path)
-            if not self.driver.execute_script("return !!document.getElementById('main-frame-error')"):
-                return
-        raise AssertionError(f"{path}: Chromium could not load the page")
+        """Open a page; a Chromium error page (net::ERR_…) fails the test at once."""
+        self.driver.get(self.base + path)
+        if self.driver.execute_script("return !!document.getElementById('main-frame-error')"):
+            raise AssertionError(f"{path}: Chromium could not load the page: {self.find('body').text[:300]}")
 
     def find(self, css):
         return self.driver.find_element(By.CSS_SELECTOR, css)
@@ -123,7 +123,8 @@ class Browser:
         if width:
             self.driver.set_window_size(width, 844)
         # The whole page, not just the window: resize to the document's height for the shot.
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        height = self.driver.execute_script("return Math.max(document.documentElement.scrollHeight, "
+                                            "document.body.scrollHeight) + window.outerHeight - window.innerHeight")
         size = self.driver.get_window_size()
         self.driver.set_window_size(size["width"], min(max(height, 600), 4000))
         self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
@@ -145,15 +146,23 @@ class Browser:
 
     def close(self):
         self.driver.quit()
-        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def network(world, tmp_path_factory):
+    """chromedriver and Chromium where the engine's veths can not reach them (see quiet_network.py)."""
+    quiet = QuietNetwork(CHROMEDRIVER, tmp_path_factory.mktemp("chromedriver") / "chromedriver.log")
+    quiet.expose(world["server"].port)
+    yield quiet
+    quiet.close()
 
 
 @pytest.fixture
-def browser(world):
+def browser(world, network):
     opened = []
 
     def open_browser(**size):
-        opened.append(Browser(world["server"].url, **size))
+        opened.append(Browser(world["server"].url, network, **size))
         return opened[-1]
 
     yield open_browser
@@ -176,6 +185,32 @@ def canvas_has_colour(browser, container_css, rgb):
         return false;""", container_css, rgb)
 
 
+def assert_every_control_labelled(browser):
+    """Each input, select, textarea and button of the page has an accessible name (as Chromium computes it)."""
+    controls = browser.all("input:not([type=hidden]), select, textarea, button")
+    assert controls
+    unnamed = [c.get_attribute("outerHTML")[:120] for c in controls if not (c.accessible_name or "").strip()]
+    assert unnamed == [], f"{browser.driver.current_url}: controls without a name: {unnamed}"
+
+
+def chart_state(browser):
+    """What the CPU/memory chart holds, read from its uPlot instance: x range, samples, memory values."""
+    return browser.driver.execute_script("""
+        const u = window.boatloadCharts && window.boatloadCharts.cpuMem;
+        if (!u) return {points: 0};
+        return {points: u.data[0].length, xs: u.data[0], memory: u.data[2],
+                min: u.scales.x.min, max: u.scales.x.max, now: Date.now() / 1000};""")
+
+
+def assert_chart_spans_now(state, points=1):
+    """The x range covers every sample and lies within the last ten minutes, ending near now."""
+    xs = state["xs"]
+    assert len(xs) >= points and sum(v is not None for v in state["memory"]) >= points, state
+    assert state["min"] <= min(xs) and max(xs) <= state["max"], state
+    assert state["max"] - state["min"] <= 600, f"x axis spans {state['max'] - state['min']:.0f} s"
+    assert abs(state["now"] - state["max"]) <= 60, state
+
+
 @pytest.mark.django_db
 def test_create_follow_chart_download_stop_delete(world, browser):
     from boatload.models import Container
@@ -183,8 +218,8 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b = browser()
     b.login("alice")
     assert b.driver.current_url.endswith("/console/")
-    assert world["host"].name in b.find("#dashboard").text
-    b.shot("dashboard")
+    b.wait.until(lambda d: world["host"].name in b.find("#dashboard").text)  # htmx swaps the panel in at once
+    assert_every_control_labelled(b)
 
     # Create from the form, with a script, by keyboard only (Tab to the button, Enter).
     b.get("/console/containers/new")
@@ -195,6 +230,7 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.find("#f-script").send_keys(SCRIPT)
     b.find("#f-env").send_keys("GREETING=hi")
     b.find("#f-ports").send_keys("8080/tcp host")
+    assert_every_control_labelled(b)
     b.shot("create")
     b.find("#create").send_keys(Keys.ENTER)
     b.wait.until(lambda d: re.search(r"/console/container/[0-9a-f-]{36}/$", d.current_url))
@@ -207,15 +243,25 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.wait.until(lambda d: re.search(r"tick [3-9]", b.find("#log").text))
     assert b.find("#log-follow").is_selected()
 
-    # The chart draws points: several samples, and pixels of the memory line on its canvas.
-    b.wait.until(lambda d: int(b.find("#metrics-section").get_attribute("data-points") or 0) >= 4)
+    # The chart draws points on a time axis of the last minutes, from its first sample on (uPlot's own
+    # guess for one point is a range of years), and pixels of the memory line on its canvas.
+    b.wait.until(lambda d: chart_state(b)["points"] >= 4)
+    assert_chart_spans_now(chart_state(b), points=4)
     assert canvas_has_colour(b, "#chart-cpu-mem", (22, 163, 74)), "memory series not drawn"
     assert "MiB" in b.find("#metrics-now").text
     endpoint = b.find(".endpoints input").get_attribute("value")
     assert re.fullmatch(r"127\.0\.0\.1:\d+", endpoint)
 
     # Changed files and the archives are plain links; fetch them as the browser's session would.
+    # A fresh page: the chart, read at every sample count from its first (a sample every 2 s, read every
+    # 0.2 s), spans the last minutes all along, not only once it holds several samples.
     b.driver.refresh()
+    seen = {}
+    b.wait.until(lambda d: seen.setdefault((state := chart_state(b))["points"], state)["points"] >= 4)
+    assert 1 in seen, sorted(seen)
+    for state in seen.values():
+        if state["points"]:
+            assert_chart_spans_now(state)
     [link] = b.wait.until(lambda d: [a for a in b.all("a.file") if a.text == "/out/result.txt"])
     http = b.session()
     assert http.get(link.get_attribute("href"), timeout=30).content == b"payload-123\n"
@@ -230,6 +276,7 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     assert whole_log.startswith("hello-from-console\n")
     assert MADE in b.find("#inspect").get_attribute("textContent")
     assert "hello-from-console" in b.find("#script").text
+    assert_every_control_labelled(b)
     b.shot("container")
     b.shot("container-390", width=390)
     b.driver.set_window_size(1280, 800)
@@ -241,13 +288,117 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     assert row.state == "exited"
     b.find("#do-delete").click()
     b.wait.until(lambda d: d.switch_to.alert).accept()
-    b.wait.until(lambda d: d.current_url.endswith("/console/containers/"))
+    b.wait.until(lambda d: d.current_url.endswith("/console/containers/") and b.all(".messages")
+                 and d.execute_script("return document.readyState") == "complete")
     assert uuid not in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
+    assert_every_control_labelled(b)
+    b.shot("containers")
+    b.shot("containers-390", width=390)
+    b.driver.set_window_size(1280, 800)
     row.refresh_from_db()
     assert row.state == "deleted"
     listed = world["satellite"].signed().get(f"{world['satellite'].url}/containers", timeout=10).json()
     assert uuid not in [item["labels"].get("boatload.container") for item in listed]
 
+
+def dashboard_snapshot(browser, host):
+    """The dashboard's live figures, read in one script run (so never half from one panel, half from the next)."""
+    return browser.driver.execute_script("""
+        const text = s => { const e = document.querySelector(s); return e ? e.textContent : ""; };
+        const attr = (s, a) => { const e = document.querySelector(s); return e ? e.getAttribute(a) : null; };
+        const running = {};
+        for (const td of document.querySelectorAll(`#dashboard-services tr[data-service="${arguments[1]}"] td.running`))
+          running[td.parentElement.dataset.compute] = td.textContent.trim();
+        const h = `#host-${arguments[0]}`;
+        return {running, unreachable: text("#hosts-unreachable"), silent: text("#host-silent-host"),
+                cpu: text(`${h} td.cpu-now`), cpu_running: attr(`${h} td.cpu-now`, "data-running"),
+                memory_bytes: attr(`${h} td.memory-now`, "data-bytes"), fleet_cpu: text("#fleet-cpu")};""",
+        host, LIVE)
+
+
+def test_dashboard_shows_use_now_and_running_live(world, browser, docker_client, django_db_blocker):
+    """CPU and memory now per host from the satellites' /stats, a host that does not answer named; running
+    per compute as each connector says now (not the last order's number), a failing compute shown as such.
+    Its rows are committed (not in a test transaction): the API process must see them."""
+    from django.utils import timezone
+
+    from boatload.models import Host
+    from genisys import services as genisys_services
+    from genisys.models import Compute, Desired, Service
+
+    with django_db_blocker.unblock():
+        alice = world["users"]["alice"]
+        # Not in a test transaction, so pytest-django runs this test after those that are: the staff test
+        # drained the host by then.
+        Host.objects.filter(pk=world["host"].pk).update(state=Host.State.ACTIVE)
+        service = Service.objects.create(name=LIVE, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+                                         owner=alice)
+        # Draining (no placement there), so still asked for its use; nothing listens on its port.
+        silent = Host.objects.create(name="silent-host", satellite_url=f"http://127.0.0.1:{free_port()}",
+                                     key_id="silent", secret="silent-secret", state=Host.State.DRAINING,
+                                     last_seen=timezone.now(), cpus=1)
+        broken = Compute.objects.create(name="broken", connector=f"http://127.0.0.1:{free_port()}")
+        try:
+            assert genisys_services.service_scale(service=service, user=alice, number=2, compute="local")["number"] == 2
+            Desired.objects.create(service=service, compute=broken, number=1)
+            docker_client.containers.get(f"bl-{LIVE}-1").remove(force=True)  # the last order said 2: 1 runs now
+
+            b = browser()
+            b.login("alice")
+            # htmx replaces the panel every 5 s: each look at it is one snapshot taken in the page.
+            b.wait.until(lambda d: dashboard_snapshot(b, world["host"].name)["running"].get("local") == "1")
+            page = dashboard_snapshot(b, world["host"].name)
+            assert "compute failing" in page["running"]["broken"], page
+            assert "silent-host" in page["unreachable"] and "not answering" in page["silent"], page
+
+            listed = world["satellite"].signed().get(f"{world['satellite'].url}/stats", timeout=30).json()
+            assert int(page["cpu_running"]) == sum(1 for m in listed.values() if m.get("running")), page
+            assert "%" in page["cpu"] and "of 2 CPUs" in page["cpu"], page
+            assert int(page["memory_bytes"]) > 0 and "%" in page["fleet_cpu"], page
+            assert_every_control_labelled(b)
+            b.shot("dashboard")
+            b.shot("dashboard-390", width=390)
+        finally:
+            Desired.objects.filter(compute=broken).delete()
+            genisys_services.service_scale(service=service, user=alice, number=0, compute="local")
+            service.delete()
+            broken.delete()
+            silent.delete()
+
+
+@pytest.mark.django_db
+def test_a_kept_alive_connection_serves_its_next_request_after_a_follow_stream(world):
+    """The browser reuses the connection of a follow stream that ended (the container stopped) for its next
+    request. Under gunicorn's gevent worker the stream's disconnect watcher must have let go of the socket by
+    then, or the next request fails with a bare 500 (gevent: a socket used by two greenlets)."""
+    import http.client
+    import json
+    import time
+
+    token = jwt_for(world["users"]["ops"])
+    headers = {"Authorization": f"Bearer {token}"}
+    made = requests.post(world["server"].url + "/v1/container/", timeout=60, headers=headers, json={
+        "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["echo", "done"]})
+    assert made.status_code == 201, made.text
+    uuid = made.json()["id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{world['server'].url}/v1/container/{uuid}/state", headers=headers,
+                       timeout=30).json()["platform_state"] != "exited":
+        assert time.monotonic() < deadline, "the container did not exit"
+        time.sleep(0.2)
+    connection = http.client.HTTPConnection("127.0.0.1", world["server"].port, timeout=30)
+    try:
+        for attempt in range(20):
+            connection.request("GET", f"/v1/container/{uuid}/stdout?follow=true", headers=headers)
+            stream = connection.getresponse()
+            assert (stream.status, stream.read()) == (200, b"done\n"), attempt
+            connection.request("GET", f"/v1/container/{uuid}/state", headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+            assert answer.status == 200, (attempt, answer.status, body[:200])
+            assert json.loads(body)["platform_state"] == "exited"
+    finally:
+        connection.close()
 
 @pytest.mark.django_db
 def test_bad_input_is_shown_next_to_its_field_and_makes_nothing(world, browser):
@@ -275,14 +426,14 @@ def test_many_instances_show_each_result(world, browser):
     b.get("/console/containers/new")
     b.find("#f-image_name").send_keys(IMAGE_NAME)
     b.find("#f-command").send_keys("sleep 3600")
-    b.find("#f-name").send_keys("many")
+    b.find("#f-name").send_keys(MANY)
     b.find("#f-instances").send_keys("3")
     b.find("#create").click()
     done = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#progress-done"))[0]
     assert done.text == "3 of 3 created."
     assert len(b.all("#progress li.ok")) == 3
     b.shot("create-progress")
-    made = Container.objects.filter(name__startswith="many-", owner__username="alice")
+    made = Container.objects.filter(name__startswith=f"{MANY}-", owner__username="alice")
     assert sorted(made.values_list("state", flat=True)) == ["running"] * 3
     for row in made:
         b.get(f"/console/container/{row.uuid}/")
@@ -302,24 +453,25 @@ def test_scale_a_service_to_three(world, browser):
     b = browser()
     b.login("alice")
     b.get("/console/services/")
-    b.driver.find_element(By.LINK_TEXT, "consoleweb").click()
+    b.driver.find_element(By.LINK_TEXT, WEB).click()
     b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#f-number"))
+    assert_every_control_labelled(b)
     b.find("#f-number").send_keys("3")
     b.find("#scale").click()
-    b.wait.until(lambda d: "Scaled consoleweb to 3" in b.find(".messages").text)
+    b.wait.until(lambda d: f"Scaled {WEB} to 3" in b.find(".messages").text)
     assert b.find("#running-total").text == "3"
     assert "alice" in b.find("#orders tbody tr td:nth-child(2)").text  # the order's requester, newest first
     run_key, run_value = RUN_LABEL.split("=")
     names = sorted(item["name"] for item in world["satellite"].signed().get(
         f"{world['satellite'].url}/containers", timeout=10).json()
-        if item["labels"].get("boatload.service") == "consoleweb" and item["labels"].get(run_key) == run_value)
-    assert names == ["bl-consoleweb-0", "bl-consoleweb-1", "bl-consoleweb-2"]
+        if item["labels"].get("boatload.service") == WEB and item["labels"].get(run_key) == run_value)
+    assert names == [f"bl-{WEB}-{slot}" for slot in range(3)]
     b.shot("service")
     b.get("/console/")
-    assert "consoleweb" in b.find("#dashboard").text
-    b.get("/console/service/consoleweb/")
+    b.wait.until(lambda d: WEB in b.find("#dashboard").text)
+    b.get(f"/console/service/{WEB}/")
     b.find("#f-number").send_keys("0", Keys.ENTER)
-    b.wait.until(lambda d: "Scaled consoleweb to 0" in b.find(".messages").text)
+    b.wait.until(lambda d: f"Scaled {WEB} to 0" in b.find(".messages").text)
 
 
 @pytest.mark.django_db
@@ -333,7 +485,7 @@ def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
     assert str(kept.uuid) not in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
     assert KEPT not in b.find("main").text
     b.get("/console/services/")
-    assert "consoleweb" not in b.find("main").text
+    assert WEB not in b.find("main").text
     b.get("/console/hosts/")
     assert world["host"].name in b.find("#hosts").text
     assert b.all("[data-staff]") == [] and b.all("#jointoken") == []
@@ -377,7 +529,7 @@ def test_staff_see_everything_and_add_a_host(world, browser):
 
     # The dashboard refreshes itself: a new container shows up in the totals without a reload.
     b.get("/console/")
-    total = b.find(".totals").text
+    total = b.wait.until(lambda d: b.find(".totals").text)
     made = requests.post(world["server"].url + "/v1/container/", timeout=60, json={
         "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["sleep", "3600"]},
         headers={"Authorization": f"Bearer {jwt_for(world['users']['ops'])}"})
@@ -393,6 +545,7 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     assert JoinToken.usable(token) is not None and JoinToken.usable(token).note == "rack 4"
     b.shot("jointoken")
     b.get("/console/hosts/")
+    assert_every_control_labelled(b)
     b.shot("hosts-staff")
     row = next(tr for tr in b.all("#hosts tbody tr") if world["host"].name in tr.text)
     row.find_element(By.XPATH, ".//button[text()='Drain']").click()
@@ -420,3 +573,4 @@ def test_no_page_loads_anything_from_elsewhere():
     for template in (ROOT / "console" / "templates").rglob("*.html"):
         for url in re.findall(r'(?:src|href)="([^"]+)"', template.read_text()):
             assert not re.match(r"(https?:)?//", url), (template.name, url)
+

@@ -64,16 +64,26 @@
     var MiB = 1024 * 1024;
     var data = [[], [], []], io = [[], [], [], [], []];
     var width = function () { return Math.max(280, metrics.clientWidth - 32); };
+    // x is Unix time in seconds (uPlot's `time: true`). For a single sample uPlot widens the range
+    // to "a day" counted in milliseconds (1000 days in seconds) before asking `range`; so the range
+    // comes from the samples themselves: all of them, and at least the last WINDOW seconds.
+    var WINDOW = 60;
+    var xScale = {time: true, range: function (u) {
+      var xs = u.data[0];
+      var last = xs.length ? xs[xs.length - 1] : Date.now() / 1000;
+      return [Math.min(xs.length ? xs[0] : last, last - WINDOW), last];
+    }};
     var cpuMem = new uPlot({
-      width: width(), height: 200, title: "CPU and memory",
+      width: width(), height: 200, title: "CPU and memory", scales: {x: xScale},
       series: [{}, {label: "CPU %", stroke: "#2563eb", width: 2}, {label: "Memory MiB", stroke: "#16a34a", width: 2, scale: "mib"}],
       axes: [{}, {label: "CPU %"}, {side: 1, scale: "mib", label: "MiB", grid: {show: false}}],
     }, data, document.getElementById("chart-cpu-mem"));
     var ioPlot = new uPlot({
-      width: width(), height: 200, title: "Network and block I/O (bytes, cumulative)",
+      width: width(), height: 200, title: "Network and block I/O (bytes, cumulative)", scales: {x: xScale},
       series: [{}, {label: "net rx", stroke: "#9333ea"}, {label: "net tx", stroke: "#db2777"},
                {label: "block read", stroke: "#ea580c"}, {label: "block write", stroke: "#0891b2"}],
     }, io, document.getElementById("chart-io"));
+    window.boatloadCharts = {cpuMem: cpuMem, io: ioPlot};  // what is drawn, for anyone to read (the tests do)
     var now = document.getElementById("metrics-now");
     var poll = function () {
       fetch(metrics.dataset.metrics, {credentials: "same-origin", headers: {Accept: "application/json"}})
@@ -86,12 +96,8 @@
           io[0].push(t); io[1].push(m.network_rx_bytes); io[2].push(m.network_tx_bytes);
           io[3].push(m.block_read_bytes); io[4].push(m.block_write_bytes);
           [data, io].forEach(function (set) { set.forEach(function (s) { if (s.length > 150) s.shift(); }); });
-          cpuMem.setData(data.map(function (s) { return s.slice(); }));
+          cpuMem.setData(data.map(function (s) { return s.slice(); }));  // x re-ranged by xScale.range
           ioPlot.setData(io.map(function (s) { return s.slice(); }));
-          if (data[0].length > 1) {  // the time axis spans the samples taken, not uPlot's guess for one point
-            var span = {min: data[0][0], max: t};
-            cpuMem.setScale("x", span); ioPlot.setScale("x", span);
-          }
           metrics.dataset.points = String(data[0].length);
           now.textContent = "CPU " + (m.cpu_percent === null ? "…" : m.cpu_percent + " %") + " · memory " +
             (m.memory_usage / MiB).toFixed(1) + " MiB · pids " + m.pids;
