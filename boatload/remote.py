@@ -10,6 +10,7 @@ import requests
 
 from boatload import requestid, tls
 from boatload.errors import BoatLoadError, RemoteError
+from observe import metrics
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
@@ -48,6 +49,10 @@ class RemoteClient:
 
     def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
         """One call; `read_timeout=None` waits forever (follow streams)."""
+        with metrics.remote_call(self.kind, self.remote, method, path):
+            return self._request(method, path, params=params, json=json, stream=stream, read_timeout=read_timeout)
+
+    def _request(self, method, path, *, params, json, stream, read_timeout):
         read_timeout = self.timeout if read_timeout == -1 else read_timeout
         headers = {"X-Request-ID": requestid.current()} if requestid.current() != "-" else None
         try:

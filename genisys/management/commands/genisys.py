@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 from boatload import outage
 from genisys import services
 from genisys.models import Service
+from observe import metrics
 
 
 class Command(BaseCommand):
@@ -48,10 +49,11 @@ class Command(BaseCommand):
             call_command("loadcomputes", settings.GENISYS["compute_file"])
 
     def process_one_pass(self):
-        if settings.GENISYS["consul_host"]:
-            self.process_consul()
-        for service in Service.objects.filter(desired__isnull=False).distinct():
-            self.process_one_service(service)
+        with metrics.loop_pass("genisys"):
+            if settings.GENISYS["consul_host"]:
+                self.process_consul()
+            for service in Service.objects.filter(desired__isnull=False).distinct():
+                self.process_one_service(service)
 
     def process_consul(self, registry=None):
         from genisys.consul import ConsulRegistry
