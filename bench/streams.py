@@ -40,7 +40,7 @@ def open_follow(port, path, token):
             raise RuntimeError(f"the stream closed before its headers: {head[:200]!r}")
         head += chunk
     if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"the stream was refused: {head[:300]!r}")
+        raise RuntimeError(f"the stream was refused: {head[-400:]!r}")
     return sock
 
 
@@ -77,6 +77,8 @@ def main():
         sockets += [open_slow(api_port) for _ in range(SLOW)] + [open_slow(satellite.port) for _ in range(SLOW)]
         time.sleep(1)
         streams_on_satellite = satellite.signed().get(f"{satellite.url}/info").json()["satellite"]["open_streams"]
+        if streams_on_satellite != STREAMS:
+            print(f"the satellite holds {streams_on_satellite} streams, not {STREAMS}: see {satellite.log_path}")
         loaded_api, loaded_sat = healthz_times(f"{base}/healthz"), healthz_times(f"{satellite.url}/healthz")
         after = pss(api.pid), pss(satellite.process.pid)
 

@@ -117,7 +117,10 @@ def exception_handler(exc, context):
 
     if isinstance(exc, BoatLoadError):
         body = error_body(exc.code, exc.message, exc.extra)
-        return Response(body, status=exc.status_code)
+        retry_after = exc.extra.get("retry_after") if isinstance(exc.extra, dict) else None
+        # A busy satellite's 429 (or a 503) says when to come back, also when the API passes it on.
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
         field, message = _first_error(exc.detail)
         message = f"Invalid input: {field}: {message}" if field else f"Invalid input: {message}"

@@ -32,6 +32,8 @@ class Host(models.Model):
     docker_version = models.CharField(max_length=64, blank=True)
     cpus = models.PositiveIntegerField(default=0)
     memory_bytes = models.BigIntegerField(default=0)
+    # What the satellite's last heartbeat said is at its host-wide bound (fetch, follow, download).
+    saturated = models.JSONField(default=list, blank=True)
     # A reconciler holds a host until this time, so several reconcilers never act on it twice.
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     key_id = models.CharField(max_length=64, unique=True, editable=False)

@@ -19,7 +19,8 @@ from observe import audit
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
-HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public")
+HOST_FACTS = ("docker_version", "cpus", "memory_bytes", "address_internal", "address_cloud", "address_public",
+              "saturated")
 
 
 def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_public_key="", **facts):
@@ -182,6 +183,8 @@ def hosts_for_instances(*, count, host=None, host_labels=None):
     candidates = hosts_available(host_labels=host_labels)
     if not candidates:
         raise NoHealthyHost(detail={"host_labels": host_labels or {}})
+    # A satellite that said its shares are used up takes new work only when every other one did too.
+    candidates = [host for host in candidates if not host.saturated] or candidates
     load = dict(Container.objects.filter(host__in=candidates, state__in=Container.DEPLOYED)
                 .values_list("host").annotate(n=Count("id")))
     placed = []

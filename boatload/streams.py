@@ -54,10 +54,31 @@ class DisconnectWatch:
 
 
 def iter_closing(chunks, upstream, environ, *, follow=False):
+    """`chunks` as a stream that closes `upstream` when done, on error, when the client leaves, or
+    when the server closes the response before reading it (ClosingStream.close)."""
+    return ClosingStream(_chunks(chunks, upstream, environ, follow), upstream)
+
+
+class ClosingStream:
+    """Streaming content whose close() always reaches the upstream: Django closes the content of a
+    response it is done with, and a generator that never started would skip its `finally`."""
+
+    def __init__(self, generator, upstream):
+        self.generator, self.upstream = generator, upstream
+
+    def __iter__(self):
+        return self.generator
+
+    def close(self):
+        self.generator.close()
+        self.upstream.close()
+
+
+def _chunks(chunks, upstream, environ, follow):
     """Yield `chunks`; close `upstream` when done, on error, or when the client leaves.
 
     Only a `follow` stream can block on its upstream with nothing to write, so only it
-    gets a watcher thread; others notice a gone client at their next write.
+    gets a watcher; others notice a gone client at their next write.
     """
     watch = DisconnectWatch(environ if follow else {}, upstream)
     _count(+1)

@@ -18,7 +18,7 @@ import docker
 from boatload import docker_policy
 from boatload.errors import BadInput, BoatLoadError, Conflict, NotFound, RemoteError, TooLarge
 from boatload.spec import spec_hash
-from satellite import fetch, files
+from satellite import fetch, files, limits
 from satellite.engine import client, docker_errors
 
 log = logging.getLogger("satellite.containers")
@@ -214,12 +214,14 @@ def container_create(*, spec, identity, as_staff=False, start=True, budget=None)
     """
     deadline = Deadline(budget)
     check_privileges(spec, as_staff)
-    script = load_script(spec)
-    deadline.check("script")
-    data = None
-    if spec.get("dataurl"):
-        with fetch.fetch_to_file(spec["dataurl"], field="dataurl", max_bytes=settings.DATA_MAX_BYTES) as zipped:
-            data = files.zip_to_tar(zipped, spec.get("datapath") or "/data")
+    fetches = spec.get("scripturl") or spec.get("dataurl")
+    with limits.gate.acquire("fetch", identity.get("owner", "")) if fetches else contextlib.nullcontext():
+        script = load_script(spec)
+        deadline.check("script")
+        data = None
+        if spec.get("dataurl"):
+            with fetch.fetch_to_file(spec["dataurl"], field="dataurl", max_bytes=settings.DATA_MAX_BYTES) as zipped:
+                data = files.zip_to_tar(zipped, spec.get("datapath") or "/data")
     try:
         deadline.check("data")
         return _create_and_start(spec, identity, script, data, start, deadline)

@@ -57,7 +57,7 @@ def secret_for(key_id):
 
 def host_facts():
     """What this host tells the API on enrolment and heartbeats."""
-    from satellite import engine
+    from satellite import engine, limits
 
     info = engine.client().info()
     return {
@@ -65,6 +65,7 @@ def host_facts():
         "cpus": info.get("NCPU", os.cpu_count() or 0),
         "memory_bytes": info.get("MemTotal", 0),
         **{f"address_{scope}": address for scope, address in settings.ADDRESSES.items()},
+        "saturated": limits.gate.saturated(),  # placement avoids a host whose shares are used up
     }
 
 

@@ -54,6 +54,13 @@ LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_LABELS") if "="
 CONTAINER_LABELS = dict(item.split("=", 1) for item in env_list("SATELLITE_CONTAINER_LABELS") if "=" in item)
 # Label key prefixes users may not set (besides the keys of CONTAINER_LABELS and boatload.*).
 RESERVED_LABEL_PREFIXES = ["boatload.", *env_list("SATELLITE_RESERVED_LABEL_PREFIXES")]
+# Fair shares (satellite/limits.py): (per host, per user) at once of each kind; over them: 429.
+LIMITS = {
+    "fetch": (env_int("SATELLITE_MAX_FETCHES", 16), env_int("SATELLITE_MAX_FETCHES_PER_USER", 4)),
+    "follow": (env_int("SATELLITE_MAX_FOLLOWS", 2000), env_int("SATELLITE_MAX_FOLLOWS_PER_USER", 200)),
+    "download": (env_int("SATELLITE_MAX_DOWNLOADS", 32), env_int("SATELLITE_MAX_DOWNLOADS_PER_USER", 8)),
+}
+BUSY_RETRY_AFTER = env_int("SATELLITE_BUSY_RETRY_AFTER", 5)  # seconds, in a 429's Retry-After
 # Open connections the satellite serves at once (each a greenlet: streams, slow clients, calls).
 MAX_CONNECTIONS = env_int("SATELLITE_MAX_CONNECTIONS", 4096)
 DOCKER_POOL = env_int("SATELLITE_DOCKER_POOL", 64)  # keep-alive connections to the engine

@@ -19,7 +19,7 @@ from boatload.spec import (
     page_cursor,
 )
 from boatload.streams import iter_closing, open_streams
-from satellite import containers, files, metrics
+from satellite import containers, files, limits, metrics
 from satellite.engine import client
 
 
@@ -88,6 +88,7 @@ def info(request):
     watchers = sum(1 for thread in threading.enumerate() if thread.name == "disconnect-watch")
     return Response({**containers.engine_info(),
                      "satellite": {"name": settings.NAME, "id": containers.satellite_id(),
+                                   "in_use": limits.gate.usage(), "saturated": limits.gate.saturated(),
                                    "open_streams": open_streams(), "stream_watchers": watchers,
                                    "threads": threading.active_count()}})
 
@@ -147,9 +148,17 @@ def container_state(request, container_id):
 def container_logs(request, container_id):
     query = _query(LogsQuerySerializer, request)
     follow = query["follow"]
-    stream = containers.logs_stream(container_id, **query)
-    return StreamingHttpResponse(iter_closing(stream, stream, request.META, follow=follow),
+    if not follow:
+        stream = containers.logs_stream(container_id, **query)
+        return StreamingHttpResponse(iter_closing(stream, stream, request.META), content_type="text/plain")
+    stream, lease = limits.gate.opening("follow", _user(request), lambda: containers.logs_stream(container_id, **query))
+    return StreamingHttpResponse(iter_closing(stream, lease.holding(stream), request.META, follow=True),
                                  content_type="text/plain")
+
+
+def _user(request):
+    """Whom the API streams for (its signed query says): fair shares are per user."""
+    return request.query_params.get("as_user", "")
 
 
 @api_view(["GET"])
@@ -183,9 +192,10 @@ def container_files(request, container_id):
     return _paged(request, files.changed_files, container_id)
 
 
-def _file_response(container_id, entry):
-    chunks, size, content_type, upstream = files.stream_file(container_id, entry["path"])
-    response = StreamingHttpResponse(iter_closing(chunks, upstream, {}), content_type=content_type)
+def _file_response(request, container_id, entry):
+    (chunks, size, content_type, upstream), lease = limits.gate.opening(
+        "download", _user(request), lambda: files.stream_file(container_id, entry["path"]))
+    response = StreamingHttpResponse(iter_closing(chunks, lease.holding(upstream), {}), content_type=content_type)
     response["Content-Length"] = str(size)
     # A file name is the container's to choose (newlines, quotes, any Unicode): RFC 6266 quoting
     # for the name, and the path percent-encoded, so no name can break or inject a header.
@@ -197,21 +207,22 @@ def _file_response(container_id, entry):
 @api_view(["GET"])
 @by_identity
 def container_file(request, container_id, path):
-    return _file_response(container_id, files.find_changed_file(container_id, path=path))
+    return _file_response(request, container_id, files.find_changed_file(container_id, path=path))
 
 
 @api_view(["GET"])
 @by_identity
 def container_file_by_number(request, container_id, number):
-    return _file_response(container_id, files.find_changed_file(container_id, number=number))
+    return _file_response(request, container_id, files.find_changed_file(container_id, number=number))
 
 
 @api_view(["GET"])
 @by_identity
 def container_archive(request, container_id):
     compress = request.query_params.get("compression", "") == "gzip"
-    archive = files.ArchiveStream(container_id, files.changed_paths(container_id), compress=compress)
-    response = StreamingHttpResponse(iter_closing(archive, archive, request.META),
+    archive, lease = limits.gate.opening("download", _user(request), lambda: files.ArchiveStream(
+        container_id, files.changed_paths(container_id), compress=compress))
+    response = StreamingHttpResponse(iter_closing(archive, lease.holding(archive), request.META),
                                      content_type="application/gzip" if compress else "application/x-tar")
     response["Content-Disposition"] = f'attachment; filename="{container_id[:12]}.{"tar.gz" if compress else "tar"}"'
     return response

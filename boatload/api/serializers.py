@@ -38,6 +38,9 @@ class HostFactsSerializer(serializers.Serializer):
     address_internal = serializers.CharField(required=False, allow_blank=True, max_length=255)
     address_cloud = serializers.CharField(required=False, allow_blank=True, max_length=255)
     address_public = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    saturated = serializers.ListField(child=serializers.ChoiceField(["fetch", "follow", "download"]),
+                                      required=False, max_length=3,
+                                      help_text="Kinds of work at the satellite's host-wide bound.")
 
 
 class NextKeySerializer(serializers.Serializer):

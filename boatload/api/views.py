@@ -282,6 +282,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         return self._action(request, "restart")
 
     def _stream(self, request, row, path, params=None, follow=False):
+        params = {**(params or {}), "as_user": request.user.username}  # the satellite's fair shares are per user
         upstream, chunks = SatelliteClient(row.host).stream(path, params=params)
         if not connection.in_atomic_block:
             # A stream may stay open for hours and needs no database: give its connection back now,
