@@ -10,7 +10,6 @@ import requests
 
 from boatload import requestid, tls
 from boatload.errors import BoatLoadError, RemoteError
-from observe import metrics
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
@@ -49,6 +48,8 @@ class RemoteClient:
 
     def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
         """One call; `read_timeout=None` waits forever (follow streams)."""
+        from observe import metrics  # here: satellites import this module too, and need no Prometheus client
+
         with metrics.remote_call(self.kind, self.remote, method, path):
             return self._request(method, path, params=params, json=json, stream=stream, read_timeout=read_timeout)
 

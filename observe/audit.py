@@ -140,8 +140,8 @@ def _new_entry(action, *, target="", target_type="", request=None, actor=None, a
     entry = AuditEntry(action=action, target=str(target)[:200], target_type=target_type, actor=actor,
                        actor_name=(actor.get_username() if actor else actor_name)[:150],
                        address=_client_address(request) if request is not None else None,
-                       method=request.method if request is not None else "",
-                       path=request.path[:500] if request is not None else "", request=record,
+                       method=(getattr(request, "method", None) or "") if request is not None else "",
+                       path=(getattr(request, "path", None) or "")[:500] if request is not None else "", request=record,
                        request_id=requestid.current() if requestid.current() != "-" else "")
     entry._secrets = found
     return entry
@@ -169,7 +169,8 @@ def _save_failed(entry, error):
     entry.error_code, entry.message = code[:64], scrub(message, entry._secrets)[:2000]
     entry.status_code = entry.status_code or status
     try:
-        entry.save()
+        with transaction.atomic():  # a savepoint: a failed write never breaks the caller's transaction
+            entry.save()
     except DatabaseError:
         log.exception("audit: could not record the failure of %s", entry.action)
         return
@@ -328,7 +329,8 @@ def _on_login_failed(sender, credentials, request=None, **kwargs):
 
 def _save_quietly(entry):
     try:
-        entry.save()
+        with transaction.atomic():  # a savepoint: a login is never undone by its audit entry
+            entry.save()
     except DatabaseError:
         log.exception("audit: could not record %s", entry.action)
         return
