@@ -35,3 +35,4 @@ bench: venv
 	$(PY) -m bench.satellite
 	$(PY) -m bench.api
 	$(PY) -m bench.scale
+	$(PY) -m bench.streams

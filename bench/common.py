@@ -119,8 +119,8 @@ def setup_api(satellites):
     def api_up():
         assert process.poll() is None, "the API server exited"
         try:
-            return requests.get(f"{base}/healthz", timeout=1).ok
-        except requests.ConnectionError:
+            return requests.get(f"{base}/healthz", timeout=5).ok
+        except requests.RequestException:  # not up yet, or slow to answer its first request
             return False
 
     wait_until(api_up, message="the API")

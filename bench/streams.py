@@ -9,7 +9,6 @@ Run: make bench   (or .venv/bin/python -m bench.streams); needs Postgres as `mak
 Settings: BENCH_STREAMS (default 1000), BENCH_SLOW (default 200).
 """
 import os
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ import psutil
 import requests
 
 from bench.common import TEST_IMAGE, median, remove_run_containers, setup_api, start_satellite, timed
+from tests.connections import open_follow, open_slow
 
 STREAMS = int(os.environ.get("BENCH_STREAMS", "1000"))
 SLOW = int(os.environ.get("BENCH_SLOW", "200"))
@@ -29,34 +29,14 @@ def pss(pid):
     return sum(p.memory_full_info().pss for p in [root, *root.children(recursive=True)])
 
 
-def open_follow(port, path, token):
-    """A socket that has asked for `path` and read the answer's headers; the body stays unread."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise RuntimeError(f"the stream closed before its headers: {head[:200]!r}")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"the stream was refused: {head[-400:]!r}")
-    return sock
-
-
-def open_slow(port):
-    """A connection that sends half a request line and then nothing."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-    return sock
-
-
 def healthz_times(url, count=20):
     return [timed(lambda: requests.get(url, timeout=30).raise_for_status())[0] for _ in range(count)]
 
 
 def main():
-    satellite = start_satellite(name="bench-streams")
+    # One user opens every stream here: lift the per-user share above the count.
+    satellite = start_satellite(name="bench-streams", SATELLITE_MAX_FOLLOWS_PER_USER=str(STREAMS),
+                                SATELLITE_MAX_FOLLOWS=str(STREAMS))
     base, session, api, _ = setup_api([satellite])
     api_port = int(base.rsplit(":", 1)[1])
     sockets = []

@@ -14,6 +14,7 @@ timeout = 60  # the gevent worker notifies the master from its own greenlet: onl
 graceful_timeout = 10
 keepalive = 5
 control_socket_disable = True
+limit_request_line = 8190  # gunicorn's most: room for a page cursor of a long path (4096 characters)
 
 
 def post_fork(server, worker):

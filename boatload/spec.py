@@ -200,7 +200,7 @@ class PageQuerySerializer(serializers.Serializer):
     """?limit= and ?cursor= of a container's changes and changed files."""
 
     limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000, default=1000)
-    cursor = serializers.CharField(required=False, max_length=8192, help_text="X-Next-Cursor of the last page.")
+    cursor = serializers.CharField(required=False, max_length=4096, help_text="X-Next-Cursor of the last page.")
 
     def validate_cursor(self, value):
         try:

@@ -36,9 +36,13 @@ class DisconnectWatch:
             threading.Thread(target=self._watch, name="disconnect-watch", daemon=True).start()
 
     def _watch(self):
+        # poll, not select: select() refuses descriptors above 1023, which a process serving
+        # hundreds of streams soon holds (and gevent makes poll cooperative too).
+        poller = select.poll()
+        poller.register(self.client, select.POLLIN | select.POLLHUP | select.POLLERR)
         while not self.finished.is_set():
             try:
-                readable, _, _ = select.select([self.client], [], [], self.poll_interval)
+                readable = poller.poll(self.poll_interval * 1000)
                 if readable and self.client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                     break
             except BlockingIOError:
@@ -48,6 +52,11 @@ class DisconnectWatch:
         if not self.finished.is_set():
             self.client_left = True
             try:
+                # A requests response being read elsewhere: urllib3 (2.3+) shuts its socket down, which
+                # ends that read; close() alone leaves the connection open while the read holds it.
+                shutdown = getattr(getattr(self.upstream, "raw", None), "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
                 self.upstream.close()
             except Exception:  # an upstream that already failed is closed enough
                 pass

@@ -43,6 +43,7 @@ class SatelliteServer(BaseApplication):
         self.cfg.set("worker_class", "gevent")
         self.cfg.set("worker_connections", settings.MAX_CONNECTIONS)
         self.cfg.set("control_socket_disable", True)
+        self.cfg.set("limit_request_line", 8190)  # room for a page cursor of a long path
         self.cfg.set("timeout", 0)  # follow streams may last
         self.cfg.set("graceful_timeout", 5)
         self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") else None)

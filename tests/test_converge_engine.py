@@ -1,4 +1,6 @@
 """The engine under a running satellite goes down and comes back: named while down, resumed after."""
+import uuid
+
 import requests
 from django.utils import timezone
 
@@ -11,8 +13,8 @@ ENGINE_INDEX = 7  # an extra engine of its own: this test stops and starts it
 
 def create(session, url, **fields):
     body = spec(**({"command": ["sleep", "60"]} if "script" not in fields else {}), **fields)
-    return session.post(f"{url}/containers", timeout=60, json={**body, "identity": {}, "as_staff": False,
-                                                                "start": True})
+    return session.post(f"{url}/containers", timeout=60, json={**body, "identity": {"container": str(uuid.uuid4())},
+                                                                "as_staff": False, "start": True})
 
 
 def test_an_engine_that_goes_down_after_start_is_named_and_the_satellite_resumes(tmp_path, api):
@@ -31,7 +33,7 @@ def test_an_engine_that_goes_down_after_start_is_named_and_the_satellite_resumes
             error = answer.json()["error"]
             assert error["code"] == "engine_unavailable", (fields, error)
             assert error["detail"]["remote"] == "sat-flaky-engine"
-        for path in ("/containers", f"/containers/{first.json()['id']}/state", "/info"):
+        for path in ("/containers", f"/containers/{first.json()['container']}/state", "/info"):
             answer = session.get(f"{satellite.url}{path}", timeout=30)
             assert answer.status_code == 502 and answer.json()["error"]["code"] == "engine_unavailable", path
         assert requests.get(f"{satellite.url}/healthz", timeout=10).status_code == 503
@@ -40,7 +42,7 @@ def test_an_engine_that_goes_down_after_start_is_named_and_the_satellite_resumes
 
         Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
                             secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now())
-        answer = api("owner").post("/v1/container/", {**spec(command=["sleep", "60"]), "name": "bl-api-named"},
+        answer = api("owner").post("/v1/container/", {**spec(command=["sleep", "60"]), "name": "api-named"},
                                    format="json")
         assert answer.status_code == 502, answer.content
         assert answer.json()["error"]["code"] == "engine_unavailable", answer.json()

@@ -79,7 +79,11 @@ CONFLICTS = {
     "ContainerViewSet": {"create", "raw", "destroy", "start", "stop", "restart", "stdout", "metrics", "changes",
                          "file", "file_by_path", "filebynum", "archive", "inspect", "connection"},
     "EnrolView": {"post"},
+    "HostViewSet": {"rotate_key"},  # a host enrolled without a seal key can not be sent a new secret
 }
+
+# Operations a busy satellite can refuse with 429 (its fair shares of fetches, follow streams, downloads).
+BUSY = {"ContainerViewSet": {"create", "stdout", "file_by_path", "filebynum", "archive"}}
 
 # Operations that check credentials of their own (a join token) rather than an authentication class.
 OWN_CREDENTIALS = {"EnrolView": {"post"}}
@@ -129,7 +133,7 @@ class BoatLoadAutoSchema(AutoSchema):
             statuses.add(404)
         if self._mapped(CONFLICTS):
             statuses.add(409)
-        if self.view.get_throttles() or self._mapped(THROTTLED):
+        if self.view.get_throttles() or self._mapped(THROTTLED) or self._mapped(BUSY):
             statuses.add(429)
         if self._mapped(CALLS_REMOTE):
             statuses |= UPSTREAM

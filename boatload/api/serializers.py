@@ -231,6 +231,20 @@ class ConnectionQuerySerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class ChangeSerializer(serializers.Serializer):
+    """One entry of the engine's diff, as Docker gives it."""
+
+    Path = serializers.CharField()
+    Kind = serializers.IntegerField(help_text="0 changed, 1 added, 2 deleted.")
+
+
+class ChangedFileSerializer(serializers.Serializer):
+    number = serializers.IntegerField(help_text="Its position among the changed paths: /filebynum/<number>.")
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    mtime = serializers.CharField(allow_null=True)
+
+
 # The same query rules on the API and its satellites.
 ActionQuerySerializer = spec.ActionQuerySerializer
 LogsQuerySerializer = spec.LogsQuerySerializer

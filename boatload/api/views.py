@@ -345,14 +345,14 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
             response["Link"] = f'<{request.path}?{urlencode({**params, "cursor": cursor})}>; rel="next"'
         return response
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[spec.PageQuerySerializer])
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=serializers.ChangeSerializer(many=True), parameters=[spec.PageQuerySerializer])
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # paged by the satellite
     def changes(self, request, uuid=None):
         """The engine's diff, sorted by path, paged (`limit`, `cursor` from X-Next-Cursor)."""
         return self._paged(request, "changes")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[spec.PageQuerySerializer])
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=serializers.ChangedFileSerializer(many=True), parameters=[spec.PageQuerySerializer])
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)  # paged by the satellite
     def file(self, request, uuid=None):
         """Changed regular files, numbered by their position among changed paths (the numbers of /filebynum),
         paged (`limit`, `cursor` from X-Next-Cursor)."""
@@ -373,7 +373,8 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         row = self.deployed()
         return self._stream(request, row, f"/containers/{row.uuid}/filebynum/{int(number)}")
 
-    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY},
+    @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY,
+                              (200, "application/gzip"): OpenApiTypes.BINARY},
                    parameters=[OpenApiParameter("compression", str, enum=["gzip"])])
     @action(detail=True, methods=["get"])
     def archive(self, request, uuid=None):

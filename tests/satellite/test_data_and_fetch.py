@@ -198,7 +198,8 @@ def test_a_slow_server_is_cut_off_at_the_fetch_deadline(impatient_satellite, doc
     try:
         answer = session.post(f"{impatient_satellite.url}/containers", timeout=30, json={
             "image_name": "boatload-test/busybox", "image_tag": "latest", field: server.url,
-            "labels": {"marker": marker}, "identity": {}, "as_staff": False, "start": True})
+            "labels": {"marker": marker}, "identity": {"container": str(uuid.uuid4())}, "as_staff": False,
+            "start": True})
         assert answer.status_code == 504, answer.text
         error = answer.json()["error"]
         assert error["code"] == "fetch_timeout" and error["detail"]["field"] == field
