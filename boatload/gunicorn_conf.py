@@ -22,3 +22,29 @@ def post_fork(server, worker):
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+
+# Prometheus multiprocess mode (prometheus_client's documented set-up for gunicorn): every
+# worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR and /metrics sums them. make
+# run and the image's entrypoint name the folder; any other start gets a fresh one. It is
+# emptied when the master starts: files of an earlier run would add to this one's counters.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="boatload-prometheus-")
+
+
+def on_starting(server):
+    from pathlib import Path
+
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.db"):
+        path.unlink()
+    os.chmod(folder, 0o700)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

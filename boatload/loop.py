@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from boatload import outage
+from observe import metrics
 
 CLAIM_SECONDS = 120  # longer than any pass over one row; a reconciler that dies frees its rows by then
 log = logging.getLogger("boatload.loop")
@@ -52,12 +53,17 @@ class ReconcilerCommand(BaseCommand):
     def process_one_pass(self):
         raise NotImplementedError
 
+    def counted_pass(self):
+        """One pass, counted in /metrics (passes, duration, failures by loop)."""
+        with metrics.loop_pass(self.loop_name):
+            return self.process_one_pass()
+
     def handle(self, *args, once=False, interval=None, **options):
         self.stopping = False
         signal.signal(signal.SIGTERM, self.on_sigterm)
         if once:
             self.prepare()
-            self.process_one_pass()
+            self.counted_pass()
             return
         survivor = outage.Survivor(self.loop_name)
         prepared = False
@@ -68,7 +74,7 @@ class ReconcilerCommand(BaseCommand):
                 if backoff:
                     outage.sleep_unless(lambda: self.stopping, backoff)
                     continue
-            backoff = survivor.run(self.process_one_pass)
+            backoff = survivor.run(self.counted_pass)
             outage.sleep_unless(lambda: self.stopping, backoff or interval or self.interval())
 
     def on_sigterm(self, *args):

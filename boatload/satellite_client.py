@@ -90,5 +90,5 @@ class SatelliteClient(RemoteClient):
 
     def _page(self, op, container_id, limit, cursor):
         params = {"limit": limit, **({"cursor": cursor} if cursor is not None else {})}
-        response = self.request(op.method, op.path(container_id=container_id), params=params)
+        response = self.request(op.method, op.path(container_id=container_id), params=params, route=op.route)
         return response.json(), response.headers.get("X-Next-Cursor")

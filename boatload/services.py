@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from rest_framework import exceptions
@@ -19,6 +18,7 @@ from boatload.satellite_client import SatelliteClient
 from common import sealing
 from common.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
 from common.spec import SCOPES, observed_state
+from observe import audit
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
@@ -33,7 +33,7 @@ def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_
     satellite's TLS certificate is recorded (and pinned from then on) and the public half of
     its seal key pair, to which rotated secrets are encrypted.
     """
-    with transaction.atomic():
+    with audit.change("host.enrol", target=name):
         join = JoinToken.usable(token)
         if join is None:
             raise exceptions.AuthenticationFailed("The join token is unknown, expired or already used.")
@@ -90,11 +90,12 @@ def host_rotate_key(*, host):
     """Start rotating a host's key: the next heartbeat answer hands the satellite a new one, sealed to
     its seal key. A rotation asked while one is pending supersedes it (the satellite falls back to
     its confirmed key when the API no longer knows the superseded one, and takes the newest)."""
-    if not host.seal_public_key:
-        raise Conflict(f"Host {host.name} was enrolled without a seal key, so a new secret can not be "
-                       "delivered to it privately; re-enrol it.", detail={"host": host.name})
-    next_key_id, next_secret = Host.new_credentials()
-    Host.objects.filter(pk=host.pk).update(next_key_id=next_key_id, next_secret=next_secret)
+    with audit.change("host.rotate-key", target=host.name):
+        if not host.seal_public_key:
+            raise Conflict(f"Host {host.name} was enrolled without a seal key, so a new secret can not be "
+                           "delivered to it privately; re-enrol it.", detail={"host": host.name})
+        next_key_id, next_secret = Host.new_credentials()
+        Host.objects.filter(pk=host.pk).update(next_key_id=next_key_id, next_secret=next_secret)
     host.refresh_from_db()
     return host
 
@@ -119,7 +120,7 @@ def host_unregister(*, host):
     Its containers are marked `lost` (BoatLoad no longer knows or manages them; the host may be
     gone or may still run them), with the reason, before the host row goes.
     """
-    with transaction.atomic():
+    with audit.change("host.unregister", target=host.name):
         Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.PENDING)).update(
             state=Container.State.LOST, last_error=f"Host {host.name} was unregistered.", updated=timezone.now())
         host.delete()
@@ -288,13 +289,19 @@ def container_create_checked(*, user, fields):
 
     `fields` are the request's fields (a template's merged under them); returns
     (placement, spec, rows). Refused before any row is written: bad input (400 naming the
-    field), staff-only parts asked by a user (403), no host to place on (503).
+    field), staff-only parts asked by a user (403), no host to place on (503). The rows and the
+    request's audit entry are written in one transaction (also when refused: a failed entry).
     """
-    data = ContainerCreateSerializer(data=dict(fields), context={"user": user})
-    data.is_valid(raise_exception=True)  # the template merged, sizes and the staff policy checked
-    placement, spec = data.placement_and_spec()
-    rows = container_intents(owner=user, spec=spec, host=placement.get("host"),
-                             host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
+    with audit.change("container.create", target_type="container") as entry:
+        data = ContainerCreateSerializer(data=dict(fields), context={"user": user})
+        data.is_valid(raise_exception=True)  # the template merged, sizes and the staff policy checked
+        placement, spec = data.placement_and_spec()
+        rows = container_intents(owner=user, spec=spec, host=placement.get("host"),
+                                 host_labels=placement.get("host_labels"), instances=placement.get("instances", 1))
+        entry.target = str(rows[0].uuid) if len(rows) == 1 else ""
+        entry.detail = {"containers": [str(row.uuid) for row in rows]}
+    for row in rows:
+        row.audit_entry = entry  # container_create_each completes it with the outcome
     return placement, spec, rows
 
 
@@ -316,7 +323,16 @@ def container_intents(*, owner, spec, host=None, host_labels=None, instances=1, 
 
 def container_create_each(rows, spec, *, as_staff=False):
     """Ask each row's satellite to create it, in parallel; yield (row, error or None) as each ends,
-    its outcome recorded first (so a caller can show progress while the others still run)."""
+    its outcome recorded first (so a caller can show progress while the others still run); the
+    request's audit entry gets the outcome of all."""
+    errors = []
+    for row, error in _create_each(rows, spec, as_staff):
+        errors.append(error)
+        yield row, error
+    _audit_outcomes(rows, errors)
+
+
+def _create_each(rows, spec, as_staff):
     if len(rows) == 1:
         answer, error = _satellite_create(rows[0], spec, as_staff)
         _record_created(rows[0], spec, answer, error)
@@ -331,6 +347,17 @@ def container_create_each(rows, spec, *, as_staff=False):
             yield row, error
 
 
+def _audit_outcomes(rows, errors):
+    """Complete the create's audit entry once every host answered: ok, partial or failed."""
+    entry = getattr(rows[0], "audit_entry", None) if rows else None
+    if entry is None:
+        return
+    failed = [error for error in errors if error is not None]
+    result = "ok" if not failed else "failed" if len(failed) == len(rows) else "partial"
+    audit.outcome(entry, result=result, message=getattr(failed[0], "message", str(failed[0])) if failed else "",
+                  failed=len(failed))
+
+
 def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None, instances=1, service=""):
     """Create `instances` containers; return [(row, error or None)], rows written before any call."""
     rows = container_intents(owner=owner, spec=spec, host=host, host_labels=host_labels, instances=instances,
@@ -341,16 +368,19 @@ def container_create(*, owner, spec, as_staff=False, host=None, host_labels=None
 
 def container_create_raw(*, owner, body, host=None, host_labels=None):
     """Staff only: create from a Docker create body as is (the satellite still refuses the dangerous parts)."""
-    [target] = hosts_for_instances(count=1, host=host, host_labels=host_labels)
-    image, _, tag = body.get("Image", "").partition(":")
-    row = container_intent(owner=owner, spec={"image_name": image, "image_tag": tag or "latest", "raw": body},
-                           host=target)
+    with audit.change("container.raw", target_type="container") as entry:
+        [target] = hosts_for_instances(count=1, host=host, host_labels=host_labels)
+        image, _, tag = body.get("Image", "").partition(":")
+        row = container_intent(owner=owner, spec={"image_name": image, "image_tag": tag or "latest", "raw": body},
+                               host=target)
+        entry.target = str(row.uuid)
     try:
         answer = SatelliteClient(target).create_container_raw({
             "body": body, "name": row.name, "as_staff": True,
             "identity": {"container": str(row.uuid), "owner": owner.username}})
     except BoatLoadError as error:
         row.record_failure(error.message)
+        audit.outcome(entry, result="failed", message=error.message)
         raise
     _record_created(row, {}, answer, None)
     return row
@@ -362,14 +392,20 @@ def container_delete(*, row):
     A row that never got a container is deleted without any call: should a create whose
     outcome was unknown have made one after all, it is an orphan and the reconciler reaps it.
     """
-    if row.host and row.docker_id and row.state != Container.State.DELETED:
-        SatelliteClient(row.host).remove_container(row.uuid)
-    row.state = Container.State.DELETED
-    row.save(update_fields=["state", "updated"])
+    with audit.change("container.delete", target=row.uuid):
+        if row.host and row.docker_id and row.state != Container.State.DELETED:
+            SatelliteClient(row.host).remove_container(row.uuid)
+        row.state = Container.State.DELETED
+        row.save(update_fields=["state", "updated"])
 
 
 def container_action(*, row, action, timeout=None):
     """start, stop or restart on its host, then record the observed state."""
+    with audit.change(f"container.{action}", target=row.uuid):
+        return _container_action(row, action, timeout)
+
+
+def _container_action(row, action, timeout):
     if not row.host or row.state not in Container.DEPLOYED:
         raise Conflict(f"Container {row.uuid} is {row.state}; it can not {action}.")
     # A stop may take its whole grace period before the engine kills: give the call that time too.

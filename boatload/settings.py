@@ -1,4 +1,5 @@
 """Settings of the BoatLoad API server, read from the environment (see README, Configuration)."""
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,10 +40,13 @@ INSTALLED_APPS = [
     "boatload.logins",
     "genisys",
     "console",  # the operator console (console/), its admin branding in console/admin.py
+    "observe",  # /metrics and the audit log (observe/)
 ]
 
 MIDDLEWARE = [
+    "observe.metrics.RequestMetricsMiddleware",  # counts and times every request, errors too
     "common.requestid.RequestIdMiddleware",
+    "observe.audit.AuditMiddleware",  # every changing request leaves one audit entry (observe/audit.py)
     "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
     "django.middleware.security.SecurityMiddleware",
@@ -149,6 +153,7 @@ SIMPLE_JWT = {
     # Revocation (boatload/logins/tokens.py): access tokens carry a hash of the password hash.
     "CHECK_REVOKE_TOKEN": True,
     "TOKEN_REFRESH_SERIALIZER": "boatload.logins.tokens.RefreshSerializer",
+    "TOKEN_OBTAIN_SERIALIZER": "observe.audit.TokenObtainSerializer",  # a token login is an audited login
 }
 
 SPECTACULAR_SETTINGS = {
@@ -196,5 +201,15 @@ if TLS:
     # Documented exceptions of `check --deploy` behind TLS: the TLS proxy redirects plain HTTP
     # (W008), and HSTS for subdomains or the preload list is the domain owner's call (W005, W021).
     SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W008", "security.W021"]
+
+# Observability (observe/): who may read /metrics (refused to everybody until one is set; with both,
+# a scraper needs both), and how often the reconciler collects the fleet's container metrics.
+try:
+    METRICS_ALLOW = [ipaddress.ip_network(value, strict=False) for value in env_list("BOATLOAD_METRICS_ALLOW")]
+except ValueError as _error:
+    raise ImproperlyConfigured(f"BOATLOAD_METRICS_ALLOW: {_error} (give addresses or CIDRs, comma-separated)") from None
+METRICS_TOKEN = env_str("BOATLOAD_METRICS_TOKEN", "")
+FLEET_INTERVAL = env_duration("BOATLOAD_FLEET_INTERVAL", 15)
+AUDIT_PAGE_SIZE = env_int("BOATLOAD_AUDIT_PAGE_SIZE", 100)
 
 LOGGING = logging_config("BOATLOAD_LOG_LEVEL")

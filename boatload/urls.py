@@ -10,9 +10,11 @@ from boatload.api.views import healthz
 from boatload.auth import SchemaPermission
 from boatload.logins.throttles import LOGIN_THROTTLES, throttle_form_logins
 from common.errors import json_404
+from observe.metrics import metrics_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; BOATLOAD_METRICS_ALLOW / _TOKEN (observe/metrics.py)
     path("admin/login/", throttle_form_logins(admin.site.login)),  # the admin's own name stays "admin:login"
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/console/"), name="home"),  # the operator console
@@ -27,6 +29,7 @@ urlpatterns = [
     path("v1/schema/", SpectacularAPIView.as_view(permission_classes=[SchemaPermission]), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[SchemaPermission]),
          name="docs"),
+    path("v1/audit/", include("observe.urls")),
     path("v1/", include("boatload.api.urls")),
     path("", include("genisys.api.urls")),
     # Anything else is a JSON 404, with DEBUG on too (Django's debug page is HTML).

@@ -93,6 +93,7 @@ class RemoteClient:
     unavailable_error = RemoteError
     timeout_error = RemoteError
     not_found_error = NotFound
+    observe = None  # the API sets a context manager timing every call (observe.apps); satellites keep None
 
     def __init__(self, base_url, *, remote, auth=None, timeout=30, certificate=None):
         self.base_url = base_url.rstrip("/")
@@ -102,8 +103,14 @@ class RemoteClient:
                                        getattr(auth, "secret", None) or getattr(auth, "token", None),
                                        certificate or None), auth, certificate)
 
-    def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1):
-        """One call; `read_timeout=None` waits forever (follow streams)."""
+    def request(self, method, path, *, params=None, json=None, stream=False, read_timeout=-1, route=None):
+        """One call; `read_timeout=None` waits forever (follow streams). `route` names it in metrics."""
+        if self.observe is None:
+            return self._request(method, path, params, json, stream, read_timeout)
+        with self.observe(self.kind, self.remote, method, route or "(unnamed)"):
+            return self._request(method, path, params, json, stream, read_timeout)
+
+    def _request(self, method, path, params, json, stream, read_timeout):
         read_timeout = self.timeout if read_timeout == -1 else read_timeout
         headers = {"X-Request-ID": requestid.current()} if requestid.current() != "-" else None
         try:
@@ -143,10 +150,12 @@ class RemoteClient:
 
     def call(self, op, *, params=None, json=None, read_timeout=-1, **arguments):
         """One operation; its JSON answer (None when it has no body)."""
-        response = self.request(op.method, op.path(**arguments), params=params, json=json, read_timeout=read_timeout)
+        response = self.request(op.method, op.path(**arguments), params=params, json=json, read_timeout=read_timeout,
+                                route=op.route)
         return response.json() if response.content else None
 
     def stream(self, op, *, params=None, **arguments):
         """(response, chunk iterator) of a streamed answer; the caller closes the response."""
-        response = self.request(op.method, op.path(**arguments), params=params, stream=True, read_timeout=None)
+        response = self.request(op.method, op.path(**arguments), params=params, stream=True, read_timeout=None,
+                                route=op.route)
         return response, response.iter_content(STREAM_CHUNK)

@@ -47,13 +47,13 @@ class ConnectorClient(RemoteClient):
     @operation("PUT", "service/<name>")
     def put_service(self, op, definition):
         """Push a definition; any 2xx is success (nothing of the body is used)."""
-        self.request(op.method, op.path(name=definition["name"]), json=definition).close()
+        self.request(op.method, op.path(name=definition["name"]), json=definition, route=op.route).close()
 
     @operation("POST", "service/<name>/scale")
     def scale(self, op, name, number):
         """Order `number` resources; any 2xx is success. Returns the running number the connector gave,
         or None when its body does not say (the protocol does not require it to)."""
-        response = self.request(op.method, op.path(name=name), json={"number": number})
+        response = self.request(op.method, op.path(name=name), json={"number": number}, route=op.route)
         try:
             return running_of(response.json())
         except ValueError:
@@ -64,7 +64,7 @@ class ConnectorClient(RemoteClient):
     @operation("GET", "service/<name>/status")
     def status(self, op, name):
         """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""
-        response = self.request(op.method, op.path(name=name), read_timeout=10)
+        response = self.request(op.method, op.path(name=name), read_timeout=10, route=op.route)
         try:
             return running_of(response.json())
         except ValueError:

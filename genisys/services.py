@@ -16,6 +16,7 @@ from boatload import services as boatload_services
 from common.errors import BadInput, BoatLoadError, RemoteError
 from connectors.client import ConnectorClient
 from genisys.models import Compute, Desired, ScaleOrder, Service
+from observe import audit
 
 log = logging.getLogger("genisys")
 
@@ -110,8 +111,18 @@ def service_scale(*, service, number, compute=None, user=None, source="api"):
     the reconciler. A connector that refuses the order as bad input (e.g. over its maximum) can never
     meet it: every number of this order is taken back (computes that had accepted are sent their
     previous number) and the answer is 400 naming the connector's field (`number` by default)."""
-    targets = targets_for(service=service, number=number, compute=compute)
-    before = desired_write(service=service, targets=targets)
+    with audit.change("service.scale", target=service.name) as entry:  # with the desired numbers it writes
+        targets = targets_for(service=service, number=number, compute=compute)
+        before = desired_write(service=service, targets=targets)
+        entry.detail = {"number": number, "computes": [c.name for c in targets]}
+    try:
+        return _scale_send(service, number, targets, before, source, user)
+    except BoatLoadError as error:
+        audit.outcome(entry, result="failed", message=error.message)
+        raise
+
+
+def _scale_send(service, number, targets, before, source, user):
     orders = [order_send(service=service, compute=c, number=n, source=source, user=user) for c, n in targets.items()]
     refused = [order for order in orders if order.refused]
     if refused:

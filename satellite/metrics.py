@@ -91,6 +91,7 @@ def summarise(frame):
         "running": True,
         "read": frame["read"],
         "cpu_percent": cpu_percent,
+        "cpu_seconds": cpu["cpu_usage"]["total_usage"] / 1e9,
         "memory_usage": max(memory.get("usage", 0) - cache, 0),
         "memory_limit": memory.get("limit", 0),
         "network_rx_bytes": sum(n.get("rx_bytes", 0) for n in networks.values()),
@@ -105,8 +106,15 @@ hub = StatsHub()
 
 
 def metrics_of_all():
-    """Metrics of every running BoatLoad container on this host, keyed by container id."""
+    """Metrics of every running BoatLoad container on this host, keyed by container id, each with its name
+    and the BoatLoad labels that say whose it is (`container`, `service`, `owner`: empty when not set)."""
     with docker_errors():
         rows = client().api.containers(filters={"label": containers.own(LABEL_CONTAINER), "status": "running"})
     names = {row["Id"]: row["Names"][0].lstrip("/") for row in rows}
-    return {cid: {"name": names[cid], **values} for cid, values in hub.metrics(list(names)).items()}
+    labels = {row["Id"]: {key: (row.get("Labels") or {}).get(label, "") for key, label in IDENTITY_LABELS.items()}
+              for row in rows}
+    return {cid: {"name": names[cid], "labels": labels[cid], **values}
+            for cid, values in hub.metrics(list(names)).items()}
+
+
+IDENTITY_LABELS = {"container": LABEL_CONTAINER, "service": containers.LABEL_SERVICE, "owner": containers.LABEL_OWNER}

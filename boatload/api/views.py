@@ -23,6 +23,7 @@ from common import signing, spec
 from common.errors import BadInput, Conflict, NotFound
 from common.parsers import FormParser, JSONParser, MultiPartParser
 from common.streams import iter_closing
+from observe import audit
 
 
 def healthz(request):
@@ -58,7 +59,8 @@ class HostViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def drain(self, request, name=None):
         host = self.get_object()
-        host.drain()
+        with audit.change("host.drain", target=host.name):
+            host.drain()
         return Response(self.get_serializer(host).data)
 
     @extend_schema(request=None, responses=serializers.HostSerializer)
@@ -132,8 +134,10 @@ class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.De
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row, token = JoinToken.issue(user=request.user, ttl=data.validated_data.get("ttl"),
-                                     note=data.validated_data.get("note", ""))
+        with audit.change("jointoken.create") as entry:
+            row, token = JoinToken.issue(user=request.user, ttl=data.validated_data.get("ttl"),
+                                         note=data.validated_data.get("note", ""))
+            entry.target = row.prefix
         row.token = token
         row.join_command = services.satellite_join_command(token)
         row.join_command_venv = services.satellite_join_command_venv(token)
@@ -403,3 +407,15 @@ class TemplateViewSet(viewsets.ModelViewSet):
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
     lookup_field = "name"
     http_method_names = ["get", "post", "put", "delete", "head", "options"]
+
+    def perform_create(self, serializer):
+        with audit.change("template.create", target=serializer.validated_data.get("name", "")):
+            serializer.save()
+
+    def perform_update(self, serializer):
+        with audit.change("template.update", target=serializer.instance.name):
+            serializer.save()
+
+    def perform_destroy(self, instance):
+        with audit.change("template.delete", target=instance.name):
+            instance.delete()

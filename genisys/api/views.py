@@ -13,10 +13,17 @@ from boatload.api.views import IsStaffOrReadOnly
 from genisys import services
 from genisys.api import serializers
 from genisys.models import Compute, Service
+from observe import audit
 
 
 def keyed(rows, serializer):
     return {row.name: serializer(row).data for row in rows}
+
+
+def saved(action, data, **fields):
+    """data.save(), with its audit entry in the same transaction."""
+    with audit.change(action, target=data.validated_data.get("name") or getattr(data.instance, "name", "")):
+        return data.save(**fields)
 
 
 class GenisysView(generics.GenericAPIView):
@@ -50,7 +57,8 @@ class ComputeListView(ComputeView):
     def post(self, request):
         data = serializers.ComputeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ComputeSerializer(data.save()).data, status=status.HTTP_201_CREATED)
+        return Response(serializers.ComputeSerializer(saved("compute.create", data)).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class ComputeDetailView(ComputeView):
@@ -62,7 +70,7 @@ class ComputeDetailView(ComputeView):
     def put(self, request, name):
         data = serializers.ComputeUpdateSerializer(self.get_object(), data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ComputeSerializer(data.save()).data)
+        return Response(serializers.ComputeSerializer(saved("compute.update", data)).data)
 
 
 class ServiceView(GenisysView):
@@ -80,7 +88,7 @@ class ServiceListView(ServiceView):
     def post(self, request):
         data = serializers.ServiceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ServiceSerializer(data.save(owner=request.user)).data,
+        return Response(serializers.ServiceSerializer(saved("service.create", data, owner=request.user)).data,
                         status=status.HTTP_201_CREATED)
 
 
@@ -94,7 +102,7 @@ class ServiceDetailView(ServiceView):
         """Update a definition; running containers follow at the next scale or reconcile pass."""
         data = serializers.ServiceUpdateSerializer(self.get_object(), data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ServiceSerializer(data.save()).data)
+        return Response(serializers.ServiceSerializer(saved("service.update", data)).data)
 
 
 class ServiceScaleView(ServiceView):

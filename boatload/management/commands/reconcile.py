@@ -3,12 +3,17 @@
 Built on boatload.loop: several may run at once, each host is claimed with a conditional
 UPDATE for its step; no outage ends the loop; SIGTERM ends it between steps.
 """
+import time
+
+from django.conf import settings
+
 from boatload import services
 from boatload.auth import forget_old_nonces
 from boatload.loop import ReconcilerCommand
 from boatload.models import Host
 from common.env import env_duration
 from common.errors import BoatLoadError
+from observe import metrics
 
 
 class Command(ReconcilerCommand):
@@ -23,7 +28,19 @@ class Command(ReconcilerCommand):
         if down:
             self.stdout.write(f"marked {down} silent host(s) down")
         forget_old_nonces()
-        return self.each(Host.objects.all(), self.process_one_host)
+        done = self.each(Host.objects.all(), self.process_one_host)
+        if time.monotonic() >= self.fleet_due:  # every FLEET_INTERVAL, not every pass
+            self.fleet_due = time.monotonic() + settings.FLEET_INTERVAL
+            self.process_fleet()
+        return done
+
+    fleet_due = 0.0
+
+    def process_fleet(self):
+        """Collect each healthy host's container metrics (GET /stats, in parallel) for /metrics, so a
+        scrape never fans out to the fleet; the number of samples."""
+        with metrics.loop_pass("fleet"):
+            return metrics.collect_fleet()
 
     def process_one_host(self, host):
         """Reconcile one host's containers, unless another reconciler holds it; True when done."""

@@ -89,7 +89,7 @@ class Command(BaseCommand):
         out = self.stdout
         children = [
             Child("api", [python, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf", "boatload.wsgi",
-                          "--bind", f"{bind}:{port}"], out=out),
+                          "--bind", f"{bind}:{port}"], self.api_env(), out=out),
             Child("satellite", [python, "-m", "satellite"], lambda: self.satellite_env(api_url), out=out),
             Child("reconcile", [python, manage, "reconcile"], out=out),
             Child("genisys", [python, manage, "genisys"], out=out),
@@ -152,6 +152,12 @@ class Command(BaseCommand):
     def log(self, message):
         self.stdout.write(f"runlocal: {message}")
         self.stdout.flush()
+
+    def api_env(self):
+        """The API's workers share their Prometheus counters through var/prometheus (emptied at each start)."""
+        env = dict(os.environ)
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.VAR_DIR / "prometheus"))
+        return env
 
     def satellite_env(self, api_url):
         env = dict(os.environ, BOATLOAD_API_URL=api_url)

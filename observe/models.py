@@ -1,0 +1,77 @@
+"""Rows of observability: the audit log, the fleet's latest container samples, reconciler loop totals.
+
+Samples and loop totals live in Postgres, not in prometheus_client's multiprocess files: the
+reconcilers run in their own processes (in the image: their own containers), and every API
+worker must read what they wrote. Both tables stay small: one row per running container,
+one row per loop.
+"""
+from django.conf import settings
+from django.db import models
+
+
+class AuditEntry(models.Model):
+    """One change somebody made or tried to make: who, when, from where, on what, the request, the result."""
+
+    class Result(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed"
+        PARTIAL = "partial"  # some of several instances failed
+
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="audit_entries")
+    actor_name = models.CharField(max_length=150, blank=True, help_text="The username, kept when the user goes.")
+    address = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=32, blank=True)
+    target = models.CharField(max_length=200, blank=True, db_index=True)
+    method = models.CharField(max_length=8, blank=True)
+    path = models.CharField(max_length=500, blank=True)
+    request = models.JSONField(default=dict, blank=True, help_text="Query and body, secrets masked.")
+    detail = models.JSONField(default=dict, blank=True, help_text="What the change made, e.g. the containers.")
+    result = models.CharField(max_length=8, choices=Result.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    message = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["actor", "-id"], name="audit_actor_recent")]
+
+    def __str__(self):
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.action} {self.result}"
+
+
+class ContainerSample(models.Model):
+    """The latest metrics a satellite reported for one of its containers (replaced on each collection)."""
+
+    host = models.CharField(max_length=100)
+    docker_id = models.CharField(max_length=64)
+    container = models.CharField(max_length=128, help_text="The row's uuid, or the container's name.")
+    service = models.CharField(max_length=100, blank=True)
+    owner = models.CharField(max_length=150, blank=True)
+    cpu_seconds = models.FloatField(default=0)
+    cpu_percent = models.FloatField(null=True)
+    memory_bytes = models.BigIntegerField(default=0)
+    memory_limit_bytes = models.BigIntegerField(default=0)
+    network_rx_bytes = models.BigIntegerField(default=0)
+    network_tx_bytes = models.BigIntegerField(default=0)
+    block_read_bytes = models.BigIntegerField(default=0)
+    block_write_bytes = models.BigIntegerField(default=0)
+    pids = models.IntegerField(default=0)
+    collected = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "docker_id"], name="one_sample_per_container")]
+
+
+class LoopStat(models.Model):
+    """Totals of one reconciler loop (`reconcile`, `genisys`, `fleet`), summed over every process running it."""
+
+    loop = models.CharField(max_length=32, unique=True)
+    passes = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0, help_text="Total duration of every pass.")
+    last_seconds = models.FloatField(default=0)
+    last_pass = models.DateTimeField(null=True)

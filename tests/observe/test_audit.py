@@ -1,0 +1,105 @@
+"""The audit log: exactly one entry per change (failed ones too), no secret of a request in any entry,
+GET /v1/audit/ scoped, filtered, cursor-paged and as CSV. Real satellites and engines behind the API."""
+import base64
+import json
+
+from observe.models import AuditEntry
+from tests.conftest import IMAGE_NAME, IMAGE_TAG
+
+SECRET_ENV = "env-secret-value-9f3a"
+SECRET_SCRIPT = "echo script-secret-1c2d; sleep 300"
+PASSWORD = "owner-pass-1"
+
+
+def entries():
+    return list(AuditEntry.objects.order_by("id"))
+
+
+def assert_no_secret(*secrets):
+    """No secret in any column of any entry."""
+    for entry in AuditEntry.objects.all():
+        text = json.dumps({f.name: str(getattr(entry, f.name)) for f in AuditEntry._meta.fields})
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} in entry {entry.action}: {text}"
+
+
+def test_each_container_change_has_exactly_one_entry_and_no_secret(api, fleet_hosts):
+    owner = api("owner")
+    script = base64.b64encode(SECRET_SCRIPT.encode()).decode()
+    made = owner.post("/v1/container/", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "script": script,
+                                         "env": {"API_KEY": SECRET_ENV}},
+                      format="json")
+    assert made.status_code == 201, made.json()
+    container = made.json()["id"]
+    [create] = entries()
+    assert (create.action, create.result, create.status_code, create.target) == ("container.create", "ok", 201,
+                                                                                  container)
+    assert (create.actor_name, create.address, create.method) == ("owner", "127.0.0.1", "POST")
+    assert create.request["body"]["env"] == {"API_KEY": "***"} and create.request["body"]["script"] == "***"
+
+    assert owner.post(f"/v1/container/{container}/stop?timeout=0").status_code == 200
+    assert owner.delete(f"/v1/container/{container}/").status_code == 204
+    assert [(e.action, e.result, e.target) for e in entries()[1:]] == [
+        ("container.stop", "ok", container), ("container.delete", "ok", container)]
+    assert_no_secret(SECRET_ENV, SECRET_SCRIPT, script)
+
+
+def test_failed_and_refused_changes_have_one_failed_entry_each(api, fleet, fleet_hosts):
+    owner = api("owner")
+    bad = owner.post("/v1/container/", {"image_name": IMAGE_NAME, "ports": [{"port": 0}],
+                                        "env": {"TOKEN": SECRET_ENV}}, format="json")
+    assert bad.status_code == 400
+    refused = owner.post("/v1/template/", {"name": "t1", "body": {"Image": "x"}}, format="json")
+    assert refused.status_code == 403
+    fleet["host-c"].satellite.stop()
+    down = owner.post("/v1/container/", {"image_name": IMAGE_NAME, "host": "host-c"}, format="json")
+    assert down.status_code == 502
+    assert [(e.action, e.result, e.status_code) for e in entries()] == [
+        ("container.create", "failed", 400), ("template.create", "failed", 403), ("container.create", "failed", 502)]
+    first, _, last = entries()
+    assert first.error_code == "invalid" and "ports" in first.message
+    assert last.target == down.json()["error"]["detail"]["container"]
+    assert_no_secret(SECRET_ENV)
+
+
+def test_staff_changes_are_recorded_in_their_transaction(api, fleet_hosts):
+    staff = api("staff")
+    assert staff.post("/v1/template/", {"name": "t2", "body": {"Image": "x"}}, format="json").status_code == 201
+    token = staff.post("/v1/jointoken/", {"note": "rack"}, format="json").json()["token"]
+    assert staff.post("/v1/host/host-a/drain").status_code == 200
+    assert staff.delete("/v1/template/t2/").status_code == 204
+    assert [(e.action, e.result, e.target, e.actor_name) for e in entries()] == [
+        ("template.create", "ok", "t2", "staff"), ("jointoken.create", "ok", token[:12], "staff"),
+        ("host.drain", "ok", "host-a", "staff"), ("template.delete", "ok", "t2", "staff")]
+    assert_no_secret(token)
+
+
+def test_logins_succeeded_and_failed_are_recorded_without_the_password(api, users):
+    client = api()
+    assert client.post("/v1/auth/token/", {"username": "owner", "password": PASSWORD}, format="json").status_code == 200
+    assert client.post("/v1/auth/token/", {"username": "owner", "password": "wrong-9e8d"},
+                       format="json").status_code == 401
+    assert client.post("/v1/auth/session/login/", {"username": "owner", "password": PASSWORD}).status_code == 302
+    assert [(e.action, e.result, e.actor_name) for e in entries()] == [
+        ("auth.login", "ok", "owner"), ("auth.login", "failed", "owner"), ("auth.login", "ok", "owner")]
+    assert entries()[0].status_code == 200 and entries()[1].status_code == 401
+    assert_no_secret(PASSWORD, "wrong-9e8d")
+
+
+def test_audit_list_is_scoped_filtered_paged_and_exported(api, users):
+    for name in ("owner", "owner", "other"):
+        api(name).post("/v1/template/", {"name": "nope", "body": {}}, format="json")  # 403 each: recorded
+    own = api("owner").get("/v1/audit/").json()
+    assert [e["actor"] for e in own["results"]] == ["owner", "owner"]
+    assert len(api("staff").get("/v1/audit/").json()["results"]) == 3
+    assert [e["actor"] for e in api("staff").get("/v1/audit/?actor=other").json()["results"]] == ["other"]
+    page = api("staff").get("/v1/audit/?limit=2").json()
+    assert len(page["results"]) == 2 and "cursor=" in page["next"]
+    rest = api("staff").get(page["next"].replace("http://testserver", "")).json()
+    assert len(rest["results"]) == 1 and rest["results"][0]["actor"] == "owner"
+    exported = api("staff").get("/v1/audit/?format=csv&result=failed")
+    assert exported.status_code == 200 and exported["Content-Type"].startswith("text/csv") and exported.streaming
+    lines = b"".join(exported.streaming_content).decode().splitlines()
+    assert lines[0].startswith("id,created,actor_name") and len(lines) == 4
+    assert api("staff").get("/v1/audit/?result=nonsense").status_code == 400
+    assert api().get("/v1/audit/").status_code == 401
