@@ -6,6 +6,8 @@ Every way BoatLoad starts the API (make run, the image's entrypoint, the benches
 uses this file; command-line options still override it.
 """
 import os
+import tempfile
+from pathlib import Path
 
 worker_class = "gevent"
 workers = int(os.environ.get("BOATLOAD_WORKERS", "2"))
@@ -29,14 +31,10 @@ def post_fork(server, worker):
 # run and the image's entrypoint name the folder; any other start gets a fresh one. It is
 # emptied when the master starts: files of an earlier run would add to this one's counters.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    import tempfile
-
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="boatload-prometheus-")
 
 
 def on_starting(server):
-    from pathlib import Path
-
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     for path in folder.glob("*.db"):

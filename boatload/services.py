@@ -2,7 +2,7 @@
 import base64
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -17,6 +17,7 @@ from boatload.models import Container, Host, JoinToken
 from boatload.satellite_client import SatelliteClient
 from common import sealing
 from common.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
+from common.remote import call_all
 from common.spec import SCOPES, observed_state
 from observe import audit
 
@@ -497,33 +498,9 @@ def container_archive(*, row, compression="", as_user=None):
 
 # ---- cluster-wide reads ------------------------------------------------------------------------
 
-_cluster_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cluster-read")  # reused: no start-up per call
-
-
 def cluster_calls(calls, *, timeout=None):
-    """Run every `(key, call)` at once on the cluster pool; [(key, answer, error)] in their order.
-
-    One deadline for them all (`timeout`, default BOATLOAD_CLUSTER_READ_TIMEOUT): a call still
-    running then is given up as a 504 naming its key, so one slow remote never holds the rest.
-    A call raising a BoatLoadError has it as its error. The calls must not touch the database
-    (make clients before, in the caller's thread).
-    """
-    timeout = settings.CLUSTER_READ_TIMEOUT if timeout is None else timeout
-    futures = [(key, _cluster_pool.submit(call)) for key, call in calls]
-    wait([future for _, future in futures], timeout=timeout)
-    results = []
-    for key, future in futures:
-        if not future.done():
-            future.cancel()
-            name = getattr(key, "name", str(key))
-            results.append((key, None, RemoteError(f"{name} did not answer within {timeout:g} s.", remote=name,
-                                                   status_code=504, code="timeout")))
-            continue
-        try:
-            results.append((key, future.result(), None))
-        except BoatLoadError as error:
-            results.append((key, None, error))
-    return results
+    """common.remote.call_all within BOATLOAD_CLUSTER_READ_TIMEOUT (or `timeout`)."""
+    return call_all(calls, timeout=settings.CLUSTER_READ_TIMEOUT if timeout is None else timeout)
 
 
 def cluster_read(read):

@@ -11,6 +11,7 @@ into `not_found_error`), connection failures into `unavailable_error` and timeou
 import functools
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import quote
 
 import requests
@@ -159,3 +160,31 @@ class RemoteClient:
         response = self.request(op.method, op.path(**arguments), params=params, stream=True, read_timeout=None,
                                 route=op.route)
         return response, response.iter_content(STREAM_CHUNK)
+
+
+_call_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="remote-calls")  # reused: no start-up per call
+
+
+def call_all(calls, *, timeout):
+    """Run every `(key, call)` at once on one shared pool; [(key, answer, error)] in their order.
+
+    One deadline for them all: a call still running after `timeout` seconds is given up as a 504
+    naming its key, so one slow remote never holds the rest. A call raising a BoatLoadError has
+    it as its error. The calls must not touch the database (make clients before, in the
+    caller's thread).
+    """
+    futures = [(key, _call_pool.submit(call)) for key, call in calls]
+    wait([future for _, future in futures], timeout=timeout)
+    results = []
+    for key, future in futures:
+        if not future.done():
+            future.cancel()
+            name = getattr(key, "name", str(key))
+            results.append((key, None, RemoteError(f"{name} did not answer within {timeout:g} s.", remote=name,
+                                                   status_code=504, code="timeout")))
+            continue
+        try:
+            results.append((key, future.result(), None))
+        except BoatLoadError as error:
+            results.append((key, None, error))
+    return results

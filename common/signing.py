@@ -94,6 +94,18 @@ class NonceMemory:
             return True
 
 
+def _fresh(timestamp, now, what):
+    """The signed timestamp as an int, when it is one and within MAX_SKEW of `now`; else SignatureError."""
+    try:
+        timestamp = int(timestamp)
+    except ValueError:
+        raise SignatureError(f"{what} timestamp is not an integer.") from None
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > MAX_SKEW:
+        raise SignatureError(f"{what} timestamp is too far from this host's clock.")
+    return timestamp
+
+
 def verify(*, method, path, query, body, headers, secret_for, remember_nonce, now=None):
     """Check a signed request; return its key id or raise SignatureError.
 
@@ -106,13 +118,7 @@ def verify(*, method, path, query, body, headers, secret_for, remember_nonce, no
     sent = headers.get(HEADER_SIGNATURE)
     if not (key_id and timestamp and nonce and sent):
         raise SignatureError("The request is not signed.")
-    try:
-        timestamp = int(timestamp)
-    except ValueError:
-        raise SignatureError("The signature timestamp is not an integer.") from None
-    now = time.time() if now is None else now
-    if abs(now - timestamp) > MAX_SKEW:
-        raise SignatureError("The signature timestamp is too far from this host's clock.")
+    timestamp = _fresh(timestamp, now, "The signature")
     secret = secret_for(key_id)
     if not secret:
         raise SignatureError("The signing key is unknown.")
@@ -146,13 +152,7 @@ def verify_response(response, *, key_id, secret, request_nonce, now=None):
         raise SignatureError("The answer is not signed.")
     if headers.get(HEADER_KEY) != key_id:
         raise SignatureError("The answer is signed with another key than the request.")
-    try:
-        timestamp = int(timestamp)
-    except ValueError:
-        raise SignatureError("The answer's signature timestamp is not an integer.") from None
-    now = time.time() if now is None else now
-    if abs(now - timestamp) > MAX_SKEW:
-        raise SignatureError("The answer's signature timestamp is too far from this host's clock.")
+    timestamp = _fresh(timestamp, now, "The answer's signature")
     request = response.request
     digest = hashlib.sha256(response.content or b"").hexdigest()
     expected = signature(secret, response_canonical(response.status_code, request.method,

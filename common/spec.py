@@ -17,7 +17,15 @@ from rest_framework import serializers
 from common.errors import BadInput, TooLarge
 
 SCOPES = ["host", "internal", "cloud", "public"]  # narrowest first
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def name_field(max_length, what="", **options):
+    """A name of letters, digits, '_', '.' and '-' (a letter or digit first), up to `max_length`."""
+    return serializers.RegexField(rf"^[a-zA-Z0-9][a-zA-Z0-9_.-]{{0,{max_length - 1}}}$", max_length=max_length,
+                                  error_messages={"invalid": f"{what}letters, digits, '_', '.' and '-' only"},
+                                  **options)
+
+
 # Names BoatLoad gives: bl-<service>-<slot> for service slots, boatload-<uuid> for containers.
 RESERVED_NAME_PREFIXES = ("bl-", "boatload-")
 ASCII_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes "²" and "①", which int() refuses
@@ -110,11 +118,11 @@ class ContainerSpecSerializer(serializers.Serializer):
 
     image_name = serializers.CharField(max_length=255)
     image_tag = serializers.CharField(max_length=128, default="latest")
-    name = serializers.CharField(max_length=128, required=False)
+    name = name_field(128, required=False)
     command = serializers.JSONField(required=False, help_text="A list of strings, or one string split like a shell.")
     script = serializers.CharField(required=False, allow_blank=True, help_text="Base64 of the script to run.")
     scripturl = serializers.URLField(required=False, max_length=2000)
-    scriptname = serializers.CharField(max_length=100, required=False, default="script")
+    scriptname = name_field(100, "a file name: ", required=False, default="script")
     container_args = serializers.JSONField(required=False, help_text="Arguments after the script or command.")
     dataurl = serializers.URLField(required=False, max_length=2000, help_text="A zip unpacked under datapath.")
     datapath = serializers.CharField(max_length=1024, required=False, default="/data")
@@ -134,21 +142,11 @@ class ContainerSpecSerializer(serializers.Serializer):
             raise serializers.ValidationError("not a valid image name")
         return value
 
-    def validate_name(self, value):
-        if not NAME_RE.match(value):
-            raise serializers.ValidationError("letters, digits, '_', '.' and '-' only")
-        return value
-
     def validate_command(self, value):
         return _argv(value)
 
     def validate_container_args(self, value):
         return _argv(value)
-
-    def validate_scriptname(self, value):
-        if not NAME_RE.match(value):
-            raise serializers.ValidationError("a file name: letters, digits, '_', '.' and '-' only")
-        return value
 
     def validate_script(self, value):
         try:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from rest_framework import serializers
 
-from common.spec import ContainerSpecSerializer
+from common.spec import ContainerSpecSerializer, name_field
 
-SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp))?$", re.ASCII | re.IGNORECASE)  # "8080", "53/udp"
 
 
@@ -41,7 +40,7 @@ def command_split(command):
 
 
 class DefinitionSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=63)
+    name = name_field(63)
     image = serializers.CharField(max_length=400, help_text="image:tag")
     command = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
     environment = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
@@ -51,11 +50,6 @@ class DefinitionSerializer(serializers.Serializer):
     def validate_command(self, value):
         if value:
             command_split(value)
-        return value
-
-    def validate_name(self, value):
-        if not SERVICE_NAME.match(value):
-            raise serializers.ValidationError("letters, digits, '_', '.' and '-' only")
         return value
 
     def validate(self, data):

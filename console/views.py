@@ -229,13 +229,15 @@ def container_action(request, uuid, action):
 
 # ---- create ------------------------------------------------------------------------------------
 
+def _lines(text):
+    """(number, stripped line) of every line of a textarea that is not blank."""
+    return [(number, raw.strip()) for number, raw in enumerate(text.splitlines(), 1) if raw.strip()]
+
+
 def _pairs(text, field):
     """KEY=VALUE lines as a dict; a line without '=' is an error naming the field."""
     out = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
+    for number, line in _lines(text):
         if "=" not in line:
             raise drf_exceptions.ValidationError({field: [f"line {number}: KEY=VALUE"]})
         key, _, value = line.partition("=")
@@ -246,10 +248,8 @@ def _pairs(text, field):
 def _ports(text):
     """Lines of `port[/tcp|/udp] [scope]`, as the API's port objects (the API checks them)."""
     ports = []
-    for line in text.splitlines():
+    for _, line in _lines(text):
         words = line.split()
-        if not words:
-            continue
         port, _, protocol = words[0].partition("/")
         entry = {"port": int(port) if port.isascii() and port.isdigit() else port, "protocol": (protocol or "tcp")}
         if len(words) > 1:
@@ -261,10 +261,7 @@ def _ports(text):
 def _volumes(text):
     """Lines of `/target` (temp), or `/source:/target[:ro]` (a host path: staff only)."""
     volumes = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
+    for _, line in _lines(text):
         parts = line.split(":")
         read_only = parts[-1] == "ro"
         parts = parts[:-1] if read_only else parts

@@ -26,6 +26,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 from common import requestid
+from observe.models import AuditEntry
 
 log = logging.getLogger("boatload.audit")
 MASK = "***"
@@ -127,8 +128,6 @@ def _request_record(context, request):
 
 
 def _new_entry(action, *, target="", target_type="", request=None, actor=None, actor_name=""):
-    from observe.models import AuditEntry
-
     context = _context.get()
     request = getattr(request, "_request", request)  # a DRF request: the Django request it wraps
     request = request if request is not None else (context.request if context else None)
@@ -283,8 +282,6 @@ class AuditMiddleware:
             return None
 
     def _finish(self, request, response, context):
-        from observe.models import AuditEntry
-
         if context.entries:
             AuditEntry.objects.filter(pk__in=context.entries, status_code__isnull=True).update(
                 status_code=response.status_code)

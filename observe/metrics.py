@@ -29,7 +29,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework.throttling import BaseThrottle
 
+from boatload.models import Container, Host
+from boatload.satellite_client import SatelliteClient
 from common.errors import error_body
+from common.remote import call_all
+from genisys.models import Compute, Desired, ScaleOrder
+from observe.models import ContainerSample, LoopStat
 
 log = logging.getLogger("boatload.metrics")
 
@@ -96,8 +101,6 @@ def loop_pass(loop):
 
 
 def _add_pass(loop, seconds, failed):
-    from observe.models import LoopStat
-
     try:
         fields = {"passes": F("passes") + 1, "failures": F("failures") + int(failed), "seconds": F("seconds") + seconds,
                   "last_seconds": seconds, "last_pass": timezone.now()}
@@ -121,15 +124,10 @@ def collect_fleet():
 
     A host that fails or is down keeps no samples (no stale figures); returns the number of samples.
     """
-    from boatload import services
-    from boatload.models import Container, Host
-    from boatload.satellite_client import SatelliteClient
-    from observe.models import ContainerSample
-
     hosts = [host for host in Host.objects.exclude(state=Host.State.DOWN) if host.is_healthy]
     calls = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT).stats_all) for host in hosts]
     answers = []
-    for host, answer, error in services.cluster_calls(calls):  # in parallel, within one deadline
+    for host, answer, error in call_all(calls, timeout=settings.CLUSTER_READ_TIMEOUT):  # in parallel, one deadline
         if error is None:
             answers.append((host, answer))
         else:
@@ -189,10 +187,6 @@ class DatabaseCollector:
     """Fleet series from Postgres: read on each scrape, a handful of aggregate queries."""
 
     def collect(self):
-        from boatload.models import Container, Host
-        from genisys.models import Compute, Desired, ScaleOrder
-        from observe.models import ContainerSample, LoopStat
-
         hosts = GaugeMetricFamily("boatload_hosts", "Hosts by state.", labels=["state"])
         counted = dict(Host.objects.values_list("state").annotate(n=Count("id")))
         for state in Host.State.values:

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("common", "boatload", "genisys", "connectors", "satellite", "console")
+PACKAGES = ("common", "boatload", "genisys", "connectors", "satellite", "console", "observe")
 # Imports in a function that dodge no loop: Django's AppConfig.ready (the app registry must be
-# ready first) and gunicorn's post_fork hook (gevent must not load in the master before workers patch).
-IMPORTS_THAT_WAIT = {("boatload/logins/apps.py", "ready"), ("boatload/gunicorn_conf.py", "post_fork")}
+# ready first), gunicorn's post_fork hook (gevent must not load in the master before workers patch)
+# and child_exit (prometheus_client picks its multiprocess mode when first imported, after the
+# hooks set PROMETHEUS_MULTIPROC_DIR).
+IMPORTS_THAT_WAIT = {("boatload/logins/apps.py", "ready"), ("observe/apps.py", "ready"),
+                     ("boatload/gunicorn_conf.py", "post_fork"), ("boatload/gunicorn_conf.py", "child_exit")}
 
 
 def modules_of(package):

@@ -29,101 +29,40 @@ import sys
 import time
 
 import pytest
-import requests
 
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, SatelliteProcess, free_port, jwt_for, wait_until
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, jwt_for
+from tests.live import live_world
 
 MAX_EXAMPLES = int(os.environ.get("BOATLOAD_FUZZ_EXAMPLES", "3"))
 SEED = 20261201
 CHECKS = "status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"
 
 
-class ApiServer:
-    """The API under gunicorn on a loopback port, on the test database; its log kept for tracebacks."""
-
-    def __init__(self, log_path, database_name):
-        from django.conf import settings
-
-        db = settings.DATABASES["default"]
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{database_name}",
-            "BOATLOAD_DEBUG": "0", "BOATLOAD_SATELLITE_TIMEOUT": "10s", "BOATLOAD_CLUSTER_READ_TIMEOUT": "2s",
-            "BOATLOAD_CONN_MAX_AGE": "0",
-        }
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf", "boatload.wsgi",
-             "--bind", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self.healthy, timeout=30, message=f"API at {self.url}\n{self.read_log()}")
-        return self
-
-    def healthy(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {self.process.returncode}:\n{self.read_log()}")
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def read_log(self):
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def fuzz_world(django_db_setup, django_db_blocker, tmp_path_factory):
     """Committed rows the API process can see: staff and a plain user, a real host, a container each."""
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.utils import timezone
 
     from boatload import services
     from boatload.api.serializers import ContainerCreateSerializer
-    from boatload.models import Host
 
-    folder = tmp_path_factory.mktemp("fuzz")
-    satellite = SatelliteProcess(folder / "satellite", name="fuzz-host").start()
-    server = None
-    with django_db_blocker.unblock():
-        try:
-            users = {
-                "staff": get_user_model().objects.create_user("fuzz-staff", password="fuzz-pass-1", is_staff=True,
-                                                              is_superuser=True),
-                "user": get_user_model().objects.create_user("fuzz-user", password="fuzz-pass-2"),
-            }
-            Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
-                                secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
-                                address_internal="127.0.0.1")
-            spec = ContainerCreateSerializer(data={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
-                                                   # stops at once on SIGTERM: a fuzzed
-                                                   # stop?timeout=599 must not wait ten minutes
-                                                   "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]})
-            spec.is_valid(raise_exception=True)
-            for user in users.values():
-                services.container_create(owner=user, spec=dict(spec.validated_data))
-            server = ApiServer(folder / "api.log", settings.DATABASES["default"]["NAME"]).start()
-            yield {"server": server, "users": users, "satellite": satellite, "folder": folder}
-        finally:
-            if server:
-                server.stop()
-            satellite.stop()
-            call_command("flush", interactive=False, verbosity=0)  # later tests expect an empty database
+    def rows(host, satellite):
+        users = {
+            "staff": get_user_model().objects.create_user("fuzz-staff", password="fuzz-pass-1", is_staff=True,
+                                                          is_superuser=True),
+            "user": get_user_model().objects.create_user("fuzz-user", password="fuzz-pass-2"),
+        }
+        spec = ContainerCreateSerializer(data={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
+                                               # stops at once on SIGTERM: a fuzzed
+                                               # stop?timeout=599 must not wait ten minutes
+                                               "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]})
+        spec.is_valid(raise_exception=True)
+        for user in users.values():
+            services.container_create(owner=user, spec=dict(spec.validated_data))
+        return {"users": users}
+
+    with live_world(django_db_blocker, tmp_path_factory.mktemp("fuzz"), host_name="fuzz-host", rows=rows) as world:
+        yield world
 
 
 class SchemathesisRun:

@@ -8,9 +8,9 @@ measures the same at 1,000 streams and 200 slow connections, with the latency an
 import pytest
 import requests
 
-from tests.api.test_schema_fuzz import ApiServer
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, SatelliteProcess, wait_until
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, wait_until
 from tests.connections import open_follow, open_slow
+from tests.live import live_world
 
 pytestmark = pytest.mark.slow
 STREAMS = 120
@@ -19,34 +19,20 @@ SLOW = 80
 
 @pytest.fixture(scope="module")
 def served(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.utils import timezone
 
     from boatload import services
-    from boatload.models import Host
 
-    folder = tmp_path_factory.mktemp("serving")
-    satellite = SatelliteProcess(folder / "satellite", name="serving-host").start()
-    server = None
-    with django_db_blocker.unblock():
-        try:
-            user = get_user_model().objects.create_user("streamer", password="streamer-pass-1")
-            Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
-                                secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now())
-            _, [(row, error)] = services.container_create_request(
-                user=user, fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["sleep", "600"]})
-            assert error is None, error
-            server = ApiServer(folder / "api.log", settings.DATABASES["default"]["NAME"])
-            server.env["BOATLOAD_HOST_DOWN_AFTER"] = "3600"  # this satellite does not heartbeat to it
-            server.start()
-            yield {"server": server, "satellite": satellite, "row": row}
-        finally:
-            if server:
-                server.stop()
-            satellite.stop()
-            call_command("flush", interactive=False, verbosity=0)
+    def rows(host, satellite):
+        user = get_user_model().objects.create_user("streamer", password="streamer-pass-1")
+        _, [(row, error)] = services.container_create_request(
+            user=user, fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "command": ["sleep", "600"]})
+        assert error is None, error
+        return {"row": row}
+
+    with live_world(django_db_blocker, tmp_path_factory.mktemp("serving"), host_name="serving-host",
+                    rows=rows) as world:
+        yield world
 
 
 @pytest.mark.django_db  # sets up the test database; the rows the API sees are committed by `served`

@@ -22,9 +22,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.api.test_schema_fuzz import ApiServer
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, free_port, jwt_for
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, free_port, jwt_for
 from tests.console.quiet_network import QuietNetwork
+from tests.live import live_world
 
 SCREENSHOTS = Path(os.environ.get("BOATLOAD_SCREENSHOTS", ROOT / "var" / "screenshots"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,50 +41,34 @@ SCRIPT = ("echo hello-from-console; mkdir -p /out; echo payload-123 > /out/resul
 def world(django_db_setup, django_db_blocker, tmp_path_factory):
     """Committed rows the API process sees: staff `ops`, users `alice` and `bob`, a real host and compute,
     a container of alice's, and a service of hers."""
-    from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.utils import timezone
 
     from boatload import services
-    from boatload.models import Host
     from genisys.models import Compute, Service
 
     folder = tmp_path_factory.mktemp("console")
     static = folder / "static"
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, check=True,
                    env={**os.environ, "BOATLOAD_STATIC_ROOT": str(static)})
-    satellite = SatelliteProcess(folder / "satellite", name="console-host").start()
-    server = None
-    # The satellite here does not heartbeat to this API: its host must not be taken for down meanwhile
-    # (in this process, and in the API's through its environment).
-    down_after, settings.HOST_DOWN_AFTER = settings.HOST_DOWN_AFTER, 3600
-    with django_db_blocker.unblock():
-        try:
-            model = get_user_model()
-            users = {"ops": model.objects.create_user("ops", password=PASSWORDS["ops"], is_staff=True),
-                     "alice": model.objects.create_user("alice", password=PASSWORDS["alice"]),
-                     "bob": model.objects.create_user("bob", password=PASSWORDS["bob"])}
-            host = Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
-                                       secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
-                                       address_internal="127.0.0.1", labels={"group": "g1"}, cpus=2)
-            Compute.objects.create(name="local", connector=satellite.url)
-            Service.objects.create(name=WEB, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
-                                   owner=users["alice"])
-            _, [(kept, error)] = services.container_create_request(
-                user=users["alice"], fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
-                                             "name": KEPT, "command": ["sleep", "3600"]})
-            assert error is None
-            server = ApiServer(folder / "api.log", settings.DATABASES["default"]["NAME"])
-            server.env.update(BOATLOAD_STATIC_ROOT=str(static), BOATLOAD_HOST_DOWN_AFTER="3600")
-            server.start()
-            yield {"server": server, "users": users, "host": host, "kept": kept, "satellite": satellite}
-        finally:
-            if server:
-                server.stop()
-            satellite.stop()
-            settings.HOST_DOWN_AFTER = down_after
-            call_command("flush", interactive=False, verbosity=0)  # later tests expect an empty database
+
+    def rows(host, satellite):
+        model = get_user_model()
+        users = {"ops": model.objects.create_user("ops", password=PASSWORDS["ops"], is_staff=True),
+                 "alice": model.objects.create_user("alice", password=PASSWORDS["alice"]),
+                 "bob": model.objects.create_user("bob", password=PASSWORDS["bob"])}
+        Compute.objects.create(name="local", connector=satellite.url)
+        Service.objects.create(name=WEB, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+                               owner=users["alice"])
+        _, [(kept, error)] = services.container_create_request(
+            user=users["alice"], fields={"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
+                                         "name": KEPT, "command": ["sleep", "3600"]})
+        assert error is None
+        return {"users": users, "kept": kept}
+
+    with live_world(django_db_blocker, folder, host_name="console-host", rows=rows,
+                    api_env={"BOATLOAD_STATIC_ROOT": str(static)},
+                    host_fields={"labels": {"group": "g1"}, "cpus": 2}) as made:
+        yield made
 
 
 class Browser:

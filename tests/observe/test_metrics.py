@@ -7,8 +7,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from boatload.management.commands.reconcile import Command as Reconcile
-from tests.api.test_schema_fuzz import ApiServer
 from tests.conftest import IMAGE_NAME, IMAGE_TAG
+from tests.live import ApiServer
 
 TOKEN = "metrics-token-for-tests"
 
