@@ -39,6 +39,17 @@ def free_port(address="127.0.0.1"):
         return probe.getsockname()[1]
 
 
+def end_process(process, grace=10):
+    """SIGTERM, then SIGKILL after `grace` seconds; waits until the process is gone."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_until(predicate, timeout=20.0, interval=0.1, message="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,14 +117,8 @@ class SatelliteProcess:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
         if self.process:
+            end_process(self.process)
             self.log.close()
 
     def memory(self):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import docker
-from tests.conftest import TEST_IMAGE
+from tests.conftest import TEST_IMAGE, end_process
 
 # Shifts the engines' numbers, so that two test runs on one machine never share an engine.
 OFFSET = int(os.environ.get("BOATLOAD_TEST_ENGINE_OFFSET", "0"))
@@ -70,10 +70,5 @@ class ExtraEngine:
 
     def stop(self):
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_process(self.process, grace=30)
             self.log.close()

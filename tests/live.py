@@ -13,7 +13,7 @@ import sys
 
 import requests
 
-from tests.conftest import ROOT, SatelliteProcess, free_port, wait_until
+from tests.conftest import ROOT, SatelliteProcess, end_process, free_port, wait_until
 
 
 class ApiServer:
@@ -54,12 +54,7 @@ class ApiServer:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process, grace=15)
         self.log.close()
 
 

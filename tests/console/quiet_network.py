@@ -24,6 +24,8 @@ import subprocess
 import threading
 import time
 
+from tests.conftest import end_process
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -158,10 +160,5 @@ class QuietNetwork:
     def close(self):
         for tunnel in self.tunnels:
             tunnel.close()
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process)
         self.log.close()
