@@ -25,7 +25,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
-from satellite import credentials  # noqa: E402
+from satellite import credentials, metrics  # noqa: E402
 from satellite.connector.store import store  # noqa: E402
 from satellite.containers import satellite_id  # noqa: E402
 from satellite.wsgi import application  # noqa: E402
@@ -59,6 +59,8 @@ class SatelliteServer(BaseApplication):
     def start_heartbeats(self, worker):
         threading.Thread(target=credentials.heartbeat_forever, args=(self.stop_event,),
                          name="heartbeat", daemon=True).start()
+        if settings.STATS_WARM_INTERVAL:
+            threading.Thread(target=metrics.keep_warm, args=(self.stop_event,), name="stats-warm", daemon=True).start()
 
     def load(self):
         return application

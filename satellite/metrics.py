@@ -5,9 +5,16 @@ over 2 s. Instead the satellite keeps one streaming `stats` connection per conta
 was asked about and answers from its latest frame, which already carries the previous
 sample needed for CPU %. A stream that nobody asked for during `IDLE_AFTER` seconds, or
 whose container stopped, is closed.
+
+The host's samples are kept warm (`keep_warm`, every SATELLITE_STATS_WARM_INTERVAL): the
+satellite opens the streams of its own running containers (at most SATELLITE_STATS_WARM_MAX)
+before anyone asks, so the first /stats call answers at once from frames already read.
 """
+import logging
 import threading
 import time
+
+from django.conf import settings
 
 from satellite import containers
 from satellite.containers import LABEL_CONTAINER
@@ -103,13 +110,33 @@ def summarise(frame):
 
 
 hub = StatsHub()
+log = logging.getLogger("satellite.metrics")
+
+
+def own_running():
+    """{Docker id: listing row} of this satellite's running BoatLoad containers."""
+    with docker_errors():
+        rows = client().api.containers(filters={"label": containers.own(LABEL_CONTAINER), "status": "running"})
+    return {row["Id"]: row for row in rows}
+
+
+def keep_warm(stop_event):
+    """Until `stop_event`: every SATELLITE_STATS_WARM_INTERVAL, open the stats stream of each own running
+    container that has none (the newest SATELLITE_STATS_WARM_MAX), and keep the open ones from idling."""
+    while True:
+        try:
+            for container_id in list(own_running())[:settings.STATS_WARM_MAX]:  # the engine lists newest first
+                hub.feed(container_id)
+        except Exception as error:  # the engine is away: the next round tries again
+            log.warning("stats warm-up: %s", error)
+        if stop_event.wait(settings.STATS_WARM_INTERVAL):
+            return
 
 
 def metrics_of_all():
     """Metrics of every running BoatLoad container on this host, keyed by container id, each with its name
     and the BoatLoad labels that say whose it is (`container`, `service`, `owner`: empty when not set)."""
-    with docker_errors():
-        rows = client().api.containers(filters={"label": containers.own(LABEL_CONTAINER), "status": "running"})
+    rows = own_running().values()
     names = {row["Id"]: row["Names"][0].lstrip("/") for row in rows}
     labels = {row["Id"]: {key: (row.get("Labels") or {}).get(label, "") for key, label in IDENTITY_LABELS.items()}
               for row in rows}

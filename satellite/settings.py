@@ -64,6 +64,10 @@ BUSY_RETRY_AFTER = env_int("SATELLITE_BUSY_RETRY_AFTER", 5)  # seconds, in a 429
 # Open connections the satellite serves at once (each a greenlet: streams, slow clients, calls).
 MAX_CONNECTIONS = env_int("SATELLITE_MAX_CONNECTIONS", 4096)
 DOCKER_POOL = env_int("SATELLITE_DOCKER_POOL", 64)  # keep-alive connections to the engine
+# Stats streams of own running containers opened before anyone asks (satellite/metrics.keep_warm);
+# an interval of 0 turns it off. Each open stream is one engine connection sampling once a second.
+STATS_WARM_INTERVAL = env_duration("SATELLITE_STATS_WARM_INTERVAL", 10)
+STATS_WARM_MAX = env_int("SATELLITE_STATS_WARM_MAX", 100)
 
 # Limits of what a satellite accepts.
 SCRIPT_MAX_BYTES = env_int("SATELLITE_SCRIPT_MAX_BYTES", 4096)
