@@ -507,6 +507,18 @@ def test_bad_input_is_shown_next_to_its_field_and_makes_nothing(world, browser):
     error = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#err-ports"))[0]
     assert "ports[0].port" in error.text
     assert b.find("#f-image_name").get_attribute("value") == IMAGE_NAME  # the form keeps what was typed
+    assert b.find("#f-ports").get_attribute("aria-describedby") == "err-ports"
+    assert Container.objects.count() == before
+
+    # A value no control of the form offers (a forged post) is refused next to its field too, as HTML.
+    http = b.session()
+    token = b.driver.get_cookie("csrftoken")["value"]
+    answer = http.post(world["server"].url + "/console/containers/new", timeout=30,
+                       data={"image_name": IMAGE_NAME, "restart": "sometimes", "csrfmiddlewaretoken": token},
+                       headers={"Referer": world["server"].url + "/console/containers/new"})
+    assert answer.status_code == 400 and answer.headers["Content-Type"].startswith("text/html")
+    slot = re.search(r'<p class="error" id="err-restart">([^<]*)</p>', answer.text)
+    assert slot and "restart" in slot.group(1), answer.text[:2000]
     assert Container.objects.count() == before
 
 
