@@ -45,13 +45,30 @@ def member(view):
 
 
 def staff(view):
-    """Staff only, as the API's IsAdminUser: anyone else gets 403, whatever they post."""
+    """Staff only, as the API's IsAdminUser: anyone else gets 403, whatever they post.
+
+    The view is marked `staff_only`, so every staff route can be found from the URL patterns (the
+    tests forge a plain user's POST to each, and check no page shows a plain user a form for one)."""
     @wraps(view)
     def check(request, *args, **kwargs):
         if not request.user.is_staff:
             raise PermissionDenied("only staff may do this")
         return view(request, *args, **kwargs)
-    return member(check)
+    checked = member(check)
+    checked.staff_only = True
+    return checked
+
+
+def confirm(request, *, title, text, action_url, button, fields=(), cancel_url, items=()):
+    """The one confirmation page of every destructive action: a plain form that posts `fields` and
+    confirm=yes back to `action_url`. It works without scripts and by keyboard (no browser dialog)."""
+    return render(request, "console/confirm.html", {
+        "title": title, "text": text, "action_url": action_url, "button": button, "fields": fields,
+        "cancel_url": cancel_url, "items": items})
+
+
+def confirmed(request):
+    return request.POST.get("confirm") == "yes"
 
 
 def field_errors(error):
@@ -89,11 +106,7 @@ def _dashboard(user, *, live):
         host.counts = dict(per_host.get(host.pk, {}))
         host.usage = usage.get(host.name)
         host.unreachable = unreachable.get(host.name)
-    failures = (rows.filter(state__in=(Container.State.FAILED, Container.State.LOST))
-                .select_related("host", "owner").order_by("-updated")[:10])
     visible_services = list(Service.objects.visible_to(user).order_by("name"))
-    failed_orders = (ScaleOrder.objects.filter(service__in=visible_services, result="failed")
-                     .select_related("service", "compute").order_by("-created")[:10])
     status = genisys_services.services_status(services=visible_services) if live else {}
     service_rows = []
     for service in visible_services:
@@ -107,7 +120,25 @@ def _dashboard(user, *, live):
             "fleet_cpu_now": round(sum(u["cpu_percent"] for u in answered), 2),
             "fleet_memory_now": sum(u["memory_usage"] for u in answered), "usage_failures": usage_failures,
             "active_hosts": sum(1 for h in hosts if h.state == Host.State.ACTIVE),
-            "failures": failures, "failed_orders": failed_orders, "service_rows": service_rows}
+            "failures": last_failures(rows, visible_services), "service_rows": service_rows}
+
+
+def last_failures(containers, visible_services, count=10):
+    """The newest failures the user may see, of every kind in one list (newest first), each with a link
+    to the page that tells more: failed creates and lost containers, failed scale orders. (Deployments,
+    when they exist, add their failed ones here.)"""
+    failed_rows = (containers.filter(state__in=(Container.State.FAILED, Container.State.LOST))
+                   .select_related("host").order_by("-updated")[:count])
+    failed_orders = (ScaleOrder.objects.filter(service__in=visible_services, result="failed")
+                     .select_related("service", "compute").order_by("-created")[:count])
+    found = [{"when": row.updated, "name": row.name, "url": reverse("console:container", args=[row.uuid]),
+              "what": row.state, "where": row.host.name if row.host else "—",
+              "reason": row.last_error or "(no reason recorded)"} for row in failed_rows]
+    found += [{"when": order.created, "name": order.service.name,
+               "url": reverse("console:service", args=[order.service.name]), "what": "scale order failed",
+               "where": order.compute.name if order.compute else "—", "reason": order.message}
+              for order in failed_orders]
+    return sorted(found, key=lambda failure: failure["when"], reverse=True)[:count]
 
 
 @member
@@ -170,8 +201,12 @@ def container_bulk(request):
     if not rows:
         messages.error(request, "Select at least one container.")
         return redirect("console:containers")
-    if request.POST.get("confirm") != "yes":
-        return render(request, "console/confirm_bulk.html", {"rows": rows, "action": action})
+    if not confirmed(request):
+        return confirm(request, title=f"{action.capitalize()} {len(rows)} container(s)?", text="",
+                       items=[f"{row.name} on {row.host.name if row.host else '—'} ({row.state})" for row in rows],
+                       action_url=reverse("console:containers-bulk"), button=f"Yes, {action}",
+                       fields=[("action", action), *(("ids", row.uuid) for row in rows)],
+                       cancel_url=reverse("console:containers"))
     done = 0
     for row in rows:
         try:
@@ -215,6 +250,12 @@ def container_action(request, uuid, action):
     row = _visible_container(request, uuid)
     try:
         if action == "delete":
+            if not confirmed(request):
+                here = reverse("console:container", kwargs={"uuid": row.uuid})
+                return confirm(request, title=f"Delete {row.name}?",
+                               text=f"It is removed from {row.host.name if row.host else 'its host'}, with its "
+                                    "output and files.", action_url=request.path, button=f"Yes, delete {row.name}",
+                               cancel_url=here)
             services.container_delete(row=row)
             messages.success(request, f"Deleted {row.uuid}.")
             return redirect("console:containers")
@@ -299,8 +340,9 @@ def create_fields(post, files):
 
 
 def _create_context(request, **extra):
-    return {"templates": Template.objects.order_by("name").values_list("name", flat=True),
-            "hosts": Host.objects.filter(state=Host.State.ACTIVE).order_by("name").values_list("name", flat=True),
+    return {"templates": list(Template.objects.order_by("name").values_list("name", flat=True)),
+            "hosts": list(Host.objects.filter(state=Host.State.ACTIVE).order_by("name").values_list("name", flat=True)),
+            "restarts": ["permanent"],
             "values": request.POST if request.method == "POST" else {"image_tag": "latest"}, **extra}
 
 
@@ -348,8 +390,11 @@ def service_list(request):
 @member
 def service_detail(request, name):
     service = get_object_or_404(Service.objects.visible_to(request.user).select_related("owner"), name=name)
-    context = {"service": service, "computes": Compute.objects.visible_to(request.user),
+    computes = Compute.objects.visible_to(request.user).order_by("name").values_list("name", flat=True)
+    context = {"service": service, "compute_choices": [("*", "all (spread)"), *((c, c) for c in computes)],
                "orders": service.orders.select_related("compute", "requested_by")[:50]}
+    # Deployments (issue 15) go here: context["deployment"] = the service's current one, which
+    # console/_service_deployment.html shows between the status and the scale orders.
     if request.method == "POST":
         number = request.POST.get("number", "").strip()
         compute = request.POST.get("compute", "").strip() or None
@@ -403,11 +448,17 @@ def host_action(request, name, action):
     host = get_object_or_404(Host, name=name)
     if action not in HOST_ACTIONS:
         return page(request, "console/error.html", {"message": "action: unknown"}, status=400)
-    if action == "unregister" and request.POST.get("confirm") != "yes":
-        return render(request, "console/confirm_host.html", {"host": host, "action": action})
+    if action == "unregister" and not confirmed(request):
+        return confirm(request, title=f"Unregister {host.name}?",
+                       text="Its keys stop working at once and its containers are marked lost.",
+                       action_url=request.path, button=f"Yes, unregister {host.name}",
+                       cancel_url=reverse("console:hosts"))
     try:
         HOST_ACTIONS[action](host)
         messages.success(request, f"{action}: {name} done.")
     except BoatLoadError as error:
         messages.error(request, error.message)
     return redirect(reverse("console:hosts"))
+
+
+host_action.actions = tuple(HOST_ACTIONS)  # the values of its <action>, for whoever lists staff routes

@@ -13,14 +13,17 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chromium.remote_connection import ChromiumRemoteConnection
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, free_port, jwt_for
 from tests.console.quiet_network import QuietNetwork
@@ -33,7 +36,11 @@ PASSWORDS = {"ops": "ops-pass-1", "alice": "alice-pass-1", "bob": "bob-pass-1"}
 # Container and service names are the engine's, shared by every test run on this machine: made unique per run.
 KEPT, MADE, MANY = f"alice-kept-{RUN_ID}", f"console-made-{RUN_ID}", f"many{RUN_ID}"
 WEB, LIVE = f"web{RUN_ID}", f"live{RUN_ID}"
-SCRIPT = ("echo hello-from-console; mkdir -p /out; echo payload-123 > /out/result.txt; i=0; "
+KEYS, BROKEN, FAILS = f"keys-{RUN_ID}", f"broken-{RUN_ID}", f"fails-{RUN_ID}"
+# A changed file whose name needs escaping in a URL (a space, a '#'): its link must still fetch it.
+ODD_FILE = "/out/odd name #1.txt"
+SCRIPT = ("echo hello-from-console; mkdir -p /out; echo payload-123 > /out/result.txt; "
+          f"echo odd-bytes > '{ODD_FILE}'; i=0; "
           "while [ $i -lt 300 ]; do echo tick $i; i=$((i+1)); sleep 1; done")
 
 
@@ -83,8 +90,11 @@ class Browser:
                      f"--window-size={width},{height}"):
             options.add_argument(flag)
         # chromedriver (and the Chromium it starts, with a profile of its own) live in `network`'s namespace.
-        self.driver = webdriver.Remote(command_executor=network.driver_url, options=options)
+        # A Chromium connection, for DevTools commands (the viewport's size, below).
+        self.driver = webdriver.Remote(options=options, command_executor=ChromiumRemoteConnection(
+            network.driver_url, vendor_prefix="goog", browser_name="chrome"))
         self.driver.set_page_load_timeout(60)
+        self.viewport(width, height)
         # A condition read while a click's navigation replaces the page may find an element of the old one
         # (stale) or none yet: both mean "not yet".
         self.wait = WebDriverWait(self.driver, 30, poll_frequency=0.2,
@@ -102,17 +112,23 @@ class Browser:
     def all(self, css):
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
+    def viewport(self, width, height):
+        """Lay pages out at exactly width×height CSS pixels. (A headless window is never narrower than
+        about 500 px, whatever size it is given: a 390 px window would lay pages out at 485 px.)"""
+        self.driver.execute("executeCdpCommand", {"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}})
+        self.size = (width, height)
+
     def shot(self, name, width=None):
+        """A screenshot of the whole page (at `width` when given), then the viewport as it was."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        if width:
-            self.driver.set_window_size(width, 844)
-        # The whole page, not just the window: resize to the document's height for the shot.
+        size = self.size
+        self.viewport(width or size[0], size[1])
         height = self.driver.execute_script("return Math.max(document.documentElement.scrollHeight, "
-                                            "document.body.scrollHeight) + window.outerHeight - window.innerHeight")
-        size = self.driver.get_window_size()
-        self.driver.set_window_size(size["width"], min(max(height, 600), 4000))
+                                            "document.body.scrollHeight)")
+        self.viewport(width or size[0], min(max(height, 600), 4000))
         self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-        self.driver.set_window_size(size["width"], size["height"])
+        self.viewport(*size)
 
     def login(self, user):
         self.get("/")
@@ -154,6 +170,17 @@ def browser(world, network):
         b.close()
 
 
+@pytest.fixture
+def host_active(world, django_db_blocker):
+    """The real host active again, committed (the staff test drained it through the API). For tests outside a
+    test transaction (pytest-django runs them after those in one), so the API process sees it."""
+    from boatload.models import Host
+
+    with django_db_blocker.unblock():
+        Host.objects.filter(pk=world["host"].pk).update(state=Host.State.ACTIVE)
+    return world["host"]
+
+
 def canvas_has_colour(browser, container_css, rgb):
     """True when a canvas under `container_css` holds pixels of the series colour `rgb` (a drawn line)."""
     return browser.driver.execute_script("""
@@ -193,6 +220,68 @@ def assert_chart_spans_now(state, points=1):
     assert state["min"] <= min(xs) and max(xs) <= state["max"], state
     assert state["max"] - state["min"] <= 600, f"x axis spans {state['max'] - state['min']:.0f} s"
     assert abs(state["now"] - state["max"]) <= 60, state
+
+
+def press(browser, *keys):
+    """Keys typed into whatever has the focus, as a user at the keyboard does (no element is picked)."""
+    ActionChains(browser.driver).send_keys(*keys).perform()
+
+
+def focused_matches(browser, css):
+    return browser.driver.execute_script(
+        "return !!document.activeElement && document.activeElement.matches(arguments[0])", css)
+
+
+def tab_to(browser, css, back=False, limit=80):
+    """Press Tab (Shift+Tab with `back`) until the focus is on an element matching `css`."""
+    for _ in range(limit):
+        if focused_matches(browser, css):
+            return
+        press(browser, *((Keys.SHIFT, Keys.TAB) if back else (Keys.TAB,)))
+    raise AssertionError(f"{browser.driver.current_url}: Tab never reached {css}")
+
+
+def assert_no_horizontal_scroll(browser):
+    """The document is no wider than the viewport: nothing makes the whole page scroll sideways."""
+    document_width, viewport = browser.driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    wide = browser.driver.execute_script("""
+        const limit = document.documentElement.clientWidth;
+        return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > limit + 1
+            && !e.closest('.scroll, pre')).slice(0, 5).map(e => e.outerHTML.slice(0, 100));""")
+    assert document_width <= viewport, f"{browser.driver.current_url}: {document_width} > {viewport} px: {wide}"
+
+
+def staff_routes(host_name):
+    """Every staff-only console route (its view is marked by views.staff), with each action it takes."""
+    from django.urls import reverse
+
+    from console import urls
+
+    paths = []
+    for pattern in urls.urlpatterns:
+        if not getattr(pattern.callback, "staff_only", False):
+            continue
+        for action in getattr(pattern.callback, "actions", [None]):
+            values = {"name": host_name, "action": action}
+            paths.append(reverse(f"console:{pattern.name}",
+                                 kwargs={key: values[key] for key in pattern.pattern.converters}))
+    return paths
+
+
+def assert_no_staff_control(browser):
+    """No element marked staff, no form that posts to a staff route and no link to the admin."""
+    from django.urls import Resolver404, resolve
+
+    assert browser.all("[data-staff]") == [], browser.driver.current_url
+    assert not browser.all("a[href^='/admin']"), browser.driver.current_url
+    for form in browser.all("form"):
+        path = urlsplit(form.get_attribute("action")).path
+        try:
+            view = resolve(path).func
+        except Resolver404:
+            continue
+        assert not getattr(view, "staff_only", False), f"{browser.driver.current_url}: a form posts to {path}"
 
 
 @pytest.mark.django_db
@@ -249,6 +338,8 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     [link] = b.wait.until(lambda d: [a for a in b.all("a.file") if a.text == "/out/result.txt"])
     http = b.session()
     assert http.get(link.get_attribute("href"), timeout=30).content == b"payload-123\n"
+    [odd] = [a for a in b.all("a.file") if a.text == ODD_FILE]
+    assert http.get(odd.get_attribute("href"), timeout=30).content == b"odd-bytes\n"
     tar = http.get(b.find("#archive-tar").get_attribute("href"), timeout=30)
     with tarfile.open(fileobj=io.BytesIO(tar.content)) as archive:
         member = next(m for m in archive.getmembers() if m.name.endswith("out/result.txt"))
@@ -263,7 +354,6 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     assert_every_control_labelled(b)
     b.shot("container")
     b.shot("container-390", width=390)
-    b.driver.set_window_size(1280, 800)
 
     # Stop by keyboard, then delete (confirmed).
     b.find("#do-stop").send_keys(Keys.ENTER)
@@ -271,14 +361,17 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     row.refresh_from_db()
     assert row.state == "exited"
     b.find("#do-delete").click()
-    b.wait.until(lambda d: d.switch_to.alert).accept()
+    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))  # a page of its own, not a dialog
+    row.refresh_from_db()
+    assert row.state == "exited"  # nothing is deleted before the confirmation
+    b.shot("confirm-delete")
+    b.find("#confirm").click()
     b.wait.until(lambda d: d.current_url.endswith("/console/containers/") and b.all(".messages")
                  and d.execute_script("return document.readyState") == "complete")
     assert uuid not in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
     assert_every_control_labelled(b)
     b.shot("containers")
     b.shot("containers-390", width=390)
-    b.driver.set_window_size(1280, 800)
     row.refresh_from_db()
     assert row.state == "deleted"
     listed = world["satellite"].signed().get(f"{world['satellite'].url}/containers", timeout=10).json()
@@ -398,6 +491,18 @@ def test_bad_input_is_shown_next_to_its_field_and_makes_nothing(world, browser):
     error = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#err-ports"))[0]
     assert "ports[0].port" in error.text
     assert b.find("#f-image_name").get_attribute("value") == IMAGE_NAME  # the form keeps what was typed
+    assert b.find("#f-ports").get_attribute("aria-describedby") == "err-ports"
+    assert Container.objects.count() == before
+
+    # A value no control of the form offers (a forged post) is refused next to its field too, as HTML.
+    http = b.session()
+    token = b.driver.get_cookie("csrftoken")["value"]
+    answer = http.post(world["server"].url + "/console/containers/new", timeout=30,
+                       data={"image_name": IMAGE_NAME, "restart": "sometimes", "csrfmiddlewaretoken": token},
+                       headers={"Referer": world["server"].url + "/console/containers/new"})
+    assert answer.status_code == 400 and answer.headers["Content-Type"].startswith("text/html")
+    slot = re.search(r'<p class="error" id="err-restart">([^<]*)</p>', answer.text)
+    assert slot and "restart" in slot.group(1), answer.text[:2000]
     assert Container.objects.count() == before
 
 
@@ -421,29 +526,50 @@ def test_many_instances_show_each_result(world, browser):
     assert sorted(made.values_list("state", flat=True)) == ["running"] * 3
     for row in made:
         b.get(f"/console/container/{row.uuid}/")
-    b.get("/console/containers/?q=many")
-    b.find("#containers thead")  # the table is there
-    for box in b.all("#containers tbody input[type=checkbox]"):
-        box.click()
-    b.find("select[name=action]").send_keys("delete")
-    b.find(".bar button[type=submit]").click()
-    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))[0].click()
-    b.wait.until(lambda d: "delete: 3 of 3" in b.find(".messages").text)
-    assert sorted(made.values_list("state", flat=True)) == ["deleted"] * 3
+    # Bulk stop, then bulk delete: each only after its confirmation page, which lists the rows.
+    for action, state in (("stop", "exited"), ("delete", "deleted")):
+        b.get(f"/console/containers/?q={MANY}")
+        boxes = b.all("#containers tbody input[type=checkbox]")
+        assert len(boxes) == 3
+        for box in boxes:
+            box.click()
+        b.find("select[name=action]").send_keys(action)
+        b.find(".bar button[type=submit]").click()
+        b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+        assert sorted(made.values_list("state", flat=True)) == ["running" if action == "stop" else "exited"] * 3
+        assert all(row.name in b.find("main").text for row in made)
+        b.shot(f"confirm-bulk-{action}")
+        b.find("#confirm").click()
+        b.wait.until(lambda d, action=action: f"{action}: 3 of 3" in b.find(".messages").text)
+        assert sorted(made.values_list("state", flat=True)) == [state] * 3
 
 
 @pytest.mark.django_db
 def test_scale_a_service_to_three(world, browser):
+    from genisys.models import ScaleOrder
+
     b = browser()
     b.login("alice")
     b.get("/console/services/")
     b.driver.find_element(By.LINK_TEXT, WEB).click()
     b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#f-number"))
     assert_every_control_labelled(b)
+    # A bad number is shown next to its field, and orders nothing.
+    b.find("#f-number").send_keys("-1")
+    b.find("#scale").click()
+    error = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#err-number"))[0]
+    assert "number" in error.text and b.find("#f-number").get_attribute("aria-describedby") == "err-number"
+    assert not ScaleOrder.objects.filter(service__name=WEB).exists()
+    b.find("#f-number").clear()
     b.find("#f-number").send_keys("3")
+    Select(b.find("#f-compute")).select_by_value("*")  # all computes (spread); here there is one
     b.find("#scale").click()
     b.wait.until(lambda d: f"Scaled {WEB} to 3" in b.find(".messages").text)
     assert b.find("#running-total").text == "3"
+    status = {tr.find_element(By.CSS_SELECTOR, "td").text: tr.find_elements(By.CSS_SELECTOR, "td")[2].text
+              for tr in b.all("#status tbody tr") if tr.find_elements(By.CSS_SELECTOR, "td + td + td")
+              and not tr.find_elements(By.CSS_SELECTOR, "th")}
+    assert status == {"local": "3"}, status
     assert "alice" in b.find("#orders tbody tr td:nth-child(2)").text  # the order's requester, newest first
     run_key, run_value = RUN_LABEL.split("=")
     names = sorted(item["name"] for item in world["satellite"].signed().get(
@@ -460,7 +586,7 @@ def test_scale_a_service_to_three(world, browser):
 
 @pytest.mark.django_db
 def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
-    from boatload.models import Host
+    from boatload.models import Host, JoinToken
 
     kept = world["kept"]
     b = browser()
@@ -472,20 +598,32 @@ def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
     assert WEB not in b.find("main").text
     b.get("/console/hosts/")
     assert world["host"].name in b.find("#hosts").text
-    assert b.all("[data-staff]") == [] and b.all("#jointoken") == []
-    assert not b.all("a[href='/admin/']")
+    assert b.all("#jointoken") == []
     b.shot("hosts-user")
+    # No page shows a plain user a staff control: none marked staff, no form posting to a staff route.
+    for path in ("/console/", "/console/containers/", "/console/containers/new", "/console/services/",
+                 "/console/hosts/"):
+        b.get(path)
+        assert_no_staff_control(b)
+    owner = browser()
+    owner.login("alice")
+    for path in (f"/console/container/{kept.uuid}/", f"/console/service/{WEB}/", f"/console/containers/?q={KEPT}"):
+        owner.get(path)
+        assert KEPT in owner.find("main").text or WEB in owner.find("main").text
+        assert_no_staff_control(owner)
 
     # Forged POSTs, with a valid session and CSRF token: staff actions are 403, another's container 404.
     http = b.session()
     b.get("/console/hosts/")
     token = b.driver.get_cookie("csrftoken")["value"]
     headers = {"X-CSRFToken": token, "Referer": world["server"].url + "/console/hosts/"}
-    for path in (f"/console/host/{world['host'].name}/drain", f"/console/host/{world['host'].name}/unregister",
-                 "/console/hosts/jointoken"):
-        answer = http.post(world["server"].url + path, data={"confirm": "yes"}, headers=headers, timeout=30)
+    forged = staff_routes(world["host"].name)
+    assert {"/console/hosts/jointoken", f"/console/host/{world['host'].name}/rotate-key"} <= set(forged)
+    for path in forged:
+        answer = http.post(world["server"].url + path, data={"confirm": "yes", "note": "forged"}, headers=headers,
+                           timeout=30)
         assert answer.status_code == 403, path
-        assert answer.json()["error"]["code"] == "permission_denied"
+        assert answer.json()["error"]["code"] == "permission_denied", path
     for action in ("stop", "delete"):
         answer = http.post(f"{world['server'].url}/console/container/{kept.uuid}/{action}", headers=headers,
                            timeout=30)
@@ -496,6 +634,8 @@ def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
                        timeout=30)
     assert "delete: " not in answer.text
     assert Host.objects.get(pk=world["host"].pk).state == "active"
+    assert Host.objects.get(pk=world["host"].pk).next_key_id == ""  # no key rotation was started
+    assert not JoinToken.objects.filter(note="forged").exists()
     kept.refresh_from_db()
     assert kept.state == "running"
 
@@ -527,6 +667,17 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     command = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#join-command"))[0].get_attribute("value")
     token = re.search(r"SATELLITE_JOIN_TOKEN=(\S+)", command).group(1)
     assert JoinToken.usable(token) is not None and JoinToken.usable(token).note == "rack 4"
+    assert command.startswith("docker run ") and command.rstrip().endswith(" satellite")
+    # Copyable: the Copy button puts the whole command on the clipboard; pasted into a field, it is all there.
+    copy = b.find("button[data-copy-from='join-command']")
+    copy.click()
+    b.wait.until(lambda d: copy.get_attribute("data-copied"))
+    assert (copy.get_attribute("data-copied"), copy.text) == ("yes", "Copied")
+    b.driver.execute_script("const t = document.createElement('textarea'); t.id = 'pasted'; t.ariaLabel = 'pasted';"
+                            "document.querySelector('main').append(t); t.focus();")
+    ActionChains(b.driver).key_down(Keys.CONTROL).send_keys("v").key_up(Keys.CONTROL).perform()
+    assert b.find("#pasted").get_attribute("value") == command
+    b.driver.execute_script("document.getElementById('pasted').remove()")
     b.shot("jointoken")
     b.get("/console/hosts/")
     assert_every_control_labelled(b)
@@ -537,6 +688,216 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     world["host"].refresh_from_db()
     assert world["host"].state == "draining"
     assert Container.objects.filter(owner__username="alice", name=KEPT).exists()
+
+
+def test_keyboard_only_creates_follows_the_log_and_stops(world, browser, host_active):
+    """Tab, Shift+Tab, Enter and Space only, typed into whatever has the focus: log in, open the create form
+    from the menu, fill it, create; turn following off and on again; stop; delete through its confirmation."""
+    from boatload.models import Container
+
+    b = browser()
+    b.get("/")
+    b.wait.until(lambda d: "/console/login/" in d.current_url)
+    tab_to(b, "#id_username")
+    press(b, "alice", Keys.TAB, PASSWORDS["alice"], Keys.ENTER)
+    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "form.who"))
+    tab_to(b, "nav a[href='/console/containers/new']")
+    press(b, Keys.ENTER)
+    b.wait.until(lambda d: d.current_url.endswith("/console/containers/new") and d.find_elements(By.ID, "f-image_name"))
+    tab_to(b, "#f-image_name")
+    press(b, IMAGE_NAME)
+    tab_to(b, "#f-name")
+    press(b, KEYS)
+    tab_to(b, "#f-script")
+    press(b, "echo keyboard-hello; i=0; while [ $i -lt 300 ]; do echo tick $i; i=$((i+1)); sleep 1; done")
+    tab_to(b, "#create")
+    b.shot("create-keyboard")
+    press(b, Keys.ENTER)
+    b.wait.until(lambda d: re.search(r"/console/container/[0-9a-f-]{36}/$", d.current_url))
+    row = Container.objects.get(uuid=b.driver.current_url.rstrip("/").rsplit("/", 1)[1])
+    assert (row.name, row.owner.username, row.state) == (KEYS, "alice", "running")
+    b.wait.until(lambda d: "keyboard-hello" in b.find("#log").text)
+
+    # Follow off (Space on the checkbox): the log is read once and its stream ends. On again: new ticks come.
+    tab_to(b, "#log-follow")
+    press(b, Keys.SPACE)
+    assert not b.find("#log-follow").is_selected()
+    b.wait.until(lambda d: b.find("#log").get_attribute("data-ended") == "1")
+    last = max(int(n) for n in re.findall(r"tick (\d+)", b.find("#log").text) or ["-1"])
+    press(b, Keys.SPACE)
+    assert b.find("#log-follow").is_selected()
+    b.wait.until(lambda d: max(int(n) for n in re.findall(r"tick (\d+)", b.find("#log").text) or ["-1"]) > last + 1)
+    assert b.find("#log").get_attribute("data-ended") is None  # following: the stream stays open
+
+    tab_to(b, "#do-stop", back=True)  # the actions come before the log
+    press(b, Keys.ENTER)
+    b.wait.until(lambda d: b.find("#platform-state").text == "exited")
+    row.refresh_from_db()
+    assert row.state == "exited"
+    tab_to(b, "#do-delete")
+    press(b, Keys.ENTER)
+    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+    tab_to(b, "#confirm")
+    press(b, Keys.SPACE)
+    b.wait.until(lambda d: d.current_url.endswith("/console/containers/") and b.all(".messages"))
+    row.refresh_from_db()
+    assert row.state == "deleted"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_main_pages_fit_the_window_without_horizontal_scroll(world, browser, width, height):
+    """At 1280×800 and at 390 px wide, no main page is wider than the window; every control is labelled."""
+    b = browser(width=width, height=height)
+    b.login("ops")
+    assert b.driver.execute_script("return document.documentElement.clientWidth") <= width
+    pages = {"dashboard": "/console/", "containers": "/console/containers/", "create": "/console/containers/new",
+             "container": f"/console/container/{world['kept'].uuid}/", "services": "/console/services/",
+             "service": f"/console/service/{WEB}/", "hosts": "/console/hosts/"}
+    for name, path in pages.items():
+        b.get(path)
+        if name == "dashboard":
+            b.wait.until(lambda d: b.all("#dashboard .cpu-now, #dashboard .unreachable"))  # the live panel is in
+        if name == "container":
+            b.wait.until(lambda d: chart_state(b)["points"] >= 1)  # the charts are drawn at their width
+        assert_no_horizontal_scroll(b)
+        assert_every_control_labelled(b)
+        b.shot(f"fit-{name}-{width}")
+    b.get("/console/hosts/")
+    b.find("#jointoken").click()
+    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#join-command"))
+    assert_no_horizontal_scroll(b)
+    b.shot(f"fit-jointoken-{width}")
+
+
+def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, django_db_blocker):
+    """Staff rotate a host's key and unregister it (only once confirmed); its containers are then lost,
+    and the dashboard's last failures link to them."""
+    from django.utils import timezone
+
+    from boatload.models import Container, Host
+    from common import sealing
+
+    name = f"spare-{RUN_ID}"
+    with django_db_blocker.unblock():
+        # Draining: nothing is placed on it meanwhile. Its seal key lets a new key be delivered.
+        spare = Host.objects.create(name=name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="spare",
+                                    secret="spare-secret", state=Host.State.DRAINING, last_seen=timezone.now(),
+                                    seal_public_key=sealing.public_text(sealing.new_private_key()))
+        held = Container.objects.create(owner=world["users"]["alice"], host=spare, name=f"held-{RUN_ID}",
+                                        image_name=IMAGE_NAME, state=Container.State.RUNNING, docker_id="0" * 64)
+        try:
+            b = browser()
+            b.login("ops")
+            b.get("/console/hosts/")
+            row = next(tr for tr in b.all("#hosts tbody tr") if name in tr.text)
+            row.find_element(By.XPATH, ".//button[text()='Rotate key']").click()
+            b.wait.until(lambda d: f"rotate-key: {name} done" in b.find(".messages").text)
+            spare.refresh_from_db()
+            assert spare.next_key_id and spare.next_key_id != "spare"
+
+            row = next(tr for tr in b.all("#hosts tbody tr") if name in tr.text)
+            row.find_element(By.XPATH, ".//button[text()='Unregister…']").click()
+            b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+            assert Host.objects.filter(name=name).exists()  # nothing happens before the confirmation
+            assert_every_control_labelled(b)
+            b.shot("confirm-unregister")
+            b.find("#confirm").click()
+            b.wait.until(lambda d: f"unregister: {name} done" in b.find(".messages").text)
+            assert not Host.objects.filter(name=name).exists()
+            held.refresh_from_db()
+            assert held.state == "lost" and name in held.last_error
+
+            b.get("/console/")
+            link = b.wait.until(lambda d: [a for a in b.all("#last-failures a") if a.text == held.name])[0]
+            assert urlsplit(link.get_attribute("href")).path == f"/console/container/{held.uuid}/"
+        finally:
+            Container.objects.filter(pk=held.pk).delete()
+            Host.objects.filter(name=name).delete()
+
+
+def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django_db_blocker, host_active):
+    """A create that failed (from the form) and a scale order that failed are both listed, newest first,
+    each with a link to its page."""
+    from boatload.models import Container
+    from genisys.models import Compute
+
+    alice_api = {"Authorization": f"Bearer {jwt_for(world['users']['alice'])}"}
+    ops_api = {"Authorization": f"Bearer {jwt_for(world['users']['ops'])}"}
+    with django_db_blocker.unblock():
+        try:
+            b = browser()
+            b.login("alice")
+            b.get("/console/containers/new")
+            b.find("#f-image_name").send_keys(IMAGE_NAME)
+            b.find("#f-name").send_keys(FAILS)
+            b.find("#f-command").send_keys("/no/such/program")
+            b.find("#create").click()
+            b.wait.until(lambda d: re.search(r"/console/container/[0-9a-f-]{36}/$", d.current_url))
+            failed = Container.objects.get(name=FAILS)
+            assert failed.state == "failed" and failed.last_error
+            assert "The create failed" in b.find(".messages").text
+
+            made = requests.post(world["server"].url + "/compute", headers=ops_api, timeout=30,
+                                 json={"name": BROKEN, "connector": f"http://127.0.0.1:{free_port()}"})
+            assert made.status_code == 201, made.text
+            scaled = requests.post(f"{world['server'].url}/service/{WEB}/scale", headers=alice_api, timeout=60,
+                                   json={"number": 1, "compute": BROKEN})
+            assert scaled.status_code == 502, scaled.text
+
+            b.get("/console/")
+            b.wait.until(lambda d: BROKEN in b.find("#last-failures").text)
+            links = b.driver.execute_script(
+                "return [...document.querySelectorAll('#last-failures li a')].map(a => [a.textContent, a.pathname])")
+            assert links[:2] == [[WEB, f"/console/service/{WEB}/"], [FAILS, f"/console/container/{failed.uuid}/"]]
+            b.shot("dashboard-failures")
+            b.driver.find_element(By.LINK_TEXT, FAILS).click()
+            b.wait.until(lambda d: b.find("#platform-state").text == "failed")
+        finally:
+            compute = Compute.objects.filter(name=BROKEN).first()
+            if compute:
+                compute.orders.all().delete()
+                compute.desired.all().delete()
+                compute.delete()
+
+
+def test_many_instances_show_a_failing_host_among_the_results(world, browser, django_db_blocker, host_active):
+    """Two instances spread over two active hosts, one of which does not answer: the progress page
+    shows one created and one failed, naming that host."""
+    from django.utils import timezone
+
+    from boatload import services
+    from boatload.models import Container, Host
+
+    name = f"zz-gone-{RUN_ID}"  # after console-host by name
+    with django_db_blocker.unblock():
+        gone = Host.objects.create(name=name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="gone",
+                                   secret="gone-secret", state=Host.State.ACTIVE, last_seen=timezone.now(), cpus=1)
+        # Placement takes the least loaded host first (ties by name): give the silent one as many rows as
+        # the real one holds, so of two instances the first goes to the real host, the second to this one.
+        load = Container.objects.filter(host=world["host"], state__in=Container.DEPLOYED).count()
+        Container.objects.bulk_create(Container(owner=world["users"]["ops"], host=gone, name=f"filler-{RUN_ID}-{i}",
+                                                image_name=IMAGE_NAME, state=Container.State.RUNNING)
+                                      for i in range(load))
+        try:
+            b = browser()
+            b.login("alice")
+            b.get("/console/containers/new")
+            b.find("#f-image_name").send_keys(IMAGE_NAME)
+            b.find("#f-command").send_keys("sleep 3600")
+            b.find("#f-name").send_keys(f"two{RUN_ID}")
+            b.find("#f-instances").send_keys("2")
+            b.find("#create").click()
+            done = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#progress-done"))[0]
+            assert done.text == "1 of 2 created, 1 failed."
+            [ok], [bad] = b.all("#progress li.ok"), b.all("#progress li.failed")
+            assert world["host"].name in ok.text and name in bad.text and "failed:" in bad.text
+            b.shot("create-progress-failure")
+        finally:
+            for row in Container.objects.filter(name__startswith=f"two{RUN_ID}", state="running"):
+                services.container_delete(row=row)
+            Container.objects.filter(host__name=name).delete()
+            Host.objects.filter(name=name).delete()
 
 
 @pytest.mark.django_db

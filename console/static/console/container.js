@@ -1,21 +1,7 @@
 // The live parts of a container's page: the API's own log stream and metrics, read with the
-// session cookie. Everything else on the page works without this script.
+// session cookie. Everything else on the page works without this script (copy buttons: console.js).
 (function () {
   "use strict";
-
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest("button.copy");
-    if (!button) return;
-    var text = button.dataset.copy || document.getElementById(button.dataset.copyFrom).value;
-    var done = function () { button.textContent = "Copied"; };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done);
-    } else {
-      var field = document.createElement("textarea");
-      field.value = text; document.body.appendChild(field); field.select();
-      document.execCommand("copy"); field.remove(); done();
-    }
-  });
 
   // ---- log: GET /v1/container/<id>/stdout, streamed into the page as it comes ------------------
   var section = document.getElementById("log-section");
@@ -26,6 +12,7 @@
       if (controller) controller.abort();
       controller = new AbortController();
       out.textContent = "";
+      delete out.dataset.ended;
       var params = new URLSearchParams({
         follow: document.getElementById("log-follow").checked ? "true" : "false",
         stderr: document.getElementById("log-stderr").checked ? "true" : "false",
