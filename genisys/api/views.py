@@ -5,6 +5,7 @@ queryset (`GenisysViewSet.get_queryset`): a user reaches only their own services
 through them, their orders and the computes they use); anything else is 404, exactly as a
 name that does not exist. Staff reach all.
 """
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, viewsets
@@ -68,7 +69,7 @@ class ComputeViewSet(GenisysViewSet):
                        description="The caller's service definitions keyed by name (staff: all)."),
     create=extend_schema(description="A new definition, the caller's."),
     update=extend_schema(description="Update a definition; running containers follow at the next scale or "
-                                     "reconcile pass."),
+                                     "reconcile pass. A service defined on its connector becomes BoatLoad's."),
 )
 class ServiceViewSet(GenisysViewSet):
     serializer_class = serializers.ServiceSerializer
@@ -80,12 +81,25 @@ class ServiceViewSet(GenisysViewSet):
     def perform_create(self, data):
         data.save(owner=self.request.user)
 
+    def perform_update(self, data):
+        data.save(defined_by="boatload")
+
     @extend_schema(request=serializers.ScaleSerializer, responses=serializers.ScaleResultSerializer)
     @action(detail=True, methods=["post"])
     def scale(self, request, name):
-        """Ensure `number` resources run; on `compute`, the first compute, or spread over all with "*"."""
-        service = self.get_object()
+        """Ensure `number` resources run; on `compute`, the first compute, or spread over all with "*".
+
+        Staff may scale a service BoatLoad has no definition of when the compute's connector knows
+        it (Genisys forwards such orders): the order is forwarded and recorded, and `definition`
+        in the answer says whose definition ran (`boatload` or `connector`)."""
         data = serializers.ScaleSerializer(data=request.data)
+        try:
+            service = self.get_object()
+        except Http404:
+            if not request.user.is_staff or Service.objects.filter(name=name).exists():
+                raise
+            data.is_valid(raise_exception=True)
+            service = services.service_adopt(name=name, compute=data.validated_data.get("compute"))
         data.is_valid(raise_exception=True)
         return Response(services.service_scale(service=service, user=request.user, **data.validated_data))
 

@@ -28,7 +28,8 @@ class Command(ReconcilerCommand):
     def load_compute_file(self):
         compute_file = config.current()["compute_file"]
         if compute_file:
-            call_command("loadcomputes", compute_file)
+            # A missing file is a warning (the original Genisys loads an empty set); a malformed one stops.
+            call_command("loadcomputes", compute_file, if_exists=True, stderr=self.stderr)
 
     def process_one_pass(self):
         if config.current()["consul_host"]:
