@@ -10,24 +10,33 @@ from django.db.models import Max
 from boatload.models import Host
 
 
+def port_of(url):
+    """The TCP port `url` names (its scheme's default when none); None for a URL without one."""
+    try:
+        parts = urlsplit(url)
+        return parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+
+
 def endpoints(url):
     """{(address, port)} the host part of `url` resolves to (`localhost` and `127.0.0.1` share one);
     empty when it does not resolve."""
+    port = port_of(url)
     try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(urlsplit(url).hostname, port, type=socket.SOCK_STREAM) if port else []
     except (OSError, UnicodeError, ValueError):
         return set()
     return {(ipaddress.ip_address(info[4][0].split("%")[0]), port) for info in infos}
 
 
 def host_reached_by(url):
-    """The enrolled host whose satellite `url` reaches (its address and port), or None."""
-    wanted = endpoints(url)
-    if not wanted:
-        return None
-    return next((host for host in Host.objects.order_by("id") if endpoints(host.satellite_url) & wanted), None)
+    """The enrolled host whose satellite `url` reaches (its address and port), or None. Only hosts on
+    the same port are resolved, so a compute elsewhere costs no name lookup."""
+    port = port_of(url)
+    candidates = [host for host in Host.objects.order_by("id") if port and port_of(host.satellite_url) == port]
+    wanted = endpoints(url) if candidates else set()
+    return next((host for host in candidates if wanted and endpoints(host.satellite_url) & wanted), None)
 
 
 class ComputeQuerySet(models.QuerySet):

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from boatload.models import Host
 from connectors.definitions import DefinitionSerializer
-from genisys.models import Compute, ScaleOrder, Service, endpoints, host_reached_by
+from genisys.models import Compute, ScaleOrder, Service, endpoints, host_reached_by, port_of
 
 
 def masked(url):
@@ -38,7 +38,8 @@ class ComputeSerializer(serializers.ModelSerializer):
         connector = data.get("connector", getattr(self.instance, "connector", None))
         host = data.get("host")
         if host is not None:
-            if not endpoints(connector) & endpoints(host.satellite_url):
+            if port_of(connector) != port_of(host.satellite_url) or not (
+                    endpoints(connector) & endpoints(host.satellite_url)):
                 raise serializers.ValidationError({"host": [
                     f"the connector {masked(connector)} does not reach the satellite of {host.name} "
                     f"({host.satellite_url}): its calls would be signed for another address"]})
