@@ -184,10 +184,17 @@ PUBLIC_URL = env_str("BOATLOAD_PUBLIC_URL", "http://127.0.0.1:8000")
 PUBLIC_FINGERPRINT = env_str("BOATLOAD_PUBLIC_FINGERPRINT", "").replace(":", "").lower()
 SATELLITE_IMAGE = env_str("BOATLOAD_SATELLITE_IMAGE", "boatload:latest")
 
-# Genisys: genisys.yml (GENISYS_CONFIG) with environment overrides; see genisys/config.py.
-from genisys.config import load as _load_genisys_config  # noqa: E402
-
-GENISYS = _load_genisys_config(env_str("GENISYS_CONFIG", str(BASE_DIR / "genisys.yml")))
+# Genisys: the path of genisys.yml and the environment's overrides of its keys ({section: {key:
+# raw value}}, unset ones left out); genisys/config.py reads the file and merges these over it.
+GENISYS_CONFIG = env_str("GENISYS_CONFIG", str(BASE_DIR / "genisys.yml"))
+GENISYS_OVERRIDES = {section: {key: value for key, value in keys.items() if value is not None} for section, keys in {
+    "genisys": {"bind": env_str("GENISYS_BIND"), "port": env_str("GENISYS_PORT"),
+                "compute_file": env_str("GENISYS_COMPUTE_FILE")},
+    "consul": {"host": env_str("GENISYS_CONSUL_HOST"), "port": env_str("GENISYS_CONSUL_PORT"),
+               "service_prefix": env_str("GENISYS_SERVICE_PREFIX"),
+               "resources_key_prefix": env_str("GENISYS_RESOURCES_KEY_PREFIX")},
+    "connector": {"poll_interval": env_str("GENISYS_POLL_INTERVAL")},
+}.items()}
 CONNECTOR_TIMEOUT = env_duration("GENISYS_CONNECTOR_TIMEOUT", 300)
 
 # Production hardening; TLS-only cookies and HSTS when BOATLOAD_TLS says the API is behind TLS.

@@ -19,9 +19,14 @@ from common.errors import BadInput, TooLarge
 SCOPES = ["host", "internal", "cloud", "public"]  # narrowest first
 
 
-def name_field(max_length, what="", **options):
+def name_pattern(max_length):
     """A name of letters, digits, '_', '.' and '-' (a letter or digit first), up to `max_length`."""
-    return serializers.RegexField(rf"^[a-zA-Z0-9][a-zA-Z0-9_.-]{{0,{max_length - 1}}}$", max_length=max_length,
+    return re.compile(rf"^[a-zA-Z0-9][a-zA-Z0-9_.-]{{0,{max_length - 1}}}$")
+
+
+def name_field(max_length, what="", **options):
+    """A serializer field taking a name_pattern(max_length)."""
+    return serializers.RegexField(name_pattern(max_length), max_length=max_length,
                                   error_messages={"invalid": f"{what}letters, digits, '_', '.' and '-' only"},
                                   **options)
 

@@ -3,12 +3,14 @@
 What a connector answers is checked here, once: any 2xx to a definition push or a scale
 is success whatever its body (the original genisys-connector-docker answers 200 with an
 empty body), and a status that is not `{"running_resources": <int >= 0>}` is a 502 naming
-the compute. Nothing a connector sends can surface as anything but a RemoteError.
+the compute. The original answers 501 "Undefined service" where a satellite answers 404:
+both are the connector not knowing the service (`NotFound`), which a definition push repairs.
+Nothing else a connector sends can surface as anything but a RemoteError.
 """
 import requests
 from django.conf import settings
 
-from common.errors import ConnectorError, ConnectorTimeout
+from common.errors import BoatLoadError, ConnectorError, ConnectorTimeout, NotFound
 from common.remote import RemoteClient, operation, plain
 from common.signing import HmacAuth
 
@@ -30,24 +32,40 @@ class ConnectorClient(RemoteClient):
     timeout_error = ConnectorTimeout
 
     def __init__(self, compute, timeout=None):
-        if compute.host is not None:
-            auth = HmacAuth(compute.host.key_id, compute.host.secret)
-        elif compute.token:
-            auth = BearerAuth(compute.token)
-        else:
-            auth = None
-        super().__init__(compute.connector, remote=compute.name, auth=auth,
-                         timeout=timeout or settings.CONNECTOR_TIMEOUT,
-                         certificate=compute.host.tls_certificate or None if compute.host is not None else None)
+        host = compute.satellite()
+        if host is not None:  # a satellite: signed, at the URL and certificate its host enrolled with
+            super().__init__(host.satellite_url, remote=compute.name, auth=HmacAuth(host.key_id, host.secret),
+                             timeout=timeout or settings.CONNECTOR_TIMEOUT, certificate=host.tls_certificate or None)
+            return
+        # An external connector: a bearer token, or the credentials its URL carries (user:password@, sent as
+        # HTTP Basic by requests, as the original Genisys does), or none.
+        super().__init__(compute.connector, remote=compute.name, auth=BearerAuth(compute.token) if compute.token
+                         else None, timeout=timeout or settings.CONNECTOR_TIMEOUT)
 
     services = plain("GET", "service", "{name: definition} of what the connector knows.")
     create_service = plain("POST", "service", "Define a service.")
     service = plain("GET", "service/<name>", "One definition.")
 
+    def _raise_for_status(self, response, method):
+        if response.status_code == 501:  # the original connector's "Undefined service: <name>."
+            message = response.text[:200] or response.reason
+            response.close()
+            raise NotFound(f"{self.remote}: {message}", code="connector_undefined_service",
+                           detail={"remote": self.remote})
+        super()._raise_for_status(response, method)
+
     @operation("PUT", "service/<name>")
     def put_service(self, op, definition):
-        """Push a definition; any 2xx is success (nothing of the body is used)."""
-        self.request(op.method, op.path(name=definition["name"]), json=definition, route=op.route).close()
+        """Push a definition; any 2xx is success (nothing of the body is used). A connector that
+        takes new definitions only as `POST /service` (it answers the PUT 404, 405 or 501) gets that."""
+        try:
+            self.request(op.method, op.path(name=definition["name"]), json=definition, route=op.route).close()
+        except NotFound:
+            self.create_service(definition)
+        except BoatLoadError as error:
+            if error.status_code != 405:
+                raise
+            self.create_service(definition)
 
     @operation("POST", "service/<name>/scale")
     def scale(self, op, name, number):

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from rest_framework import serializers
 
-from common.spec import ContainerSpecSerializer, name_field
+from common.spec import ContainerSpecSerializer, name_field, name_pattern
+
+SERVICE_NAME_LENGTH = 63
+SERVICE_NAME = name_pattern(SERVICE_NAME_LENGTH)
 
 PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp))?$", re.ASCII | re.IGNORECASE)  # "8080", "53/udp"
 
@@ -40,7 +43,7 @@ def command_split(command):
 
 
 class DefinitionSerializer(serializers.Serializer):
-    name = name_field(63)
+    name = name_field(SERVICE_NAME_LENGTH)
     image = serializers.CharField(max_length=400, help_text="image:tag")
     command = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
     environment = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
@@ -87,17 +90,49 @@ def spec_fields(definition):
     return fields
 
 
-def read_definitions_file(path):
-    """Definitions from a Python file of literal-dict assignments (the seeds' services.py and computes.py)
-    or a JSON file (an object keyed by name, or a list)."""
+class DefinitionsFileError(ValueError):
+    """A definitions file that does not read, naming the file and the line."""
+
+    def __init__(self, path, line, message):
+        self.path, self.line = path, line
+        super().__init__(f"{path}, line {line}: {message}" if line else f"{path}: {message}")
+
+
+def read_definitions_lines(path):
+    """[(line, definition)] of a definitions file: a Python file of literal-dict assignments (the
+    originals' services.py and computes.py, `local = {"name": ..., ...}`; a dict without "name" is
+    named by its variable, as the originals key them) or a JSON file (an object keyed by name, or a
+    list; lines are then None). Anything else is a DefinitionsFileError naming the line."""
     text = Path(path).read_text()
-    if str(path).endswith(".py"):
-        found = []
-        for node in ast.parse(text).body:
-            if isinstance(node, ast.Assign):
-                value = ast.literal_eval(node.value)
-                if isinstance(value, dict) and "name" in value:
-                    found.append(value)
-        return found
-    data = json.loads(text)
-    return list(data.values()) if isinstance(data, dict) else list(data)
+    if not str(path).endswith(".py"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DefinitionsFileError(path, error.lineno, f"not JSON: {error.msg}") from None
+        if isinstance(data, dict):
+            data = [{"name": key, **value} if isinstance(value, dict) else value for key, value in data.items()]
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise DefinitionsFileError(path, None, "not an object of definitions keyed by name, nor a list of them")
+        return [(None, item) for item in data]
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as error:
+        raise DefinitionsFileError(path, error.lineno, f"not Python: {error.msg}") from None
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise DefinitionsFileError(path, node.lineno, "only assignments `name = {...}` are read")
+        try:
+            value = ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            raise DefinitionsFileError(path, node.lineno, f"{node.targets[0].id}: not a literal") from None
+        if isinstance(value, dict):
+            found.append((node.lineno, {"name": node.targets[0].id, **value}))
+    return found
+
+
+def read_definitions_file(path):
+    """The definitions of a definitions file (read_definitions_lines without the lines)."""
+    return [definition for _, definition in read_definitions_lines(path)]

@@ -1,10 +1,42 @@
 """Genisys rows: computes (connectors), services, desired numbers and the scale-order history."""
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Max
-from django.utils.functional import cached_property
 
 from boatload.models import Host
+
+
+def port_of(url):
+    """The TCP port `url` names (its scheme's default when none); None for a URL without one."""
+    try:
+        parts = urlsplit(url)
+        return parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+
+
+def endpoints(url):
+    """{(address, port)} the host part of `url` resolves to (`localhost` and `127.0.0.1` share one);
+    empty when it does not resolve."""
+    port = port_of(url)
+    try:
+        infos = socket.getaddrinfo(urlsplit(url).hostname, port, type=socket.SOCK_STREAM) if port else []
+    except (OSError, UnicodeError, ValueError):
+        return set()
+    return {(ipaddress.ip_address(info[4][0].split("%")[0]), port) for info in infos}
+
+
+def host_reached_by(url):
+    """The enrolled host whose satellite `url` reaches (its address and port), or None. Only hosts on
+    the same port are resolved, so a compute elsewhere costs no name lookup."""
+    port = port_of(url)
+    candidates = [host for host in Host.objects.order_by("id") if port and port_of(host.satellite_url) == port]
+    wanted = endpoints(url) if candidates else set()
+    return next((host for host in candidates if wanted and endpoints(host.satellite_url) & wanted), None)
 
 
 class ComputeQuerySet(models.QuerySet):
@@ -23,10 +55,13 @@ class ServiceQuerySet(models.QuerySet):
 
 
 class Compute(models.Model):
-    """Anything that speaks the connector protocol; a satellite's URL makes it a signed compute."""
+    """Anything that speaks the connector protocol; one linked to a host is that host's satellite (signed)."""
 
     name = models.SlugField(max_length=100, unique=True)
     connector = models.URLField(max_length=300)
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="computes",
+                             help_text="The enrolled host whose satellite this connector is: calls are signed "
+                                       "with its key and sent to its satellite URL.")
     token = models.CharField(max_length=200, blank=True, help_text="Bearer token for an external connector.")
     position = models.PositiveIntegerField(default=0, help_text="Order of definition: the first is the default.")
     created = models.DateTimeField(auto_now_add=True)
@@ -44,17 +79,22 @@ class Compute(models.Model):
             self.position = (Compute.objects.aggregate(m=Max("position"))["m"] or 0) + 1
         super().save(*args, **kwargs)
 
-    @cached_property
-    def host(self):
-        """The enrolled host whose satellite this connector is (calls are then signed), looked up now,
-        so a satellite that enrols after its compute was defined is signed for at once."""
-        url = self.connector.rstrip("/")
-        return Host.objects.filter(satellite_url__in=[url, url + "/"]).first()
+    def satellite(self):
+        """The linked host; an unlinked compute whose connector reaches an enrolled satellite (one that
+        enrolled after the compute was defined) is linked now, so a known satellite is never called
+        unsigned."""
+        if self.host is None:
+            found = host_reached_by(self.connector)
+            if found is not None:
+                Compute.objects.filter(pk=self.pk, host__isnull=True).update(host=found)
+                self.host = found
+        return self.host
 
     @property
     def is_healthy(self):
         """A satellite compute is healthy while its host heartbeats; an external one is assumed to be."""
-        return self.host is None or (self.host.state == "active" and self.host.is_healthy)
+        host = self.satellite()
+        return host is None or (host.state == "active" and host.is_healthy)
 
 
 class Service(models.Model):
@@ -68,6 +108,11 @@ class Service(models.Model):
     # A reconciler holds the service until this time (boatload.loop.claim), so several never act on it twice.
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
+    defined_by = models.CharField(
+        max_length=16, default="boatload", choices=[("boatload", "boatload"), ("connector", "connector")],
+        help_text="boatload: this definition is pushed before every scale. connector: the service was defined "
+                  "only on its connector; BoatLoad forwards scale orders and pushes nothing (a PUT makes it "
+                  "BoatLoad's).")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="genisys_services",
                               help_text="Who may see and change it (staff: every service); none: staff only.")

@@ -13,8 +13,9 @@ from django.db.models import F
 
 from boatload import loop, outage
 from boatload import services as boatload_services
-from common.errors import BadInput, BoatLoadError, RemoteError
+from common.errors import BadInput, BoatLoadError, NotFound, RemoteError
 from connectors.client import ConnectorClient
+from connectors.definitions import SERVICE_NAME
 from genisys.models import Compute, Desired, ScaleOrder, Service
 from observe import audit
 
@@ -85,7 +86,8 @@ def order_send(*, service, compute, number, source, user=None, observed=None):
     order.error, order.refused = None, False
     try:
         client = ConnectorClient(compute)
-        client.put_service(service.definition())
+        if service.defined_by == "boatload":  # a connector-defined service has nothing of ours to push
+            client.put_service(service.definition())
         order.running = client.scale(service.name, number)
         order.result = "ok"
         if order.running is None:  # the connector's 2xx did not say (the original answers an empty body)
@@ -142,9 +144,41 @@ def _scale_send(service, number, targets, before, source, user):
         raise RemoteError(f"The connector of compute {names} failed: {failed[0].message}", remote=names,
                           code="connector_failed", detail={"computes": {o.compute.name: o.message for o in failed},
                                                            "desired_kept": True})
-    return {"service": service.name, "number": number,
+    return {"service": service.name, "number": number, "definition": service.defined_by,
             "computes": {order.compute.name: {"desired": order.to_number, "running": order.running}
                          for order in orders}}
+
+
+def service_adopt(*, name, compute=None):
+    """The Service row of a service BoatLoad has no definition of but a compute's connector knows
+    (Genisys keeps definitions on the connector and only forwards scale orders): recorded as
+    `defined_by="connector"`, ownerless (staff only), with the connector's definition copied for
+    show when it gives one. NotFound when no connector asked knows it; nothing is then made."""
+    if not SERVICE_NAME.match(name):
+        raise NotFound(f"No service named {name}.")
+    candidates = list(targets_for(service=None, number=0, compute=compute)) if compute != "*" else [
+        c for c in Compute.objects.all() if c.is_healthy]
+    for candidate in candidates:
+        client = ConnectorClient(candidate)
+        try:
+            client.status(name)  # 200: the connector knows it (404 or 501: it does not)
+        except NotFound:
+            continue
+        try:
+            shown = client.service(name)
+        except BoatLoadError:
+            shown = None  # GET /service/<name> is not a mandatory endpoint of the protocol
+        shown = shown if isinstance(shown, dict) else {}
+        fields = {"image": str(shown.get("image") or "")[:400], "command": shown.get("command")
+                  if isinstance(shown.get("command"), str) else None,
+                  "environment": shown.get("environment") if isinstance(shown.get("environment"), dict) else None,
+                  "ports": shown.get("ports") if isinstance(shown.get("ports"), list) else None}
+        with audit.change("service.adopt", target=name):
+            service, _ = Service.objects.get_or_create(name=name, defaults={**fields, "defined_by": "connector"})
+        log.info("scale order for %s forwarded: defined on the connector of %s only", name, candidate.name)
+        return service
+    names = ", ".join(c.name for c in candidates) or "none"
+    raise NotFound(f"No service named {name}, and no connector asked knows it (computes: {names}).")
 
 
 def service_status(*, service):

@@ -66,3 +66,13 @@ def test_no_import_hides_in_a_function():
                     hidden += [f"{path.relative_to(ROOT)}:{inner.lineno}" for inner in ast.walk(node)
                                if isinstance(inner, (ast.Import, ast.ImportFrom))]
     assert hidden == []
+
+
+def test_the_api_settings_read_the_environment_and_import_no_app():
+    """Settings read the environment; the apps read settings (boatload/settings.py imported genisys.config)."""
+    tree = ast.parse((ROOT / "boatload" / "settings.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported & set(PACKAGES) <= {"common"}

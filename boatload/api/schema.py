@@ -70,8 +70,7 @@ UPSTREAM = {502, 503, 504}
 CALLS_REMOTE = {
     "ContainerViewSet": {"create", "destroy", "raw", "start", "stop", "restart", "stdout", "script", "state",
                          "metrics", "changes", "file", "file_by_path", "filebynum", "archive", "inspect"},
-    "ServiceScaleView": {"post"},
-    "ServiceStatusView": {"get"},
+    "ServiceViewSet": {"scale", "status"},
 }
 
 # Operations that answer 409 when the object's state (or an existing one) is in the way.

@@ -1,21 +1,57 @@
 """Shapes of the Genisys API, as its documentation gives them."""
+from urllib.parse import urlsplit, urlunsplit
+
 from rest_framework import serializers
 
+from boatload.models import Host
 from connectors.definitions import DefinitionSerializer
-from genisys.models import Compute, ScaleOrder, Service
+from genisys.models import Compute, ScaleOrder, Service, endpoints, host_reached_by, port_of
+
+
+def masked(url):
+    """`url` with the password of its credentials (`user:<token>@`) shown as `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
 
 
 class ComputeSerializer(serializers.ModelSerializer):
     token = serializers.CharField(write_only=True, required=False, allow_blank=True,
                                   help_text="Bearer token for an external connector (never shown again).")
-    signed = serializers.SerializerMethodField(help_text="True when the connector is an enrolled satellite.")
+    host = serializers.SlugRelatedField(
+        slug_field="name", queryset=Host.objects.all(), required=False, allow_null=True,
+        help_text="The enrolled host whose satellite the connector is (calls are then signed). Without it, "
+                  "the host whose satellite URL has the connector's address and port (resolved: localhost "
+                  "and 127.0.0.1 are one), if any; given, the connector must reach that satellite.")
+    signed = serializers.SerializerMethodField(help_text="True when the connector is an enrolled satellite "
+                                                         "(linked to `host`): its calls are signed.")
 
     class Meta:
         model = Compute
-        fields = ["name", "connector", "token", "signed"]
+        fields = ["name", "connector", "token", "host", "signed"]
 
     def get_signed(self, compute) -> bool:
-        return compute.host is not None
+        return compute.host_id is not None
+
+    def validate(self, data):
+        connector = data.get("connector", getattr(self.instance, "connector", None))
+        host = data.get("host")
+        if host is not None:
+            if port_of(connector) != port_of(host.satellite_url) or not (
+                    endpoints(connector) & endpoints(host.satellite_url)):
+                raise serializers.ValidationError({"host": [
+                    f"the connector {masked(connector)} does not reach the satellite of {host.name} "
+                    f"({host.satellite_url}): its calls would be signed for another address"]})
+        elif "connector" in data or self.instance is None or "host" in data:
+            data["host"] = host_reached_by(connector)
+        return data
+
+    def to_representation(self, compute):
+        compute.satellite()  # links a compute whose satellite enrolled after it was defined
+        answer = super().to_representation(compute)
+        answer["connector"] = masked(answer["connector"])
+        return answer
 
 
 class ComputeUpdateSerializer(ComputeSerializer):
@@ -31,7 +67,8 @@ class ServiceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Service
-        fields = ["name", "image", "command", "environment", "ports", "owner"]
+        fields = ["name", "image", "command", "environment", "ports", "owner", "defined_by"]
+        read_only_fields = ["defined_by"]
 
     def validate(self, data):
         merged = {"name": getattr(self.instance, "name", None), **data}
@@ -42,7 +79,7 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class ServiceUpdateSerializer(ServiceSerializer):
     class Meta(ServiceSerializer.Meta):
-        read_only_fields = ["name"]
+        read_only_fields = ["name", "defined_by"]
 
 
 class ScaleSerializer(serializers.Serializer):
@@ -53,6 +90,8 @@ class ScaleSerializer(serializers.Serializer):
 class ScaleResultSerializer(serializers.Serializer):
     service = serializers.CharField()
     number = serializers.IntegerField()
+    definition = serializers.ChoiceField(["boatload", "connector"], help_text=(
+        "Whose definition ran: BoatLoad's (pushed first), or the connector's own (the order was forwarded)."))
     computes = serializers.DictField()
 
 

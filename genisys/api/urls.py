@@ -1,16 +1,18 @@
 """Genisys paths exactly as its documentation gives them (no /v1 prefix, no trailing slash needed)."""
-from django.urls import re_path
+from rest_framework.routers import SimpleRouter
 
 from genisys.api import views
 
-NAME = r"(?P<name>[a-zA-Z0-9][a-zA-Z0-9_.-]*)"
 
-urlpatterns = [
-    re_path(r"^compute/?$", views.ComputeListView.as_view(), name="compute-list"),
-    re_path(rf"^compute/{NAME}/?$", views.ComputeDetailView.as_view(), name="compute-detail"),
-    re_path(r"^service/?$", views.ServiceListView.as_view(), name="service-list"),
-    re_path(rf"^service/{NAME}/scale/?$", views.ServiceScaleView.as_view(), name="service-scale"),
-    re_path(rf"^service/{NAME}/status/?$", views.ServiceStatusView.as_view(), name="service-status"),
-    re_path(rf"^service/{NAME}/orders/?$", views.ServiceOrdersView.as_view(), name="service-orders"),
-    re_path(rf"^service/{NAME}/?$", views.ServiceDetailView.as_view(), name="service-detail"),
-]
+class OptionalSlashRouter(SimpleRouter):
+    """Routes that match with and without the trailing slash, as every BoatLoad path does."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("compute", views.ComputeViewSet, basename="compute")
+router.register("service", views.ServiceViewSet, basename="service")
+urlpatterns = router.urls

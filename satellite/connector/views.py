@@ -1,9 +1,13 @@
 """The connector protocol served by a satellite: /service CRUD, /scale and /status.
 
 Paths and JSON shapes are the Genisys connector's. Callers authenticate with the API's
-signature by default; SATELLITE_CONNECTOR_AUTH=token also accepts a static bearer token
-and `none` accepts anyone (loopback only) — for Genisys clients that can not sign.
+signature by default; SATELLITE_CONNECTOR_AUTH=token also accepts a static token, as a
+bearer token or as the password of HTTP Basic (the original Genisys can only put credentials
+in the connector URL, `http://user:<token>@host:port`, which requests sends as Basic), and
+`none` accepts anyone (loopback only) — for Genisys clients that can not sign.
 """
+import base64
+import binascii
 import hmac
 
 from django.conf import settings
@@ -23,13 +27,21 @@ def backend():
 
 
 class ConnectorTokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <SATELLITE_CONNECTOR_TOKEN>`, when the satellite is set up for it."""
+    """`Authorization: Bearer <SATELLITE_CONNECTOR_TOKEN>`, or `Basic` with the token as the password
+    (any user name), when the satellite is set up for it."""
 
     def authenticate(self, request):
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            token = credentials.strip()
+        elif scheme.lower() == "basic":
+            try:
+                token = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                raise exceptions.AuthenticationFailed("The Basic credentials do not decode.") from None
+        else:
             return None
-        if not hmac.compare_digest(header[7:].strip(), settings.CONNECTOR_TOKEN or ""):
+        if not hmac.compare_digest(token.encode(), (settings.CONNECTOR_TOKEN or "").encode()):
             raise exceptions.AuthenticationFailed("The connector token is wrong.")
         return ConnectorCaller(), None
 

@@ -1,4 +1,9 @@
 """Genisys end to end: the documented httpie examples, in order, with a bearer token, on real satellites."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 
@@ -131,8 +136,9 @@ def test_a_consul_managed_service_converges_to_the_kv_number(api, hosts, connect
     client.agent.service.register(name)
     client.agent.service.register("unmanaged_other")
     client.kv.put(f"resources/{name}", "2")
-    settings.GENISYS = {**settings.GENISYS, "consul_host": consul_server.host, "consul_port": consul_server.port,
-                        "service_prefix": "skynet_", "resources_key_prefix": "resources/"}
+    settings.GENISYS_OVERRIDES = {**settings.GENISYS_OVERRIDES, "connector": {},
+                                  "consul": {"host": consul_server.host, "port": consul_server.port,
+                                             "service_prefix": "skynet_", "resources_key_prefix": "resources/"}}
     Reconciler().process_one_pass()
     assert len(service_containers(docker_client, name)) == 2
     assert Service.objects.get(name=name).managed_by == "consul"
@@ -251,9 +257,15 @@ def test_compute_file_and_genisys_yml(db, tmp_path, monkeypatch):
     config = load(tmp_path / "genisys.yml")
     assert config["poll_interval"] == 60 and config["service_prefix"] == "skynet_"
     assert config["consul_host"] == "localhost" and config["compute_file"] == "./computes.py"
+    # The environment overrides the file: settings read it, genisys.config reads settings.
+    monkeypatch.setenv("GENISYS_CONFIG", str(tmp_path / "genisys.yml"))
     monkeypatch.setenv("GENISYS_POLL_INTERVAL", "15s")
     monkeypatch.setenv("GENISYS_CONSUL_PORT", "8600")
-    config = load(tmp_path / "genisys.yml")
+    shown = subprocess.run([sys.executable, "-c", "import json, django; django.setup(); "
+                            "from genisys.config import current; print(json.dumps(current()))"],
+                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert shown.returncode == 0, shown.stderr
+    config = json.loads(shown.stdout.strip().splitlines()[-1])
     assert config["poll_interval"] == 15 and config["consul_port"] == 8600
 
 

@@ -7,11 +7,10 @@ and no lock is held while a connector is asked; one failing compute or service n
 pass, and no outage ends the loop (a database that is down, also at start for the compute
 file, is retried with backoff).
 """
-from django.conf import settings
 from django.core.management import call_command
 
 from boatload.loop import ReconcilerCommand
-from genisys import services
+from genisys import config, services
 from genisys.consul import ConsulRegistry
 from genisys.models import Service
 
@@ -21,26 +20,28 @@ class Command(ReconcilerCommand):
     loop_name = "genisys"
 
     def interval(self):
-        return settings.GENISYS["poll_interval"]
+        return config.current()["poll_interval"]
 
     def prepare(self):
         self.load_compute_file()
 
     def load_compute_file(self):
-        if settings.GENISYS["compute_file"]:
-            call_command("loadcomputes", settings.GENISYS["compute_file"])
+        compute_file = config.current()["compute_file"]
+        if compute_file:
+            # A missing file is a warning (the original Genisys loads an empty set); a malformed one stops.
+            call_command("loadcomputes", compute_file, if_exists=True, stderr=self.stderr)
 
     def process_one_pass(self):
-        if settings.GENISYS["consul_host"]:
+        if config.current()["consul_host"]:
             self.process_consul()
         return self.each(Service.objects.filter(desired__isnull=False).distinct(), self.process_one_service)
 
     def process_consul(self, registry=None):
-        config = settings.GENISYS
-        registry = registry or ConsulRegistry(config["consul_host"], config["consul_port"])
+        known = config.current()
+        registry = registry or ConsulRegistry(known["consul_host"], known["consul_port"])
         try:
-            changed = services.consul_sync(registry=registry, service_prefix=config["service_prefix"],
-                                           resources_key_prefix=config["resources_key_prefix"])
+            changed = services.consul_sync(registry=registry, service_prefix=known["service_prefix"],
+                                           resources_key_prefix=known["resources_key_prefix"])
         except Exception as exc:  # Consul down must not stop reconciling what we know
             self.stderr.write(f"consul: {exc}")
             return []
