@@ -790,14 +790,20 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
             b = browser()
             b.login("ops")
             b.get("/console/hosts/")
-            row = next(tr for tr in b.all("#hosts tbody tr") if name in tr.text)
-            row.find_element(By.XPATH, ".//button[text()='Rotate key']").click()
+            def click_in_row(label):
+                """Click `label` in the spare host's row; found again if the page was swapped meanwhile."""
+                def attempt(driver):
+                    row = next(tr for tr in b.all("#hosts tbody tr") if name in tr.text)
+                    row.find_element(By.XPATH, f".//button[text()='{label}']").click()
+                    return True
+                b.wait.until(attempt)
+
+            click_in_row("Rotate key")
             b.wait.until(lambda d: f"rotate-key: {name} done" in b.find(".messages").text)
             spare.refresh_from_db()
             assert spare.next_key_id and spare.next_key_id != "spare"
 
-            row = next(tr for tr in b.all("#hosts tbody tr") if name in tr.text)
-            row.find_element(By.XPATH, ".//button[text()='Unregister…']").click()
+            click_in_row("Unregister…")
             b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
             assert Host.objects.filter(name=name).exists()  # nothing happens before the confirmation
             assert_every_control_labelled(b)
