@@ -74,6 +74,7 @@ CALLS_REMOTE = {
     "ContainerViewSet": {"create", "destroy", "raw", "start", "stop", "restart", "stdout", "script", "state",
                          "metrics", "changes", "file", "file_by_path", "filebynum", "archive", "inspect"},
     "ServiceScaleView": {"post"},
+    "ServiceHookScaleView": {"post"},
     "ServiceStatusView": {"get"},
 }
 
@@ -92,7 +93,8 @@ BUSY = {"ContainerViewSet": {"create", "stdout", "file_by_path", "filebynum", "a
 OWN_CREDENTIALS = {"EnrolView": {"post"}}
 
 # Throttled operations whose throttling is not (yet) visible on the view class itself.
-THROTTLED = {"TokenObtainPairView": {"post"}, "TokenRefreshView": {"post"}}
+THROTTLED = {"TokenObtainPairView": {"post"}, "TokenRefreshView": {"post"},
+             "ServiceHookScaleView": {"post"}}  # a wrong secret counts against the key throttle
 
 _NON_STAFF = SimpleNamespace(is_authenticated=True, is_staff=False, is_superuser=False, is_active=True)
 
