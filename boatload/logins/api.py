@@ -49,7 +49,7 @@ class APIKeyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retri
     authentication_classes = [JWTAuthentication, SessionAuthentication]
     lookup_field = "prefix"
     lookup_url_kwarg = "id"
-    lookup_value_regex = "[A-Za-z0-9]+"
+    lookup_value_regex = "[^/]+"
     filter_backends = []
 
     def get_queryset(self):
