@@ -10,7 +10,8 @@ urlpatterns = [
     re_path(rf"^compute/{NAME}/?$", views.ComputeDetailView.as_view(), name="compute-detail"),
     re_path(r"^service/?$", views.ServiceListView.as_view(), name="service-list"),
     re_path(rf"^service/{NAME}/scale/?$", views.ServiceScaleView.as_view(), name="service-scale"),
-    re_path(rf"^service/{NAME}/scale/(?P<secret>[^/]+)/?$", hooks.ServiceHookScaleView.as_view(),
+    # Any name and secret reach the hook's view, which answers 404 for what it does not know.
+    re_path(r"^service/(?P<name>[^/]+)/scale/(?P<secret>[^/]+)/?$", hooks.ServiceHookScaleView.as_view(),
             name="service-scale-hook"),
     re_path(rf"^service/{NAME}/hooks/?$", hooks.ServiceHookListView.as_view(), name="service-hooks"),
     re_path(rf"^service/{NAME}/hooks/(?P<hook_id>[^/]+)/revoke/?$", hooks.ServiceHookRevokeView.as_view(),
