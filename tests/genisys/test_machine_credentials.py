@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from django.contrib.admin.utils import quote
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -160,3 +161,15 @@ def test_log_lines_never_carry_a_hook_secret(api, owned):
         handler.setStream(previous)
     assert f"Bad Request: /service/{owned[0].name}/scale/blh_{made['id']}.***" in lines.getvalue()
     assert secret not in lines.getvalue()
+
+
+def test_staff_revoke_a_hook_in_the_admin_and_can_not_make_one_there(api, client, django_user_model, owned):
+    made = issue_hook(api("owner"), owned[0].name)
+    client.force_login(django_user_model.objects.create_superuser("root", password="root-pass-1"))
+    assert client.get("/admin/genisys/scalehook/add/").status_code == 403
+    row = ScaleHook.objects.get(prefix=made["id"])
+    page = f"/admin/genisys/scalehook/{quote(row.pk)}/change/"
+    assert client.get(page).status_code == 200
+    answer = client.post(page, {"name": row.name, "expiry_date_0": "", "expiry_date_1": "", "revoked": "on"})
+    assert answer.status_code == 302, answer.content[:2000]
+    assert api().post(hook_path(made), {"number": 1}, format="json").status_code == 404
