@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",  # refresh tokens die with a password change, deactivation, deletion
+    "rest_framework_api_key",  # its AbstractAPIKey is the base of boatload.logins.APIKey (its own model unused)
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # the docs viewer's assets, served by us: no CDN needed
@@ -120,6 +121,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "boatload.logins.authentication.APIKeyAuthentication",  # Authorization: Token <key>, X-API-Key
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

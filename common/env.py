@@ -69,13 +69,16 @@ def env_duration(name, default):
 
 
 def logging_config(level_variable):
-    """Plain log lines on stdout, each with the request id (see common.requestid)."""
+    """Plain log lines on stdout, each with the request id (see common.requestid), key secrets masked
+    (common.logmask)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "common.requestid.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "common.requestid.RequestIdFilter"},
+                    "secrets": {"()": "common.logmask.SecretMaskFilter"}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain",
+                                "filters": ["request_id", "secrets"]}},
         "root": {"handlers": ["stdout"], "level": env_str(level_variable, "INFO")},
     }
 

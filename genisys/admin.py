@@ -1,8 +1,8 @@
-"""Django admin for computes, services (with their desired numbers and a scale action) and orders."""
+"""Django admin for computes, services (with their desired numbers and a scale action), orders and scale hooks."""
 from django.contrib import admin, messages
 
 from genisys import services
-from genisys.models import Compute, Desired, ScaleOrder, Service
+from genisys.models import Compute, Desired, ScaleHook, ScaleOrder, Service
 
 
 @admin.register(Compute)
@@ -46,3 +46,17 @@ class ScaleOrderAdmin(admin.ModelAdmin):
         return False
 
 
+
+
+@admin.register(ScaleHook)
+class ScaleHookAdmin(admin.ModelAdmin):
+    """Hooks are made through the API (their URL is shown once there); here staff see and revoke them."""
+
+    list_display = ["prefix", "name", "service", "created_by", "created", "expiry_date", "last_used", "revoked"]
+    list_filter = ["revoked"]
+    search_fields = ["name", "prefix", "service__name"]
+    fields = ["prefix", "name", "service", "created_by", "created", "expiry_date", "last_used", "revoked"]
+    readonly_fields = ["prefix", "service", "created_by", "created", "last_used"]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,4 +1,4 @@
-"""Genisys rows: computes (connectors), services, desired numbers and the scale-order history."""
+"""Genisys rows: computes (connectors), services, desired numbers, the scale-order history and scale hooks."""
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import models
 from django.db.models import Max
+from django.utils import timezone
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from boatload.models import Host
 
@@ -153,7 +155,8 @@ class ScaleOrder(models.Model):
     compute = models.ForeignKey(Compute, null=True, on_delete=models.SET_NULL, related_name="orders")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     source = models.CharField(max_length=16, choices=[("api", "api"), ("reconciler", "reconciler"),
-                                                      ("consul", "consul"), ("admin", "admin")])
+                                                      ("consul", "consul"), ("admin", "admin"),
+                                                      ("hook", "hook")])
     from_number = models.IntegerField(null=True, blank=True, help_text="Running before, when known.")
     to_number = models.PositiveIntegerField()
     result = models.CharField(max_length=16, choices=[("ok", "ok"), ("failed", "failed")])
@@ -163,3 +166,53 @@ class ScaleOrder(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+
+
+HOOK_MARKER = "blh_"
+
+
+class ScaleHookManager(BaseAPIKeyManager):
+    def get_usable_keys(self):
+        return super().get_usable_keys().select_related("service", "created_by")
+
+    def issue(self, *, service, user, name, expires=None):
+        """A new hook of `service`, acting as `user`: (row, raw secret). The secret exists only in this answer."""
+        row, key = self.create_key(service=service, created_by=user, name=name, expiry_date=expires)
+        return row, HOOK_MARKER + key
+
+    def usable_for(self, raw, *, service_name):
+        """The hook `raw` stands for on the service named `service_name`, when it is not revoked, not
+        expired, and its maker is active and still reaches the service; else None."""
+        try:
+            row = self.get_from_key(raw.removeprefix(HOOK_MARKER))
+        except self.model.DoesNotExist:
+            return None
+        if row.service.name != service_name or row.has_expired or not row.created_by.is_active:
+            return None
+        if not Service.objects.visible_to(row.created_by).filter(pk=row.service_id).exists():
+            return None
+        return row
+
+
+class ScaleHook(AbstractAPIKey):
+    """A URL holding a secret that scales one service, for callers that can send nothing but a body
+    (Skynet's Consul handler). It acts with the rights of the user who made it; only the hash of the
+    secret is stored (djangorestframework-api-key's AbstractAPIKey, as for API keys)."""
+
+    objects = ScaleHookManager()
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="hooks")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scale_hooks")
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "scale hook"
+        verbose_name_plural = "scale hooks"
+
+    def mark_used(self):
+        self.last_used = timezone.now()
+        type(self).objects.filter(pk=self.pk).update(last_used=self.last_used)
+
+    def revoke(self):
+        self.revoked = True
+        self.save(update_fields=["revoked"])

@@ -26,6 +26,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 from common import requestid
+from common.logmask import mask_secrets  # a scale hook's secret is part of its path
 from observe.models import AuditEntry
 
 log = logging.getLogger("boatload.audit")
@@ -140,7 +141,8 @@ def _new_entry(action, *, target="", target_type="", request=None, actor=None, a
                        actor_name=(actor.get_username() if actor else actor_name)[:150],
                        address=_client_address(request) if request is not None else None,
                        method=(getattr(request, "method", None) or "") if request is not None else "",
-                       path=(getattr(request, "path", None) or "")[:500] if request is not None else "", request=record,
+                       path=mask_secrets(getattr(request, "path", None) or "")[:500] if request is not None else "",
+                       request=record,
                        request_id=requestid.current() if requestid.current() != "-" else "")
     entry._secrets = found
     return entry

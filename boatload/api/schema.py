@@ -13,7 +13,8 @@ each operation drf-spectacular builds, all with the one error shape of common/er
   (CSRF);
 - 404 on routes with path parameters;
 - 406 on every operation (DRF's content negotiation), 413 and 415 where a body is taken;
-- 429 where the view has throttles (and on login and refresh, which are throttled).
+- 429 where the view has throttles (and on login and refresh, which are throttled), and wherever
+  API keys are accepted (an address over the wrong-key throttle is refused).
 
 What the view can not tell (which operations call a satellite or connector, where a conflict
 can happen) is the small explicit mapping below, keyed by view class and action (or method).
@@ -25,6 +26,8 @@ from drf_spectacular.openapi import AutoSchema
 from rest_framework import permissions, serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework_simplejwt.views import TokenViewBase
+
+from boatload.logins.authentication import APIKeyAuthentication
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -71,6 +74,7 @@ CALLS_REMOTE = {
     "ContainerViewSet": {"create", "destroy", "raw", "start", "stop", "restart", "stdout", "script", "state",
                          "metrics", "changes", "file", "file_by_path", "filebynum", "archive", "inspect"},
     "ServiceViewSet": {"scale", "status"},
+    "ServiceHookScaleView": {"post"},
 }
 
 # Operations that answer 409 when the object's state (or an existing one) is in the way.
@@ -88,7 +92,8 @@ BUSY = {"ContainerViewSet": {"create", "stdout", "file_by_path", "filebynum", "a
 OWN_CREDENTIALS = {"EnrolView": {"post"}}
 
 # Throttled operations whose throttling is not (yet) visible on the view class itself.
-THROTTLED = {"TokenObtainPairView": {"post"}, "TokenRefreshView": {"post"}}
+THROTTLED = {"TokenObtainPairView": {"post"}, "TokenRefreshView": {"post"},
+             "ServiceHookScaleView": {"post"}}  # a wrong secret counts against the key throttle
 
 _NON_STAFF = SimpleNamespace(is_authenticated=True, is_staff=False, is_superuser=False, is_active=True)
 
@@ -132,7 +137,8 @@ class BoatLoadAutoSchema(AutoSchema):
             statuses.add(404)
         if self._mapped(CONFLICTS):
             statuses.add(409)
-        if self.view.get_throttles() or self._mapped(THROTTLED) or self._mapped(BUSY):
+        if (self.view.get_throttles() or self._mapped(THROTTLED) or self._mapped(BUSY)
+                or self._accepts_api_keys()):
             statuses.add(429)
         if self._mapped(CALLS_REMOTE):
             statuses |= UPSTREAM
@@ -144,6 +150,10 @@ class BoatLoadAutoSchema(AutoSchema):
         if lookup is None:  # a plain APIView: its path names the object
             return set(path_params)
         return {lookup, "id"} if lookup == "pk" else {lookup}  # drf-spectacular writes pk as id
+
+    def _accepts_api_keys(self):
+        """An operation that takes API keys answers 429 to an address over the wrong-key throttle."""
+        return any(isinstance(auth, APIKeyAuthentication) for auth in self.view.get_authenticators())
 
     @staticmethod
     def _is_authenticated(operation):

@@ -3,6 +3,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from boatload.api import views
+from boatload.logins.api import APIKeyViewSet
 
 router = DefaultRouter()
 router.trailing_slash = "/?"  # /v1/container/<id>/start and …/start/ both work (DESIGN.md writes both)
@@ -10,6 +11,7 @@ router.register("host", views.HostViewSet, basename="host")
 router.register("jointoken", views.JoinTokenViewSet, basename="jointoken")
 router.register("container", views.ContainerViewSet, basename="container")
 router.register("template", views.TemplateViewSet, basename="template")
+router.register("apikey", APIKeyViewSet, basename="apikey")
 
 urlpatterns = [
     path("host/enrol/", views.EnrolView.as_view(), name="host-enrol"),

@@ -1,7 +1,10 @@
 """Genisys paths exactly as its documentation gives them (no /v1 prefix, no trailing slash needed)."""
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from genisys.api import views
+from genisys.api import hooks, views
+
+NAME = rf"(?P<name>{views.NAME})"
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -15,4 +18,12 @@ class OptionalSlashRouter(SimpleRouter):
 router = OptionalSlashRouter()
 router.register("compute", views.ComputeViewSet, basename="compute")
 router.register("service", views.ServiceViewSet, basename="service")
-urlpatterns = router.urls
+urlpatterns = [
+    # Any name and secret reach the hook's view, which answers 404 for what it does not know.
+    re_path(r"^service/(?P<name>[^/]+)/scale/(?P<secret>[^/]+)/?$", hooks.ServiceHookScaleView.as_view(),
+            name="service-scale-hook"),
+    re_path(rf"^service/{NAME}/hooks/?$", hooks.ServiceHookListView.as_view(), name="service-hooks"),
+    re_path(rf"^service/{NAME}/hooks/(?P<hook_id>[^/]+)/revoke/?$", hooks.ServiceHookRevokeView.as_view(),
+            name="service-hook-revoke"),
+    *router.urls,
+]

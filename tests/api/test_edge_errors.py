@@ -111,3 +111,12 @@ def test_a_real_server_serves_static_files_and_json_errors_only(tmp_path, debug)
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_a_change_to_an_unknown_path_is_a_json_404_not_a_csrf_403(db, method):
+    from django.test import Client
+
+    answer = getattr(Client(enforce_csrf_checks=True), method)("/no/such/path", data="{}",
+                                                               content_type="application/json")
+    assert_json_error(answer, 404, "not_found")
