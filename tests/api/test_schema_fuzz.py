@@ -116,6 +116,7 @@ def server_tracebacks(log):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # both runs (started together by schemathesis_runs) may take up to 900 s each
 @pytest.mark.django_db  # sets up the test database; the rows the API sees are committed by fuzz_world
 @pytest.mark.parametrize("role", ["staff", "user"])
 def test_schemathesis_finds_no_failure(fuzz_world, schemathesis_runs, role):
