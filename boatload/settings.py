@@ -211,5 +211,13 @@ except ValueError as _error:
 METRICS_TOKEN = env_str("BOATLOAD_METRICS_TOKEN", "")
 FLEET_INTERVAL = env_duration("BOATLOAD_FLEET_INTERVAL", 15)
 AUDIT_PAGE_SIZE = env_int("BOATLOAD_AUDIT_PAGE_SIZE", 100)
+# Metrics history (observe/history.py): every fleet collection kept raw for HISTORY_RAW_RETENTION,
+# rolled up to HISTORY_ROLLUP_STEP buckets kept for HISTORY_RETENTION; written and pruned by the
+# reconciler only. An answer of /metrics/history has at most HISTORY_MAX_POINTS points.
+HISTORY = env_bool("BOATLOAD_HISTORY", True)
+HISTORY_RAW_RETENTION = int(env_duration("BOATLOAD_HISTORY_RAW_RETENTION", 24 * 3600))
+HISTORY_ROLLUP_STEP = max(1, int(env_duration("BOATLOAD_HISTORY_ROLLUP_STEP", 300)))
+HISTORY_RETENTION = int(env_duration("BOATLOAD_HISTORY_RETENTION", 30 * 86400))
+HISTORY_MAX_POINTS = env_int("BOATLOAD_HISTORY_MAX_POINTS", 10000)
 
 LOGGING = logging_config("BOATLOAD_LOG_LEVEL")

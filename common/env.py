@@ -9,8 +9,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def env_str(name, default=None, *, required=False):
@@ -51,7 +51,7 @@ def env_int(name, default):
 
 
 def parse_duration(value):
-    """Seconds in `value`: a number, or a number with ms, s, m or h (`15s`, `1m`)."""
+    """Seconds in `value`: a number, or a number with ms, s, m, h or d (`15s`, `1m`, `30d`)."""
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(f"{value!r} is not a duration such as 15s or 1m")

@@ -117,13 +117,15 @@ SAMPLE_FIELDS = {  # ContainerSample field: key of the satellite's /stats item
     "block_write_bytes": "block_write_bytes", "pids": "pids",
 }
 def collect_fleet():
-    """One GET /stats per healthy host, in parallel; replace the samples with what they answered.
+    """One GET /stats per healthy host, in parallel; replace the samples with what they answered, and
+    append them to the metrics history (observe/history.py).
 
     A host that fails or is down keeps no samples (no stale figures); returns the number of samples.
     """
     from boatload import services
     from boatload.models import Container, Host
     from boatload.satellite_client import SatelliteClient
+    from observe import history
     from observe.models import ContainerSample
 
     hosts = [host for host in Host.objects.exclude(state=Host.State.DOWN) if host.is_healthy]
@@ -155,6 +157,7 @@ def collect_fleet():
     with transaction.atomic():
         ContainerSample.objects.all().delete()
         ContainerSample.objects.bulk_create(samples)
+    history.record(samples, now=now)  # the same samples, appended to the history in one bulk INSERT
     return len(samples)
 
 
