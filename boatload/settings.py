@@ -219,5 +219,9 @@ HISTORY_RAW_RETENTION = int(env_duration("BOATLOAD_HISTORY_RAW_RETENTION", 24 * 
 HISTORY_ROLLUP_STEP = max(1, int(env_duration("BOATLOAD_HISTORY_ROLLUP_STEP", 300)))
 HISTORY_RETENTION = int(env_duration("BOATLOAD_HISTORY_RETENTION", 30 * 86400))
 HISTORY_MAX_POINTS = env_int("BOATLOAD_HISTORY_MAX_POINTS", 10000)
+# Logs that outlive their container (observe/logs.py): the last LOG_KEEP bytes of a deleted or exited
+# container's output, kept LOG_RETENTION (Postgres large objects).
+LOG_KEEP = max(1, env_int("BOATLOAD_LOG_KEEP", 4 * 1024 * 1024))
+LOG_RETENTION = env_duration("BOATLOAD_LOG_RETENTION", 7 * 86400)
 
 LOGGING = logging_config("BOATLOAD_LOG_LEVEL")

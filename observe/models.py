@@ -124,3 +124,18 @@ class HistoryState(models.Model):
     rolled_until = models.BigIntegerField(default=0, help_text="Raw samples before this Unix time are rolled up.")
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
+
+class LogArchive(models.Model):
+    """The last BOATLOAD_LOG_KEEP bytes of a container's output, kept in a Postgres large object
+    (observe/logs.py) when it was deleted or exited, so its output outlives it."""
+
+    class Reason(models.TextChoices):
+        DELETED = "deleted"
+        EXITED = "exited"
+
+    container = models.OneToOneField("boatload.Container", on_delete=models.CASCADE, related_name="log_archive")
+    oid = models.BigIntegerField(help_text="The large object holding the bytes.")
+    size = models.BigIntegerField()
+    truncated = models.BooleanField(help_text="The output was longer: only its end is kept.")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    created = models.DateTimeField(db_index=True)

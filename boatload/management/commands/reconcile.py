@@ -13,7 +13,7 @@ from boatload.loop import ReconcilerCommand
 from boatload.models import Host
 from common.env import env_duration
 from common.errors import BoatLoadError
-from observe import history, metrics
+from observe import history, logs, metrics
 
 
 class Command(ReconcilerCommand):
@@ -43,6 +43,7 @@ class Command(ReconcilerCommand):
         with metrics.loop_pass("fleet"):
             collected = metrics.collect_fleet()
             history.maintain()  # roll up complete buckets, prune past the retentions (claimed, bulk)
+            logs.prune()  # log archives past BOATLOAD_LOG_RETENTION, with their large objects
             return collected
 
     def process_one_host(self, host):
