@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "observe.metrics.RequestMetricsMiddleware",  # counts and times every request, errors too
     "common.requestid.RequestIdMiddleware",
+    "common.logfmt.AccessLogMiddleware",  # BOATLOAD_ACCESS_LOG: one line per request, its user and duration
     "observe.audit.AuditMiddleware",  # every changing request leaves one audit entry (observe/audit.py)
     "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
@@ -224,4 +225,7 @@ HISTORY_MAX_POINTS = env_int("BOATLOAD_HISTORY_MAX_POINTS", 10000)
 LOG_KEEP = max(1, env_int("BOATLOAD_LOG_KEEP", 4 * 1024 * 1024))
 LOG_RETENTION = env_duration("BOATLOAD_LOG_RETENTION", 7 * 86400)
 
+# Logs: plain lines, or JSON lines for log shippers (BOATLOAD_LOG_FORMAT=json, common/logfmt.py); an access
+# line per request with its user and duration when BOATLOAD_ACCESS_LOG is on (by default with json).
 LOGGING = logging_config("BOATLOAD_LOG_LEVEL")
+ACCESS_LOG = env_bool("BOATLOAD_ACCESS_LOG", LOGGING["handlers"]["stdout"]["formatter"] == "json")

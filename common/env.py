@@ -68,14 +68,19 @@ def env_duration(name, default):
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
-def logging_config(level_variable):
-    """Plain log lines on stdout, each with the request id (see common.requestid)."""
+def logging_config(level_variable, format_variables=("BOATLOAD_LOG_FORMAT",), host=""):
+    """Log lines on stdout, each with the request id, the request's user and the host (common.requestid,
+    common.logfmt): plain, or one JSON object a line when the first of `format_variables` set says `json`."""
+    chosen = next((env_str(name) for name in format_variables if env_str(name)), "plain").lower()
+    if chosen not in ("plain", "json"):
+        raise ImproperlyConfigured(f"{format_variables[0]}={chosen!r}: give plain or json.")
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "common.requestid.RequestIdFilter"}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+        "filters": {"context": {"()": "common.logfmt.ContextFilter", "host": host}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+                       "json": {"()": "common.logfmt.json_formatter"}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": chosen, "filters": ["context"]}},
         "root": {"handlers": ["stdout"], "level": env_str(level_variable, "INFO")},
     }
 
