@@ -14,6 +14,7 @@ import logging
 import tempfile
 from datetime import timedelta
 
+import requests
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.signals import post_delete
@@ -69,8 +70,8 @@ def _pieces(ring, total, start, keep):
 def archive(*, row, reason):
     """Keep the end of `row`'s output; the LogArchive, or None (not on Postgres, or the host failed: logged).
     Replaces an earlier archive of the same container."""
-    if not supported() or not row.host or not row.docker_id:
-        return None
+    if not supported() or not row.host or not row.docker_id or not row.host.is_healthy:
+        return None  # a host that is down is not waited for: the delete goes on (and says what it finds)
     keep = settings.LOG_KEEP
     try:
         upstream, chunks = SatelliteClient(row.host).logs(row.uuid, stdout=1, stderr=1, tail=keep)
@@ -80,8 +81,8 @@ def archive(*, row, reason):
     with tempfile.TemporaryFile() as ring:
         try:
             total, start = _keep_last(chunks, keep, ring)
-        except BoatLoadError as error:
-            log.warning("container %s: output not archived: %s", row.uuid, error.message)
+        except (BoatLoadError, requests.RequestException, OSError) as error:  # the stream broke off
+            log.warning("container %s: output not archived: %s", row.uuid, getattr(error, "message", error))
             return None
         finally:
             upstream.close()
