@@ -7,10 +7,10 @@ from datetime import datetime
 import django_filters
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, pagination, renderers, serializers
+from rest_framework.generics import get_object_or_404  # a malformed id is a 404 too, never a 500
 from rest_framework.response import Response
 from rest_framework.views import APIView
 

@@ -140,6 +140,8 @@ def test_a_user_reads_only_their_own_history(api, users, fleet_hosts, every_coll
     every = api("staff").get("/v1/host/host-b/metrics/history", {"step": "1h", "since": "1h"}).json()["points"]
     assert [p["containers"] for p in own] == [1] and [p["containers"] for p in every] == [2]
     assert api("owner").get("/v1/host/no-such-host/metrics/history").status_code == 404
+    malformed = api("owner").get("/v1/container/000000000000000000000000000000000000/metrics/history")
+    assert malformed.status_code == 404 and malformed.json()["error"]["code"] == "not_found"  # schemathesis found a 500
 
 
 def test_host_and_service_totals_sum_their_containers_at_each_instant(api, users, db, settings):
