@@ -36,3 +36,4 @@ bench: venv
 	$(PY) -m bench.api
 	$(PY) -m bench.scale
 	$(PY) -m bench.streams
+	$(PY) -m bench.observability

@@ -17,6 +17,10 @@ graceful_timeout = 10
 keepalive = 5
 control_socket_disable = True
 limit_request_line = 8190  # gunicorn's most: room for a page cursor of a long path (4096 characters)
+if os.environ.get("BOATLOAD_LOG_FORMAT", "").lower() == "json":  # gunicorn's own lines as JSON lines too
+    from common.logfmt import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig()
 
 
 def post_fork(server, worker):

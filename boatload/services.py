@@ -19,7 +19,7 @@ from common import sealing
 from common.errors import BadInput, BoatLoadError, Conflict, NoHealthyHost, NotFound, RemoteError
 from common.remote import call_all
 from common.spec import SCOPES, observed_state
-from observe import audit
+from observe import audit, logs
 
 CREATE_MARGIN = 2  # seconds: the satellite's answer must still reach us within SATELLITE_TIMEOUT
 log = logging.getLogger("boatload")
@@ -388,13 +388,17 @@ def container_create_raw(*, owner, body, host=None, host_labels=None):
 
 
 def container_delete(*, row):
-    """Remove from its host what carries this row's label (idempotent) and mark the row deleted.
+    """Keep the end of its output, remove from its host what carries this row's label (idempotent) and
+    mark the row deleted.
 
     A row that never got a container is deleted without any call: should a create whose
     outcome was unknown have made one after all, it is an orphan and the reconciler reaps it.
     """
+    on_host = row.host and row.docker_id and row.state != Container.State.DELETED
+    if on_host and row.state in Container.DEPLOYED:
+        logs.archive(row=row, reason="deleted")  # its output outlives it (observe/logs.py); outside the transaction
     with audit.change("container.delete", target=row.uuid):
-        if row.host and row.docker_id and row.state != Container.State.DELETED:
+        if on_host:
             SatelliteClient(row.host).remove_container(row.uuid)
         row.state = Container.State.DELETED
         row.save(update_fields=["state", "updated"])
@@ -601,7 +605,7 @@ def _settle(row, **fields):
 
 def containers_reconcile_host(*, host):
     """Make the rows of one host say what its engine holds; reap our orphans after the grace."""
-    counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0}
+    counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0, "archived": 0}
     tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST,
                                                              Container.State.PENDING))
     if not host.is_healthy:
@@ -630,6 +634,8 @@ def containers_reconcile_host(*, host):
             continue
         if row.observe(_listed_state(item), docker_id=item["id"]):
             counts["updated"] += 1
+            if row.state == Container.State.EXITED:  # its output is final: kept, should it vanish later
+                counts["archived"] += bool(logs.archive(row=row, reason="exited"))
     wanted = {str(row.uuid) for row in tracked}
     grace = timedelta(seconds=settings.ORPHAN_GRACE)
     for item in items:

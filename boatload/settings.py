@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "observe.metrics.RequestMetricsMiddleware",  # counts and times every request, errors too
     "common.requestid.RequestIdMiddleware",
+    "common.logfmt.AccessLogMiddleware",  # BOATLOAD_ACCESS_LOG: one line per request, its user and duration
     "observe.audit.AuditMiddleware",  # every changing request leaves one audit entry (observe/audit.py)
     "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
@@ -129,6 +130,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "common.parsers.JSONParser", "common.parsers.FormParser", "common.parsers.MultiPartParser",
     ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "common.parsers.FormatNegotiation",  # ?format=xyz: 400, not 404
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -220,5 +222,20 @@ except ValueError as _error:
 METRICS_TOKEN = env_str("BOATLOAD_METRICS_TOKEN", "")
 FLEET_INTERVAL = env_duration("BOATLOAD_FLEET_INTERVAL", 15)
 AUDIT_PAGE_SIZE = env_int("BOATLOAD_AUDIT_PAGE_SIZE", 100)
+# Metrics history (observe/history.py): every fleet collection kept raw for HISTORY_RAW_RETENTION,
+# rolled up to HISTORY_ROLLUP_STEP buckets kept for HISTORY_RETENTION; written and pruned by the
+# reconciler only. An answer of /metrics/history has at most HISTORY_MAX_POINTS points.
+HISTORY = env_bool("BOATLOAD_HISTORY", True)
+HISTORY_RAW_RETENTION = int(env_duration("BOATLOAD_HISTORY_RAW_RETENTION", 24 * 3600))
+HISTORY_ROLLUP_STEP = max(1, int(env_duration("BOATLOAD_HISTORY_ROLLUP_STEP", 300)))
+HISTORY_RETENTION = int(env_duration("BOATLOAD_HISTORY_RETENTION", 30 * 86400))
+HISTORY_MAX_POINTS = env_int("BOATLOAD_HISTORY_MAX_POINTS", 10000)
+# Logs that outlive their container (observe/logs.py): the last LOG_KEEP bytes of a deleted or exited
+# container's output, kept LOG_RETENTION (Postgres large objects).
+LOG_KEEP = max(1, env_int("BOATLOAD_LOG_KEEP", 4 * 1024 * 1024))
+LOG_RETENTION = env_duration("BOATLOAD_LOG_RETENTION", 7 * 86400)
 
+# Logs: plain lines, or JSON lines for log shippers (BOATLOAD_LOG_FORMAT=json, common/logfmt.py); an access
+# line per request with its user and duration when BOATLOAD_ACCESS_LOG is on (by default with json).
 LOGGING = logging_config("BOATLOAD_LOG_LEVEL")
+ACCESS_LOG = env_bool("BOATLOAD_ACCESS_LOG", LOGGING["handlers"]["stdout"]["formatter"] == "json")

@@ -11,6 +11,7 @@ from boatload.auth import SchemaPermission
 from boatload.logins.throttles import LOGIN_THROTTLES, throttle_form_logins
 from common.errors import json_404
 from observe.metrics import metrics_view
+from observe.urls import history_urlpatterns
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -30,6 +31,7 @@ urlpatterns = [
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[SchemaPermission]),
          name="docs"),
     path("v1/audit/", include("observe.urls")),
+    path("v1/", include(history_urlpatterns)),  # …/<id>/metrics/history of containers, hosts, services
     path("v1/", include("boatload.api.urls")),
     path("", include("genisys.api.urls")),
     # Anything else is a JSON 404, with DEBUG on too (Django's debug page is HTML).

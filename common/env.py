@@ -9,8 +9,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def env_str(name, default=None, *, required=False):
@@ -51,7 +51,7 @@ def env_int(name, default):
 
 
 def parse_duration(value):
-    """Seconds in `value`: a number, or a number with ms, s, m or h (`15s`, `1m`)."""
+    """Seconds in `value`: a number, or a number with ms, s, m, h or d (`15s`, `1m`, `30d`)."""
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(f"{value!r} is not a duration such as 15s or 1m")
@@ -68,17 +68,22 @@ def env_duration(name, default):
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
-def logging_config(level_variable):
-    """Plain log lines on stdout, each with the request id (see common.requestid), key secrets masked
-    (common.logmask)."""
+def logging_config(level_variable, format_variables=("BOATLOAD_LOG_FORMAT",), host=""):
+    """Log lines on stdout, each with the request id, the request's user and the host (common.requestid,
+    common.logfmt), key secrets masked (common.logmask): plain, or one JSON object a line when the first
+    of `format_variables` set says `json`."""
+    chosen = next((env_str(name) for name in format_variables if env_str(name)), "plain").lower()
+    if chosen not in ("plain", "json"):
+        raise ImproperlyConfigured(f"{format_variables[0]}={chosen!r}: give plain or json.")
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "common.requestid.RequestIdFilter"},
+        "filters": {"context": {"()": "common.logfmt.ContextFilter", "host": host},
                     "secrets": {"()": "common.logmask.SecretMaskFilter"}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
-        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain",
-                                "filters": ["request_id", "secrets"]}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+                       "json": {"()": "common.logfmt.json_formatter"}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": chosen,
+                                "filters": ["context", "secrets"]}},
         "root": {"handlers": ["stdout"], "level": env_str(level_variable, "INFO")},
     }
 

@@ -14,7 +14,9 @@ exception handler (common.errors) answers as 413 `too_large`.
 """
 import json
 
+from django.http import Http404
 from rest_framework import parsers
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from common.errors import BadInput
 
@@ -98,3 +100,14 @@ def _check_fields(data):
 
 def _json_type(value):
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+class FormatNegotiation(DefaultContentNegotiation):
+    """An unknown `?format=` is a 400 naming the field and the formats the operation has (DRF's
+    default answers a bare 404, as if the path did not exist)."""
+
+    def filter_renderers(self, renderers, format):
+        try:
+            return super().filter_renderers(renderers, format)
+        except Http404:
+            raise BadInput("format", f"one of {', '.join(sorted({r.format for r in renderers}))}") from None

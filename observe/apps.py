@@ -9,7 +9,8 @@ class ObserveConfig(AppConfig):
 
     def ready(self):
         from common.remote import RemoteClient
-        from observe import audit, metrics
+        from observe import audit, logs, metrics
 
         audit.connect_login_signals()
+        logs.connect_signals()  # an archive that goes takes its large object along
         RemoteClient.observe = staticmethod(metrics.remote_call)  # every satellite and connector call timed

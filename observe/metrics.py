@@ -34,6 +34,7 @@ from boatload.satellite_client import SatelliteClient
 from common.errors import error_body
 from common.remote import call_all
 from genisys.models import Compute, Desired, ScaleOrder
+from observe import history
 from observe.models import ContainerSample, LoopStat
 
 log = logging.getLogger("boatload.metrics")
@@ -120,7 +121,8 @@ SAMPLE_FIELDS = {  # ContainerSample field: key of the satellite's /stats item
     "block_write_bytes": "block_write_bytes", "pids": "pids",
 }
 def collect_fleet():
-    """One GET /stats per healthy host, in parallel; replace the samples with what they answered.
+    """One GET /stats per healthy host, in parallel; replace the samples with what they answered, and
+    append them to the metrics history (observe/history.py).
 
     A host that fails or is down keeps no samples (no stale figures); returns the number of samples.
     """
@@ -153,6 +155,7 @@ def collect_fleet():
     with transaction.atomic():
         ContainerSample.objects.all().delete()
         ContainerSample.objects.bulk_create(samples)
+    history.record(samples, now=now)  # the same samples, appended to the history in one bulk INSERT
     return len(samples)
 
 

@@ -1,9 +1,10 @@
-"""Rows of observability: the audit log, the fleet's latest container samples, reconciler loop totals.
+"""Rows of observability: the audit log, the fleet's latest container samples, reconciler loop totals,
+the metrics history.
 
 Samples and loop totals live in Postgres, not in prometheus_client's multiprocess files: the
 reconcilers run in their own processes (in the image: their own containers), and every API
 worker must read what they wrote. Both tables stay small: one row per running container,
-one row per loop.
+one row per loop. The history is bounded by its retentions (observe/history.py).
 """
 from django.conf import settings
 from django.db import models
@@ -75,3 +76,66 @@ class LoopStat(models.Model):
     seconds = models.FloatField(default=0, help_text="Total duration of every pass.")
     last_seconds = models.FloatField(default=0)
     last_pass = models.DateTimeField(null=True)
+
+
+class MetricPoint(models.Model):
+    """One point of a container's metrics history: a raw sample of a fleet collection (`rolled` 0), or
+    the roll-up of the raw samples of one bucket of `rolled` seconds starting at `t`.
+
+    Counters (cpu_seconds, network and block bytes) keep their largest value in a roll-up, gauges
+    (cpu_percent, memory, pids) their mean. Rows are written and deleted by the reconciler only
+    (observe/history.py), in bulk; the API reads them.
+    """
+
+    rolled = models.PositiveIntegerField(default=0, help_text="0: a raw sample; else the bucket's seconds.")
+    t = models.BigIntegerField(help_text="Unix time in seconds: when sampled, or the bucket's start.")
+    host = models.CharField(max_length=100)
+    container = models.CharField(max_length=128, help_text="The row's uuid, or the container's name.")
+    service = models.CharField(max_length=100, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, db_index=False,
+                              db_constraint=False, related_name="+")
+    cpu_seconds = models.FloatField(default=0)
+    cpu_percent = models.FloatField(null=True)
+    memory_bytes = models.BigIntegerField(default=0)
+    memory_limit_bytes = models.BigIntegerField(default=0)
+    network_rx_bytes = models.BigIntegerField(default=0)
+    network_tx_bytes = models.BigIntegerField(default=0)
+    block_read_bytes = models.BigIntegerField(default=0)
+    block_write_bytes = models.BigIntegerField(default=0)
+    pids = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["container", "rolled", "t"], name="history_container"),
+            models.Index(fields=["host", "rolled", "t"], name="history_host"),
+            models.Index(fields=["service", "rolled", "t"], name="history_service",
+                         condition=~models.Q(service="")),
+            models.Index(fields=["rolled", "t"], name="history_age"),  # pruning
+        ]
+
+
+class HistoryState(models.Model):
+    """The one row that makes writing the history safe with several reconcilers: the next collection
+    that may write samples (one writer per interval), how far raw samples are rolled up (moved by a
+    conditional UPDATE in the roll-up's own transaction, so no bucket is rolled up twice), and the
+    reconciler's claim on the roll-up."""
+
+    next_sample = models.DateTimeField(null=True)
+    rolled_until = models.BigIntegerField(default=0, help_text="Raw samples before this Unix time are rolled up.")
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+
+class LogArchive(models.Model):
+    """The last BOATLOAD_LOG_KEEP bytes of a container's output, kept in a Postgres large object
+    (observe/logs.py) when it was deleted or exited, so its output outlives it."""
+
+    class Reason(models.TextChoices):
+        DELETED = "deleted"
+        EXITED = "exited"
+
+    container = models.OneToOneField("boatload.Container", on_delete=models.CASCADE, related_name="log_archive")
+    oid = models.BigIntegerField(help_text="The large object holding the bytes.")
+    size = models.BigIntegerField()
+    truncated = models.BooleanField(help_text="The output was longer: only its end is kept.")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    created = models.DateTimeField(db_index=True)

@@ -25,6 +25,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
+from common.logfmt import gunicorn_logconfig  # noqa: E402
 from satellite import credentials, metrics  # noqa: E402
 from satellite.connector.store import store  # noqa: E402
 from satellite.containers import satellite_id  # noqa: E402
@@ -48,8 +49,11 @@ class SatelliteServer(BaseApplication):
         self.cfg.set("limit_request_line", 8190)  # room for a page cursor of a long path
         self.cfg.set("timeout", 0)  # follow streams may last
         self.cfg.set("graceful_timeout", 5)
-        self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") else None)
+        # With JSON logs the access lines come from common.logfmt.AccessLogMiddleware instead.
+        self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") and not settings.LOG_JSON else None)
         self.cfg.set("access_log_format", "%(h)s \"%(r)s\" %(s)s %(B)s %(L)ss")
+        if settings.LOG_JSON:
+            self.cfg.set("logconfig_dict", gunicorn_logconfig(settings.NAME))
         self.cfg.set("post_worker_init", self.start_heartbeats)
         if credentials.serves_tls():
             cert_path, key_path = credentials.tls_paths()

@@ -12,7 +12,8 @@ DEBUG = False
 SECRET_KEY = env_str("SATELLITE_SECRET_KEY") or secrets.token_urlsafe(32)
 ALLOWED_HOSTS = ["*"]  # every request is authenticated by its HMAC signature instead
 INSTALLED_APPS = ["rest_framework", "satellite"]
-MIDDLEWARE = ["common.requestid.RequestIdMiddleware", "django.middleware.common.CommonMiddleware"]
+MIDDLEWARE = ["common.requestid.RequestIdMiddleware", "common.logfmt.AccessLogMiddleware",
+              "django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "satellite.urls"
 WSGI_APPLICATION = "satellite.wsgi.application"
 DATABASES = {}
@@ -90,7 +91,11 @@ STOP_TIMEOUT = env_int("SATELLITE_STOP_TIMEOUT", 10)
 PUBLISH_ADDRESS = env_str("SATELLITE_PUBLISH_ADDRESS", "0.0.0.0")  # where ports of scopes wider than host are published
 DOCKER_TIMEOUT = env_duration("SATELLITE_DOCKER_TIMEOUT", 60)
 
-LOGGING = logging_config("SATELLITE_LOG_LEVEL")
+# Plain lines, or JSON lines (SATELLITE_LOG_FORMAT, else BOATLOAD_LOG_FORMAT); SATELLITE_ACCESS_LOG logs every
+# request with its duration (gunicorn's line when plain, a JSON line of common/logfmt.py when json).
+LOGGING = logging_config("SATELLITE_LOG_LEVEL", ("SATELLITE_LOG_FORMAT", "BOATLOAD_LOG_FORMAT"), host=NAME)
+LOG_JSON = LOGGING["handlers"]["stdout"]["formatter"] == "json"
+ACCESS_LOG = env_bool("SATELLITE_ACCESS_LOG", False) and LOG_JSON
 
 # The Genisys connector protocol on this satellite.
 CONNECTOR = env_str("SATELLITE_CONNECTOR", "docker")  # docker: plain containers; swarm: Swarm services

@@ -23,7 +23,7 @@ from common import signing, spec
 from common.errors import BadInput, Conflict, NotFound
 from common.parsers import FormParser, JSONParser, MultiPartParser
 from common.streams import iter_closing
-from observe import audit
+from observe import audit, logs
 
 
 def healthz(request):
@@ -287,10 +287,15 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     @extend_schema(parameters=[serializers.LogsQuerySerializer], responses={(200, "text/plain"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"])
     def stdout(self, request, uuid=None):
-        """The container's output, streamed; `follow` keeps it open until the container or client ends."""
+        """The container's output, streamed; `follow` keeps it open until the container or client ends. Once
+        the container is deleted or gone from its host: the end of its output as kept then (stdout and
+        stderr, whatever the query), marked by `X-BoatLoad-Archived`."""
         query = serializers.LogsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = {k: int(v) if isinstance(v, bool) else v for k, v in query.validated_data.items()}
+        row = self.get_object()
+        if row.state not in Container.DEPLOYED and (kept := logs.archived_response(row)) is not None:
+            return kept  # deleted, or gone from its host: the end of its output, kept (observe/logs.py)
         row = self.deployed()
         return self._stream(request, services.container_logs(row=row, as_user=request.user.username, **params),
                             follow=query.validated_data["follow"])

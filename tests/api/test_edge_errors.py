@@ -120,3 +120,10 @@ def test_a_change_to_an_unknown_path_is_a_json_404_not_a_csrf_403(db, method):
     answer = getattr(Client(enforce_csrf_checks=True), method)("/no/such/path", data="{}",
                                                                content_type="application/json")
     assert_json_error(answer, 404, "not_found")
+
+
+def test_an_unknown_format_is_a_400_naming_the_field(api):
+    answer = api("staff").get("/v1/audit/?format=AAA")
+    assert_json_error(answer, 400, "invalid")
+    assert answer.json()["error"]["detail"]["field"] == "format"
+    assert api("staff").get("/v1/audit/?format=csv").status_code == 200

@@ -443,6 +443,34 @@ def test_dashboard_shows_use_now_and_running_live(world, browser, docker_client,
             silent.delete()
 
 
+def test_the_chart_starts_with_the_containers_history(world, browser, django_db_blocker):
+    """On load the chart draws what the reconciler kept (GET …/metrics/history), then adds live samples."""
+    import time
+
+    from django.conf import settings
+
+    from observe.models import MetricPoint
+
+    kept = world["kept"]
+    step = int(settings.FLEET_INTERVAL)  # the history's default step: the API server's is the same
+    now = int(time.time()) // step * step
+    ts = [now - 20 * step, now - 14 * step, now - 7 * step]
+    with django_db_blocker.unblock():
+        MetricPoint.objects.bulk_create([
+            MetricPoint(t=t, host=world["host"].name, container=str(kept.uuid), owner=world["users"]["alice"],
+                        memory_bytes=(i + 1) * 1024 * 1024, cpu_percent=1.0) for i, t in enumerate(ts)])
+        try:
+            b = browser()
+            b.login("alice")
+            b.get(f"/console/container/{kept.uuid}/")
+            b.wait.until(lambda d: b.find("#metrics-section").get_attribute("data-history-points") == "3")
+            state = b.wait.until(lambda d: (state := chart_state(b))["points"] >= 4 and state)
+            assert state["xs"][:3] == ts and state["memory"][:3] == [1, 2, 3], state
+            assert state["xs"][3] > ts[-1]  # then the live samples
+        finally:
+            MetricPoint.objects.filter(container=str(kept.uuid)).delete()
+
+
 @pytest.mark.django_db
 def test_a_kept_alive_connection_serves_its_next_request_after_a_follow_stream(world):
     """The browser reuses the connection of a follow stream that ended (the container stopped) for its next

@@ -13,7 +13,7 @@ from boatload.loop import ReconcilerCommand
 from boatload.models import Host
 from common.env import env_duration
 from common.errors import BoatLoadError
-from observe import metrics
+from observe import history, logs, metrics
 
 
 class Command(ReconcilerCommand):
@@ -37,10 +37,14 @@ class Command(ReconcilerCommand):
     fleet_due = 0.0
 
     def process_fleet(self):
-        """Collect each healthy host's container metrics (GET /stats, in parallel) for /metrics, so a
-        scrape never fans out to the fleet; the number of samples."""
+        """Collect each healthy host's container metrics (GET /stats, in parallel) for /metrics and the
+        metrics history, so neither a scrape nor a history read fans out to the fleet; the number of
+        samples."""
         with metrics.loop_pass("fleet"):
-            return metrics.collect_fleet()
+            collected = metrics.collect_fleet()
+            history.maintain()  # roll up complete buckets, prune past the retentions (claimed, bulk)
+            logs.prune()  # log archives past BOATLOAD_LOG_RETENTION, with their large objects
+            return collected
 
     def process_one_host(self, host):
         """Reconcile one host's containers, unless another reconciler holds it; True when done."""

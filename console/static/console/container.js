@@ -45,7 +45,8 @@
     load();
   }
 
-  // ---- metrics: GET /v1/container/<id>/metrics every 2 s, drawn with uPlot ---------------------
+  // ---- metrics: the last hour from GET /v1/container/<id>/metrics/history (what the reconciler
+  // collected), then GET /v1/container/<id>/metrics every 2 s, drawn with uPlot ------------------
   var metrics = document.getElementById("metrics-section");
   if (metrics && window.uPlot) {
     var MiB = 1024 * 1024;
@@ -72,27 +73,42 @@
     }, io, document.getElementById("chart-io"));
     window.boatloadCharts = {cpuMem: cpuMem, io: ioPlot};  // what is drawn, for anyone to read (the tests do)
     var now = document.getElementById("metrics-now");
+    var KEEP = 600;  // points kept: the history's hour (a point every BOATLOAD_FLEET_INTERVAL), then live ones
+    var add = function (t, m) {
+      data[0].push(t); data[1].push(m.cpu_percent); data[2].push(m.memory_bytes / MiB);
+      io[0].push(t); io[1].push(m.network_rx_bytes); io[2].push(m.network_tx_bytes);
+      io[3].push(m.block_read_bytes); io[4].push(m.block_write_bytes);
+      [data, io].forEach(function (set) { set.forEach(function (s) { if (s.length > KEEP) s.shift(); }); });
+    };
+    var draw = function () {
+      cpuMem.setData(data.map(function (s) { return s.slice(); }));  // x re-ranged by xScale.range
+      ioPlot.setData(io.map(function (s) { return s.slice(); }));
+      metrics.dataset.points = String(data[0].length);
+    };
     var poll = function () {
       fetch(metrics.dataset.metrics, {credentials: "same-origin", headers: {Accept: "application/json"}})
         .then(function (response) { return response.json().then(function (body) { return [response.ok, body]; }); })
         .then(function (pair) {
           var m = pair[1];
           if (!pair[0]) { now.textContent = m.error.message; return; }
-          var t = Date.now() / 1000;
-          data[0].push(t); data[1].push(m.cpu_percent); data[2].push(m.memory_usage / MiB);
-          io[0].push(t); io[1].push(m.network_rx_bytes); io[2].push(m.network_tx_bytes);
-          io[3].push(m.block_read_bytes); io[4].push(m.block_write_bytes);
-          [data, io].forEach(function (set) { set.forEach(function (s) { if (s.length > 150) s.shift(); }); });
-          cpuMem.setData(data.map(function (s) { return s.slice(); }));  // x re-ranged by xScale.range
-          ioPlot.setData(io.map(function (s) { return s.slice(); }));
-          metrics.dataset.points = String(data[0].length);
+          add(Date.now() / 1000, Object.assign({}, m, {memory_bytes: m.memory_usage}));
+          draw();
           now.textContent = "CPU " + (m.cpu_percent === null ? "…" : m.cpu_percent + " %") + " · memory " +
             (m.memory_usage / MiB).toFixed(1) + " MiB · pids " + m.pids;
         })
         .catch(function (error) { now.textContent = String(error); });
     };
-    poll();
-    setInterval(poll, 2000);
+    var live = function () { poll(); setInterval(poll, 2000); };
+    // The history first (a deleted container has only it), then the live samples after it.
+    fetch(metrics.dataset.history + "?since=1h", {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (response) { return response.ok ? response.json() : {points: []}; })
+      .then(function (body) {
+        body.points.forEach(function (p) { add(p.t, p); });
+        metrics.dataset.historyPoints = String(body.points.length);
+        if (body.points.length) draw();
+      })
+      .catch(function () {})
+      .then(function () { if (metrics.dataset.metrics) live(); });
     window.addEventListener("resize", function () {
       cpuMem.setSize({width: width(), height: 200}); ioPlot.setSize({width: width(), height: 200});
     });

@@ -1,0 +1,154 @@
+"""Logs that outlive their container (issue 17, item 3).
+
+When BoatLoad removes a container (a delete), and when the reconciler sees one exit (its output is
+then final, and the container may vanish later: `lost`), the last BOATLOAD_LOG_KEEP bytes of its
+output (stdout and stderr as the engine interleaved them) are kept in a Postgres large object, one
+per container (observe.models.LogArchive). Everything streams: the satellite's answer passes through
+a ring buffer of LOG_KEEP bytes in a temporary file (asked with `tail` = LOG_KEEP lines, so at most
+that many lines travel, and never less than LOG_KEEP bytes when there are that many), then into the
+large object in 64 KiB pieces (lo_put); reading it back is one lo_get per piece, each its own query,
+so a slow reader holds no transaction open. Archives older than BOATLOAD_LOG_RETENTION are pruned by
+the reconciler. Large objects are Postgres': with SQLite nothing is archived (logged once).
+"""
+import logging
+import tempfile
+from datetime import timedelta
+
+import requests
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models.signals import post_delete
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+
+from boatload.satellite_client import SatelliteClient
+from common.errors import BoatLoadError
+from observe.models import LogArchive
+
+log = logging.getLogger("boatload.logs")
+PIECE = 64 * 1024
+_warned = []
+
+
+def supported():
+    if connection.vendor == "postgresql":
+        return True
+    if not _warned:
+        _warned.append(True)
+        log.warning("log archives need Postgres (large objects); with %s no output is kept", connection.vendor)
+    return False
+
+
+def _keep_last(chunks, keep, ring):
+    """Write the last `keep` bytes of `chunks` into `ring` (a file of at most `keep` bytes, used as a ring);
+    (total bytes seen, where the oldest kept byte is)."""
+    total = 0
+    for chunk in chunks:
+        rest = chunk[-keep:]
+        total += len(chunk) - len(rest)  # bytes no ring could keep
+        while rest:
+            at = total % keep
+            ring.seek(at)
+            part = rest[:keep - at]
+            ring.write(part)
+            total += len(part)
+            rest = rest[len(part):]
+    return total, (total % keep if total > keep else 0)
+
+
+def _pieces(ring, total, start, keep):
+    """The kept bytes in order, PIECE at a time."""
+    size = min(total, keep)
+    done = 0
+    while done < size:
+        ring.seek((start + done) % keep)
+        piece = ring.read(min(PIECE, size - done, keep - (start + done) % keep))
+        done += len(piece)
+        yield piece
+
+
+def archive(*, row, reason):
+    """Keep the end of `row`'s output; the LogArchive, or None (not on Postgres, or the host failed: logged).
+    Replaces an earlier archive of the same container."""
+    if not supported() or not row.host or not row.docker_id or not row.host.is_healthy:
+        return None  # a host that is down is not waited for: the delete goes on (and says what it finds)
+    keep = settings.LOG_KEEP
+    try:
+        upstream, chunks = SatelliteClient(row.host).logs(row.uuid, stdout=1, stderr=1, tail=keep)
+    except BoatLoadError as error:
+        log.warning("container %s: output not archived: %s", row.uuid, error.message)
+        return None
+    with tempfile.TemporaryFile() as ring:
+        try:
+            total, start = _keep_last(chunks, keep, ring)
+        except (BoatLoadError, requests.RequestException, OSError) as error:  # the stream broke off
+            log.warning("container %s: output not archived: %s", row.uuid, getattr(error, "message", error))
+            return None
+        finally:
+            upstream.close()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT lo_create(0)")
+            [oid] = cursor.fetchone()
+            offset = 0
+            for piece in _pieces(ring, total, start, keep):
+                cursor.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, piece])
+                offset += len(piece)
+            old = LogArchive.objects.select_for_update().filter(container=row).first()
+            if old is not None:
+                _unlink(cursor, old.oid)
+            kept, _ = LogArchive.objects.update_or_create(container=row, defaults={
+                "oid": oid, "size": offset, "truncated": total > offset, "reason": reason,
+                "created": timezone.now()})
+    return kept
+
+
+def _unlink(cursor, oid):
+    cursor.execute("SELECT lo_unlink(%s) FROM pg_largeobject_metadata WHERE oid = %s", [oid, oid])
+
+
+def _chunks(kept):
+    offset = 0
+    while offset < kept.size:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT lo_get(%s, %s, %s)", [kept.oid, offset, PIECE])
+            [piece] = cursor.fetchone()
+        if not piece:
+            return
+        offset += len(piece)
+        yield bytes(piece)
+
+
+def archived_response(row):
+    """The kept output of a container that is no longer on its host, marked archived; None without one."""
+    kept = LogArchive.objects.filter(container=row).first() if supported() else None
+    if kept is None:
+        return None
+    response = StreamingHttpResponse(_chunks(kept), content_type="text/plain; charset=utf-8")
+    response["Content-Length"] = str(kept.size)
+    response["X-BoatLoad-Archived"] = kept.reason
+    response["X-BoatLoad-Archived-At"] = kept.created.isoformat()
+    response["X-BoatLoad-Archive-Truncated"] = "true" if kept.truncated else "false"
+    return response
+
+
+def prune(now=None):
+    """Drop archives older than BOATLOAD_LOG_RETENTION with their large objects; how many. Safe with several
+    reconcilers: each row is deleted (and its object unlinked) by the one DELETE that took it."""
+    if not supported():
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.LOG_RETENTION)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"WITH gone AS (DELETE FROM {LogArchive._meta.db_table} WHERE created < %s RETURNING oid) "
+                       "SELECT count(lo_unlink(oid)) FROM gone", [cutoff])
+        return cursor.fetchone()[0]
+
+
+def _on_delete(sender, instance, **kwargs):
+    """A row that goes (its container's row deleted, its owner deleted) takes its large object along."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            _unlink(cursor, instance.oid)
+
+
+def connect_signals():
+    post_delete.connect(_on_delete, sender=LogArchive, dispatch_uid="observe.logs.unlink")
