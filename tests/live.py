@@ -13,6 +13,7 @@ import sys
 
 import requests
 
+import docker
 from tests.conftest import ROOT, SatelliteProcess, end_process, free_port, wait_until
 
 
@@ -88,6 +89,10 @@ def live_world(django_db_blocker, folder, *, host_name, rows=None, api_env=None,
         finally:
             if server:
                 server.stop()
+            own = "=".join(next(iter(satellite.own_labels().items())))
             satellite.stop()
+            engine = docker.from_env()
+            for container in engine.containers.list(all=True, filters={"label": own}):
+                container.remove(force=True)  # the engine is shared: a world set up again finds its names free
             settings.HOST_DOWN_AFTER = down_after
             call_command("flush", interactive=False, verbosity=0)  # later tests expect an empty database

@@ -9,8 +9,8 @@ import sys
 import pytest
 import requests
 
-from tests.live import ApiServer
 from tests.conftest import ROOT, SatelliteProcess, jwt_for, wait_until
+from tests.live import ApiServer
 
 
 def json_lines(text):
