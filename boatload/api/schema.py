@@ -80,6 +80,8 @@ CONFLICTS = {
                          "file", "file_by_path", "filebynum", "archive", "inspect", "connection"},
     "EnrolView": {"post"},
     "HostViewSet": {"rotate_key"},  # a host enrolled without a seal key can not be sent a new secret
+    # A waited-for deployment that failed, rolled back or paused; an action the deployment's state refuses.
+    "ServiceDetailView": {"put"}, "ServiceScaleView": {"post"}, "DeploymentActionView": {"post"},
 }
 
 # Operations a busy satellite can refuse with 429 (its fair shares of fetches, follow streams, downloads).

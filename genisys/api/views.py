@@ -4,14 +4,15 @@ Every view reads its rows through one scoped queryset (`GenisysView.get_queryset
 a user reaches only their own services (and, through them, their orders and the computes
 they use); anything else is 404, exactly as a name that does not exist. Staff reach all.
 """
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.response import Response
 
 from boatload.api.views import IsStaffOrReadOnly
-from genisys import services
-from genisys.api import serializers
+from genisys import deploy, services
+from genisys.api import serializers, waiting
 from genisys.models import Compute, Service
 
 
@@ -80,8 +81,9 @@ class ServiceListView(ServiceView):
     def post(self, request):
         data = serializers.ServiceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ServiceSerializer(data.save(owner=request.user)).data,
-                        status=status.HTTP_201_CREATED)
+        service = data.save(owner=request.user)
+        deploy.definition_changed(service=service, user=request.user)  # version 1
+        return Response(serializers.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 
 class ServiceDetailView(ServiceView):
@@ -89,22 +91,32 @@ class ServiceDetailView(ServiceView):
     def get(self, request, name):
         return Response(serializers.ServiceSerializer(self.get_object()).data)
 
-    @extend_schema(request=serializers.ServiceUpdateSerializer, responses=serializers.ServiceSerializer)
+    @extend_schema(request=serializers.ServiceUpdateSerializer, parameters=[waiting.WAIT],
+                   responses={200: serializers.ServiceSerializer, 202: serializers.ServiceSerializer})
     def put(self, request, name):
-        """Update a definition; running containers follow at the next scale or reconcile pass."""
+        """Update a definition: a change of what runs is a new version, rolled out by a deployment
+        (`deployment` in the answer; `?wait=` answers its outcome)."""
+        wait = waiting.wait_of(request)
         data = serializers.ServiceUpdateSerializer(self.get_object(), data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(serializers.ServiceSerializer(data.save()).data)
+        with transaction.atomic():
+            service = data.save()
+            deployment = deploy.definition_changed(service=service, user=request.user)
+        return waiting.answer(request, serializers.ServiceSerializer(service).data, deployment, wait)
 
 
 class ServiceScaleView(ServiceView):
-    @extend_schema(request=serializers.ScaleSerializer, responses=serializers.ScaleResultSerializer)
+    @extend_schema(request=serializers.ScaleSerializer, parameters=[waiting.WAIT],
+                   responses={200: serializers.ScaleResultSerializer, 202: serializers.ScaleResultSerializer})
     def post(self, request, name):
         """Ensure `number` resources run; on `compute`, the first compute, or spread over all with "*"."""
         service = self.get_object()
+        wait = waiting.wait_of(request)
         data = serializers.ScaleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(services.service_scale(service=service, user=request.user, **data.validated_data))
+        result = services.service_scale(service=service, user=request.user, **data.validated_data)
+        deployment = deploy.scale_deployment(service=service, user=request.user)
+        return waiting.answer(request, result, deployment, wait)
 
 
 class ServiceStatusView(ServiceView):
