@@ -69,13 +69,21 @@ def runtime_definition(service):
 # Versions ------------------------------------------------------------------------------------------
 
 
-def version_record(*, service, user=None):
+def version_record(*, service, user=None, image_ids=None):
     """Record the service's definition as a new version when what its containers run changed.
     Returns (version before, version now); equal when nothing changed. Old versions beyond
-    GENISYS_VERSION_HISTORY are dropped (never one a running deployment may return to)."""
+    GENISYS_VERSION_HISTORY are dropped (never one a running deployment may return to).
+
+    `image_ids` ({compute: image id} the tag names there now, from a redeploy hook) is part of the
+    version: a new image under the same tag is a new version. Without it, the last version's ids
+    are kept while the image (tag) is the same."""
     before = service.version or None
     latest = service.versions.first()
     definition = runtime_definition(service)
+    if image_ids is not None:
+        definition["image_ids"] = image_ids
+    elif latest is not None and latest.definition.get("image") == service.image and "image_ids" in latest.definition:
+        definition["image_ids"] = latest.definition["image_ids"]
     if latest is not None and latest.definition == definition:
         return before, latest.number
     number = (latest.number if latest else 0) + 1
@@ -96,7 +104,9 @@ def versions_prune(service):
 def version_definition(service, number):
     """The connector definition of one version of a service (None when that version is gone)."""
     row = service.versions.filter(number=number).first()
-    return None if row is None else {"name": service.name, **row.definition, "version": number}
+    if row is None:
+        return None
+    return {"name": service.name, **{k: v for k, v in row.definition.items() if k != "image_ids"}, "version": number}
 
 
 # Starting deployments -------------------------------------------------------------------------------

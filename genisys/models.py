@@ -178,3 +178,13 @@ class Deployment(models.Model):
     @property
     def terminal(self):
         return self.state in (self.State.SUCCEEDED, self.State.FAILED, self.State.ROLLED_BACK)
+
+
+class RedeployHook(models.Model):
+    """A service's redeploy hook: a URL holding a secret (only its SHA-256 is kept), until revoked or rotated."""
+
+    service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="hook")
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the secret in the hook's URL.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)

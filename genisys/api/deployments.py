@@ -46,4 +46,4 @@ class DeploymentActionView(DeploymentView):
         """pause: no new batch starts. resume: go on. rollback: back to from_version, health-gated."""
         wait = wait_of(request) if action != "pause" else None
         row = ACTIONS[action](deployment=self.deployment(id))
-        return answer(request, {}, row, wait)
+        return answer(request, {}, row, wait, success="rolled_back" if action == "rollback" else "succeeded")

@@ -1,7 +1,7 @@
 """Genisys paths exactly as its documentation gives them (no /v1 prefix, no trailing slash needed)."""
 from django.urls import re_path
 
-from genisys.api import deployments, views
+from genisys.api import deployments, hooks, views
 
 NAME = r"(?P<name>[a-zA-Z0-9][a-zA-Z0-9_.-]*)"
 
@@ -18,5 +18,7 @@ urlpatterns = [
             name="deployment-detail"),
     re_path(rf"^service/{NAME}/deployments/(?P<id>[0-9]{{1,12}})/(?P<action>pause|resume|rollback)/?$",
             deployments.DeploymentActionView.as_view(), name="deployment-action"),
+    re_path(rf"^service/{NAME}/hook/?$", hooks.ServiceHookView.as_view(), name="service-hook"),
+    re_path(r"^hooks/(?P<secret>[A-Za-z0-9_-]{1,100})/?$", hooks.HookTriggerView.as_view(), name="hook-trigger"),
     re_path(rf"^service/{NAME}/?$", views.ServiceDetailView.as_view(), name="service-detail"),
 ]

@@ -87,8 +87,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
         return {name: {k: v for k, v in entry.items() if k != "healthy_since"} for name, entry in row.progress.items()}
 
 
-def answer(request, body, deployment, wait, created=False):
-    """The answer of a change: `body` with its deployment (or None), waited for when `wait` is given."""
+def answer(request, body, deployment, wait, created=False, success=Deployment.State.SUCCEEDED):
+    """The answer of a change: `body` with its deployment (or None), waited for when `wait` is given;
+    `success` is the end that means it worked (a rollback's: rolled_back)."""
     if deployment is None:
         return Response({**body, "deployment": None}, status=201 if created else 200)
     if wait is not None:
@@ -97,7 +98,7 @@ def answer(request, body, deployment, wait, created=False):
     headers = {"Location": shown["url"]}
     if wait is None:
         return Response({**body, "deployment": shown}, status=201 if created else 200, headers=headers)
-    if deployment.state == Deployment.State.SUCCEEDED:
+    if deployment.state == success:
         return Response({**body, "deployment": shown}, status=200, headers=headers)
     if deployment.state in FAILED_CODES:
         message = f"Deployment {deployment.pk} of {deployment.service.name} {deployment.state}: {deployment.reason}"

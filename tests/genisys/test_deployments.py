@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 HEALTHCHECK = {"test": "test -f /healthy", "interval": "300ms", "timeout": "2s", "retries": 1}
 
 
-def build_image(docker_client, tag, healthy):
-    """A busybox root file system, with /healthy when `healthy`, imported as `tag` (no registry)."""
+def build_image(docker_client, tag, healthy, release=b""):
+    """A busybox root file system, with /healthy when `healthy` and /release holding `release`, imported as
+    `tag` (no registry)."""
     import io
 
     buffer = io.BytesIO()
@@ -37,6 +38,10 @@ def build_image(docker_client, tag, healthy):
                 link = tarfile.TarInfo(f"bin/{tool}")
                 link.type, link.linkname = tarfile.SYMTYPE, "busybox"
                 tar.addfile(link)
+        if release:
+            note = tarfile.TarInfo("release")
+            note.size = len(release)
+            tar.addfile(note, io.BytesIO(release))
         if healthy:
             marker = tarfile.TarInfo("healthy")
             marker.size = 3
@@ -335,17 +340,17 @@ def web_live(reconciler, api, users, hosts, connectors, images, service_name):
     staff.post("/service", {"name": service_name, "image": images["good"], "command": "sleep 3600",
                             "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "500ms"}}, format="json")
     process = reconciler()
-    scaled = staff.post(f"/service/{service_name}/scale?wait=60s", {"number": 4}, format="json")
+    scaled = staff.post(f"/service/{service_name}/scale?wait=5m", {"number": 4}, format="json")
     assert scaled.status_code == 200 and scaled.json()["deployment"]["state"] == "succeeded", scaled.json()
     return staff, process
 
 
 def test_wait_answers_the_terminal_state_so_a_ci_step_is_one_call(web_live, service_name, images):
     staff, _ = web_live
-    good = put(staff, service_name, wait="90s", environment={"RELEASE": "2"})
+    good = put(staff, service_name, wait="5m", environment={"RELEASE": "2"})
     assert good.status_code == 200, good.json()
     assert good.json()["deployment"]["state"] == "succeeded" and good.json()["version"] == 2
-    bad = put(staff, service_name, wait="90s", image=images["bad"], update={"healthy_deadline": "30s"})
+    bad = put(staff, service_name, wait="5m", image=images["bad"], update={"healthy_deadline": "30s"})
     assert bad.status_code == 409, bad.json()
     error = bad.json()["error"]
     assert error["code"] == "deployment_rolled_back" and "unhealthy" in error["message"]
@@ -353,6 +358,10 @@ def test_wait_answers_the_terminal_state_so_a_ci_step_is_one_call(web_live, serv
     early = put(staff, service_name, wait="0s", environment={"RELEASE": "3"})
     assert early.status_code == 202 and early.json()["deployment"]["state"] == "running"
     assert early["Location"] == early.json()["deployment"]["url"]
+    rolled = staff.post(f"{early['Location']}/rollback?wait=5m")
+    assert rolled.status_code == 200, rolled.json()  # for a rollback, rolled_back is the success
+    assert rolled.json()["deployment"]["state"] == "rolled_back"
+    assert staff.get(f"/service/{service_name}").json()["version"] == 2
 
 
 def test_a_sigkilled_reconciler_mid_rollout_is_resumed_by_the_next_without_twins(web_live, reconciler,
@@ -364,12 +373,12 @@ def test_a_sigkilled_reconciler_mid_rollout_is_resumed_by_the_next_without_twins
     census = Census(docker_client, service_name)
     try:
         wait_until(lambda: Deployment.objects.get(pk=deployment_id).progress.get("gen-a", {}).get("healthy", 0)
-                   >= 1, timeout=60, message="one slot of version 2 healthy")
+                   >= 1, timeout=300, message="one slot of version 2 healthy")
         first.kill()
         stopped = Deployment.objects.get(pk=deployment_id)
         assert stopped.state == "running" and stopped.progress["gen-a"]["healthy"] < 4
         reconciler()
-        wait_until(lambda: Deployment.objects.get(pk=deployment_id).state != "running", timeout=90,
+        wait_until(lambda: Deployment.objects.get(pk=deployment_id).state != "running", timeout=300,
                    message="the deployment ending after the restart")
     finally:
         census.stop()
@@ -377,3 +386,51 @@ def test_a_sigkilled_reconciler_mid_rollout_is_resumed_by_the_next_without_twins
     assert census.twins == 1  # never two containers of one version in one slot
     assert census.minimum() >= 3  # stop-first, parallelism 1: one slot down at a time at most
     assert service_versions(docker_client, service_name) == [(slot, "2") for slot in range(4)]
+
+
+def test_the_hook_redeploys_after_a_retag_and_refuses_a_wrong_secret(api, hosts, connectors, service_name,
+                                                                     docker_client):
+    tag = f"boatload-test/deploy-{RUN_ID}:hooked-{service_name}"
+    build_image(docker_client, tag, healthy=True, release=b"1")
+    made_images = [docker_client.images.get(tag).id]
+    try:
+        staff, anonymous = api("staff"), api()
+        staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+        staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
+                                "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms"}}, format="json")
+        scaled = staff.post(f"/service/{service_name}/scale", {"number": 2}, format="json")
+        assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
+        made = staff.post(f"/service/{service_name}/hook")
+        assert made.status_code == 201 and "/hooks/blrh_" in made.json()["url"]
+        assert api("other").post(f"/service/{service_name}/hook").status_code == 404  # not theirs
+        wrong = anonymous.post("/hooks/blrh_" + "x" * 43)
+        assert wrong.status_code == 404 and wrong.json()["error"]["code"] == "not_found"
+        assert Deployment.objects.filter(service__name=service_name).count() == 1
+        first = anonymous.post(made.json()["url"])  # records the image the tag names now: version 2
+        assert first.status_code == 202, first.json()
+        assert first["Location"] == first.json()["url"] and first.json()["deployment"]["to_version"] == 2
+        assert step_until_settled(service_name, first.json()["deployment"]["id"]) == "succeeded"
+        same = anonymous.post(made.json()["url"])  # the same image: no new version
+        assert same.status_code == 202 and same.json()["deployment"]["to_version"] == 2
+        assert step_until_settled(service_name, same.json()["deployment"]["id"]) == "succeeded"
+        build_image(docker_client, tag, healthy=True, release=b"2")  # a new image under the same tag
+        new_id = docker_client.images.get(tag).id
+        made_images.append(new_id)
+        assert new_id != made_images[0]
+        again = anonymous.post(made.json()["url"])
+        assert again.status_code == 202 and again.json()["deployment"]["to_version"] == 3
+        assert step_until_settled(service_name, again.json()["deployment"]["id"]) == "succeeded"
+        assert service_versions(docker_client, service_name) == [(0, "3"), (1, "3")]
+        rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
+        assert {row["ImageID"] for row in rows} == {new_id}
+        assert staff.delete(f"/service/{service_name}/hook").status_code == 204
+        assert anonymous.post(made.json()["url"]).status_code == 404  # revoked
+        assert Deployment.objects.filter(service__name=service_name).count() == 4
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
+            container.remove(force=True)
+        for image_id in made_images:
+            try:
+                docker_client.images.remove(image_id, force=True)
+            except Exception:  # noqa: BLE001 - gone already
+                pass
