@@ -38,12 +38,13 @@ class DeploymentDetailView(DeploymentView):
 
 ACTIONS = {"pause": deploy.deployment_pause, "resume": deploy.deployment_resume,
            "rollback": deploy.deployment_rollback}
+SUCCESS = {"pause": "paused", "resume": "succeeded", "rollback": "rolled_back"}  # the end each one asks for
 
 
 class DeploymentActionView(DeploymentView):
     @extend_schema(request=None, parameters=[WAIT], responses={200: DeploymentSerializer, 202: DeploymentSerializer})
     def post(self, request, name, id, action):
         """pause: no new batch starts. resume: go on. rollback: back to from_version, health-gated."""
-        wait = wait_of(request) if action != "pause" else None
+        wait = wait_of(request)
         row = ACTIONS[action](deployment=self.deployment(id))
-        return answer(request, {}, row, wait, success="rolled_back" if action == "rollback" else "succeeded")
+        return answer(request, None, row, wait, success=SUCCESS[action])

@@ -81,8 +81,9 @@ class ServiceListView(ServiceView):
     def post(self, request):
         data = serializers.ServiceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        service = data.save(owner=request.user)
-        deploy.definition_changed(service=service, user=request.user)  # version 1
+        with transaction.atomic():
+            service = data.save(owner=request.user)
+            deploy.definition_changed(service=service, user=request.user)  # version 1
         return Response(serializers.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 

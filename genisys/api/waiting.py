@@ -7,7 +7,7 @@ the URL (and `Location`) when the wait ran out first, as without `wait`... excep
 `wait` a change answers as it always did (200 or 201) with the URL in the body.
 """
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -65,6 +65,7 @@ class ComputeProgressSerializer(serializers.Serializer):
     versions = serializers.DictField(child=serializers.IntegerField(), required=False,
                                      help_text="Containers per version on the compute now.")
     error = serializers.CharField(required=False, help_text="Its connector's failure at the last step.")
+    slots = serializers.BooleanField(required=False, help_text="False: a connector without slot routes.")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -82,27 +83,29 @@ class DeploymentSerializer(serializers.ModelSerializer):
     def get_url(self, row) -> str:
         return deployment_url(self.context["request"], row)
 
-    @extend_schema(responses=ComputeProgressSerializer(many=True))
-    def get_computes(self, row) -> dict:
+    @extend_schema_field(serializers.DictField(child=ComputeProgressSerializer()))
+    def get_computes(self, row):
         return {name: {k: v for k, v in entry.items() if k != "healthy_since"} for name, entry in row.progress.items()}
 
 
 def answer(request, body, deployment, wait, created=False, success=Deployment.State.SUCCEEDED):
-    """The answer of a change: `body` with its deployment (or None), waited for when `wait` is given;
-    `success` is the end that means it worked (a rollback's: rolled_back)."""
+    """The answer of a change: `body` with its deployment (or None) in `deployment` (body None: the
+    deployment itself), waited for when `wait` is given; `success` is the end that means it worked (a
+    rollback's: rolled_back)."""
     if deployment is None:
         return Response({**body, "deployment": None}, status=201 if created else 200)
     if wait is not None:
         deployment = deploy.wait_settled(deployment=deployment, seconds=wait)
     shown = DeploymentSerializer(deployment, context={"request": request}).data
     headers = {"Location": shown["url"]}
+    whole = shown if body is None else {**body, "deployment": shown}  # body None: the deployment is the answer
     if wait is None:
-        return Response({**body, "deployment": shown}, status=201 if created else 200, headers=headers)
+        return Response(whole, status=201 if created else 200, headers=headers)
     if deployment.state == success:
-        return Response({**body, "deployment": shown}, status=200, headers=headers)
+        return Response(whole, status=200, headers=headers)
     if deployment.state in FAILED_CODES:
         message = f"Deployment {deployment.pk} of {deployment.service.name} {deployment.state}: {deployment.reason}"
         return Response(error_body(FAILED_CODES[deployment.state], message,
                                    {"field": None, "deployment": shown, "url": shown["url"]}),
                         status=status.HTTP_409_CONFLICT, headers=headers)
-    return Response({**body, "deployment": shown}, status=status.HTTP_202_ACCEPTED, headers=headers)
+    return Response(whole, status=status.HTTP_202_ACCEPTED, headers=headers)

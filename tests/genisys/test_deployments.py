@@ -216,7 +216,7 @@ def test_pause_stops_after_the_current_batch_and_resume_goes_on(web, service_nam
     deployment = changed.json()["deployment"]
     Reconciler().process_one_service(Service.objects.get(name=service_name))  # batch 1: slot 0
     paused = web.post(f"{deployment['url']}/pause")
-    assert paused.status_code == 200 and paused.json()["deployment"]["state"] == "paused"
+    assert paused.status_code == 200 and paused.json()["state"] == "paused"
     wait_until(lambda: Reconciler().process_one_service(Service.objects.get(name=service_name)).progress[
         "gen-a"]["healthy"] == 1, timeout=30, message="the paused batch becoming healthy")
     for _ in range(10):  # more steps, well past min_healthy_time: no new batch
@@ -226,7 +226,7 @@ def test_pause_stops_after_the_current_batch_and_resume_goes_on(web, service_nam
     assert Deployment.objects.get(pk=deployment["id"]).state == "paused"
     assert web.post(f"{deployment['url']}/pause").status_code == 409  # paused already
     resumed = web.post(f"{deployment['url']}/resume")
-    assert resumed.status_code == 200 and resumed.json()["deployment"]["state"] == "running"
+    assert resumed.status_code == 200 and resumed.json()["state"] == "running"
     assert step_until_settled(service_name, deployment["id"]) == "succeeded"
     assert service_versions(docker_client, service_name) == [(slot, "2") for slot in range(4)]
 
@@ -236,7 +236,7 @@ def test_a_manual_rollback_restores_the_version_before(web, service_name, docker
     deployment = changed.json()["deployment"]
     Reconciler().process_one_service(Service.objects.get(name=service_name))
     rolled = web.post(f"{deployment['url']}/rollback")
-    assert rolled.status_code == 200 and rolled.json()["deployment"]["rolling_back"] is True
+    assert rolled.status_code == 200 and rolled.json()["rolling_back"] is True
     assert step_until_settled(service_name, deployment["id"]) == "rolled_back"
     assert service_versions(docker_client, service_name) == [(slot, "1") for slot in range(4)]
     again = web.post(f"{deployment['url']}/rollback")
@@ -360,7 +360,7 @@ def test_wait_answers_the_terminal_state_so_a_ci_step_is_one_call(web_live, serv
     assert early["Location"] == early.json()["deployment"]["url"]
     rolled = staff.post(f"{early['Location']}/rollback?wait=5m")
     assert rolled.status_code == 200, rolled.json()  # for a rollback, rolled_back is the success
-    assert rolled.json()["deployment"]["state"] == "rolled_back"
+    assert rolled.json()["state"] == "rolled_back"
     assert staff.get(f"/service/{service_name}").json()["version"] == 2
 
 
