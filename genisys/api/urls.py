@@ -19,6 +19,6 @@ urlpatterns = [
     re_path(rf"^service/{NAME}/deployments/(?P<id>[0-9]{{1,12}})/(?P<action>(?:pause|resume|rollback))/?$",
             deployments.DeploymentActionView.as_view(), name="deployment-action"),
     re_path(rf"^service/{NAME}/hook/?$", hooks.ServiceHookView.as_view(), name="service-hook"),
-    re_path(r"^hooks/(?P<secret>[^/]{1,200})/?$", hooks.HookTriggerView.as_view(), name="hook-trigger"),
+    re_path(r"^hooks/(?P<secret>.+?)/?$", hooks.HookTriggerView.as_view(), name="hook-trigger"),
     re_path(rf"^service/{NAME}/?$", views.ServiceDetailView.as_view(), name="service-detail"),
 ]
