@@ -4,13 +4,14 @@ Every view reads its rows through one scoped queryset (`GenisysView.get_queryset
 a user reaches only their own services (and, through them, their orders and the computes
 they use); anything else is 404, exactly as a name that does not exist. Staff reach all.
 """
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.response import Response
 
 from boatload.api.views import IsStaffOrReadOnly
+from common.errors import BadInput
 from genisys import deploy, services
 from genisys.api import serializers, waiting
 from genisys.models import Compute, Service
@@ -81,9 +82,12 @@ class ServiceListView(ServiceView):
     def post(self, request):
         data = serializers.ServiceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            service = data.save(owner=request.user)
-            deploy.definition_changed(service=service, user=request.user)  # version 1
+        try:
+            with transaction.atomic():
+                service = data.save(owner=request.user)
+                deploy.definition_changed(service=service, user=request.user)  # version 1
+        except IntegrityError:  # the same name saved by another request since it was validated
+            raise BadInput("name", "service with this name already exists.") from None
         return Response(serializers.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 
