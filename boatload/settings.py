@@ -200,6 +200,11 @@ GENISYS_OVERRIDES = {section: {key: value for key, value in keys.items() if valu
     "connector": {"poll_interval": env_str("GENISYS_POLL_INTERVAL")},
 }.items()}
 CONNECTOR_TIMEOUT = env_duration("GENISYS_CONNECTOR_TIMEOUT", 300)
+# Deployments (genisys/deploy.py): versions kept per service, how long a reconciler holds a service for one
+# deployment step, and the longest `?wait=` a request may ask for.
+GENISYS_VERSION_HISTORY = env_int("GENISYS_VERSION_HISTORY", 20)
+GENISYS_DEPLOY_CLAIM = env_duration("GENISYS_DEPLOY_CLAIM", 30)
+GENISYS_MAX_WAIT = env_duration("GENISYS_MAX_WAIT", 900)
 
 # Production hardening; TLS-only cookies and HSTS when BOATLOAD_TLS says the API is behind TLS.
 TLS = env_bool("BOATLOAD_TLS", False)

@@ -79,6 +79,19 @@ class ConnectorClient(RemoteClient):
         finally:
             response.close()
 
+    slots = plain("GET", "service/<name>/slots",
+                  "[{slot, id, name, state, health, created, version}] of every container of the service.")
+
+    @operation("POST", "service/<name>/slots/<slot>")
+    def slot_start(self, op, name, slot, definition):
+        """A container of `definition` (with its version) in `slot`, unless one of that version is there."""
+        return self.call(op, name=name, slot=slot, json=definition)
+
+    @operation("DELETE", "service/<name>/slots/<slot>")
+    def slot_clear(self, op, name, slot, keep=None):
+        """Remove the containers of `slot` of every version but `keep` (None: all)."""
+        return self.call(op, name=name, slot=slot, params={"keep": keep} if keep is not None else None)
+
     @operation("GET", "service/<name>/status")
     def status(self, op, name):
         """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""

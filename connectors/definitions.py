@@ -1,7 +1,10 @@
 """Service definitions of the connector protocol: the shape both ends check.
 
 A definition is the Genisys connector's shape: `{"name", "image", "command", "environment",
-"ports"}`; name and image are mandatory, the image carries its tag. The satellite keeps them
+"ports"}`; name and image are mandatory, the image carries its tag. BoatLoad adds two optional
+keys: `healthcheck` (Docker's terms, durations such as "2s") and `version` (the service version
+BoatLoad's Genisys pushes; a connector labels containers with it and leaves rolling them to the
+deployment, see genisys/deploy.py). The satellite keeps them
 in satellite/connector/store.py; Genisys checks them with the same serializer when saved.
 """
 import ast
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from rest_framework import serializers
 
+from common.env import parse_duration
 from common.spec import ContainerSpecSerializer, name_field, name_pattern
 
 SERVICE_NAME_LENGTH = 63
@@ -42,6 +46,75 @@ def command_split(command):
         raise serializers.ValidationError(f"not a shell-style command: {error}") from None
 
 
+class DurationField(serializers.Field):
+    """A duration as a string such as "2s", "500ms", "5m", or a number of seconds; kept as given."""
+
+    def __init__(self, *, min_seconds=0.0, max_seconds=None, **kwargs):
+        self.min_seconds, self.max_seconds = min_seconds, max_seconds
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
+            raise serializers.ValidationError('a duration such as "2s", "500ms" or "5m"')
+        try:
+            seconds = parse_duration(data)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+        if seconds < self.min_seconds or self.max_seconds is not None and seconds > self.max_seconds:
+            raise serializers.ValidationError(f"must lie between {self.min_seconds}s and {self.max_seconds}s")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+HEALTHCHECK_KINDS = ("CMD", "CMD-SHELL", "NONE")
+
+
+class HealthcheckSerializer(serializers.Serializer):
+    """A container healthcheck in Docker's terms: `test` as Docker takes it (["CMD", …], ["CMD-SHELL", "…"],
+    ["NONE"], or a string, which Docker runs with the shell), `interval`, `timeout`, `start_period`, `retries`."""
+
+    test = serializers.JSONField()
+    interval = DurationField(required=False, min_seconds=0.001, max_seconds=86400)
+    timeout = DurationField(required=False, min_seconds=0.001, max_seconds=86400)
+    start_period = DurationField(required=False, min_seconds=0, max_seconds=86400)
+    retries = serializers.IntegerField(required=False, min_value=0, max_value=1000)
+
+    def validate_test(self, value):
+        if isinstance(value, str) and value.strip():
+            return ["CMD-SHELL", value]
+        if (not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value)
+                or value[0] not in HEALTHCHECK_KINDS):
+            raise serializers.ValidationError('a non-empty string, or a list of strings starting with "CMD", '
+                                              '"CMD-SHELL" or "NONE"')
+        if value[0] != "NONE" and len(value) < 2:
+            raise serializers.ValidationError(f"{value[0]} needs the command after it")
+        return value
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["an object: test, interval, timeout, "
+                                                                    "start_period, retries"]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["not a healthcheck key"]})
+        return super().to_internal_value(data)
+
+
+def docker_healthcheck(healthcheck):
+    """The Healthcheck of Docker's create call for a validated definition's `healthcheck` (durations in ns)."""
+    if not healthcheck:
+        return None
+    docker = {"test": list(healthcheck["test"])}
+    for key in ("interval", "timeout", "start_period"):
+        if healthcheck.get(key) is not None:
+            docker[key] = int(parse_duration(healthcheck[key]) * 1_000_000_000)
+    if healthcheck.get("retries") is not None:
+        docker["retries"] = healthcheck["retries"]
+    return docker
+
+
 class DefinitionSerializer(serializers.Serializer):
     name = name_field(SERVICE_NAME_LENGTH)
     image = serializers.CharField(max_length=400, help_text="image:tag")
@@ -49,6 +122,9 @@ class DefinitionSerializer(serializers.Serializer):
     environment = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
                                         allow_null=True, default=None)
     ports = serializers.ListField(child=PortField(), required=False, allow_null=True, default=None)
+    healthcheck = HealthcheckSerializer(required=False, allow_null=True, default=None)
+    version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                       help_text="The service version (set by BoatLoad's Genisys).")
 
     def validate_command(self, value):
         if value:
@@ -56,6 +132,9 @@ class DefinitionSerializer(serializers.Serializer):
         return value
 
     def validate(self, data):
+        for key in ("healthcheck", "version"):  # BoatLoad's own keys; a plain Genisys definition has neither
+            if data.get(key) is None:
+                data.pop(key, None)
         spec = ContainerSpecSerializer(data=spec_fields(data))
         if not spec.is_valid():
             field, errors = next(iter(spec.errors.items()))

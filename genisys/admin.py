@@ -1,8 +1,8 @@
 """Django admin for computes, services (with their desired numbers and a scale action), orders and scale hooks."""
 from django.contrib import admin, messages
 
-from genisys import services
-from genisys.models import Compute, Desired, ScaleHook, ScaleOrder, Service
+from genisys import deploy, services
+from genisys.models import Compute, Deployment, Desired, ScaleHook, ScaleOrder, Service, ServiceVersion
 
 
 @admin.register(Compute)
@@ -23,6 +23,12 @@ class ServiceAdmin(admin.ModelAdmin):
     list_filter = ["managed_by", "owner"]
     inlines = [DesiredInline]
     actions = ["scale_to_desired"]
+    readonly_fields = ["version"]
+
+    def save_model(self, request, obj, form, change):
+        """A change made here is a new version with its deployment, as through the API."""
+        super().save_model(request, obj, form, change)
+        deploy.definition_changed(service=obj, user=request.user)
 
     @admin.action(description="Scale to the desired numbers now")
     def scale_to_desired(self, request, queryset):
@@ -60,3 +66,24 @@ class ScaleHookAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ServiceVersion)
+class ServiceVersionAdmin(ReadOnlyAdmin):
+    list_display = ["service", "number", "created_by", "created"]
+    list_filter = ["service"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    list_display = ["id", "service", "kind", "from_version", "to_version", "state", "started_by", "created",
+                    "finished"]
+    list_filter = ["state", "kind"]

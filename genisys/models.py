@@ -107,6 +107,10 @@ class Service(models.Model):
     command = models.TextField(null=True, blank=True)
     environment = models.JSONField(null=True, blank=True)
     ports = models.JSONField(null=True, blank=True)
+    healthcheck = models.JSONField(null=True, blank=True, help_text="Docker's healthcheck: test, interval, …")
+    update = models.JSONField(null=True, blank=True, help_text="The rolling update policy (genisys/deploy.py).")
+    version = models.PositiveIntegerField(default=0, editable=False,
+                                          help_text="The current version (ServiceVersion.number); 0: none yet.")
     # A reconciler holds the service until this time (boatload.loop.claim), so several never act on it twice.
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
@@ -130,8 +134,23 @@ class Service(models.Model):
         return self.name
 
     def definition(self):
+        """What a connector runs: the connector's shape, with BoatLoad's healthcheck and version."""
         return {"name": self.name, "image": self.image, "command": self.command, "environment": self.environment,
-                "ports": self.ports}
+                "ports": self.ports, "healthcheck": self.healthcheck, "version": self.version or None}
+
+
+class ServiceVersion(models.Model):
+    """One version of a service definition: made on every change of what its containers run."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    definition = models.JSONField(help_text="Service.definition() as it was, without name and version.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["service", "number"], name="one_version_number")]
+        ordering = ["-number"]
 
 
 class Desired(models.Model):
@@ -216,3 +235,54 @@ class ScaleHook(AbstractAPIKey):
     def revoke(self):
         self.revoked = True
         self.save(update_fields=["revoked"])
+
+
+class Deployment(models.Model):
+    """The roll-out of one version of a service over its computes, advanced by the reconciler
+    (genisys/deploy.py); everything it needs to resume after a crash is in this row."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        PAUSED = "paused"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        ROLLED_BACK = "rolled_back"
+
+    ACTIVE = (State.RUNNING, State.PAUSED)
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="deployments")
+    kind = models.CharField(max_length=16, choices=[("definition", "definition"), ("scale", "scale")])
+    from_version = models.PositiveIntegerField(null=True, blank=True)
+    to_version = models.PositiveIntegerField()
+    target_version = models.PositiveIntegerField(help_text="to_version, or from_version while rolling back.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    rolling_back = models.BooleanField(default=False)
+    pause_requested = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    policy = models.JSONField(help_text="The update policy, with its defaults, as it was when it started.")
+    progress = models.JSONField(default=dict, help_text="Per compute: desired, updated, healthy, failed, …")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    progressed = models.DateTimeField(help_text="When a slot last became settled (progress_deadline).")
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.service.name} #{self.pk}"
+
+    @property
+    def terminal(self):
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED, self.State.ROLLED_BACK)
+
+
+class RedeployHook(models.Model):
+    """A service's redeploy hook: a URL holding a secret (only its SHA-256 is kept), until revoked or rotated."""
+
+    service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="hook")
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the secret in the hook's URL.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)

@@ -26,6 +26,7 @@ LABEL_SERVICE = "boatload.service"
 LABEL_OWNER = "boatload.owner"
 LABEL_SPEC_HASH = "boatload.spec-hash"
 LABEL_SLOT = "boatload.slot"
+LABEL_VERSION = "boatload.version"  # the service version a connector slot runs (genisys/deploy.py)
 LABEL_SCRIPT = "boatload.script"
 LABEL_SATELLITE = "boatload.satellite"
 SCRIPT_DIR = "/boatload"
@@ -47,6 +48,8 @@ def boatload_labels(spec, identity):
     })
     if identity.get("slot") is not None:
         labels[LABEL_SLOT] = str(identity["slot"])
+    if identity.get("version") is not None:
+        labels[LABEL_VERSION] = str(identity["version"])
     return labels
 
 
@@ -151,6 +154,7 @@ def create_options(spec, labels, script_name=None):
         "volumes": [v["target"] for v in spec.get("volumes", [])] or None,
         "labels": labels,
         "host_config": host_config,
+        "healthcheck": spec.get("healthcheck"),  # Docker's form (connectors.definitions.docker_healthcheck)
         "name": spec.get("name"),
         "detach": True,
     }
@@ -263,7 +267,8 @@ def adopt_existing(name, labels):
         existing = client().api.inspect_container(name)
     theirs = existing["Config"].get("Labels") or {}
     same_row = labels[LABEL_CONTAINER] and theirs.get(LABEL_CONTAINER) == labels[LABEL_CONTAINER]
-    same_slot = labels[LABEL_SERVICE] and all(theirs.get(k) == labels.get(k) for k in (LABEL_SERVICE, LABEL_SLOT))
+    same_slot = labels[LABEL_SERVICE] and all(theirs.get(k) == labels.get(k)
+                                                for k in (LABEL_SERVICE, LABEL_SLOT, LABEL_VERSION))
     if name and (same_row or same_slot):
         return describe(existing)
     raise Conflict(f"A different container named {name} already exists on this host.", detail={"field": "name"})

@@ -75,6 +75,7 @@ CALLS_REMOTE = {
                          "metrics", "changes", "file", "file_by_path", "filebynum", "archive", "inspect"},
     "ServiceViewSet": {"scale", "status"},
     "ServiceHookScaleView": {"post"},
+    "HookTriggerView": {"post"},  # the image tag is resolved on each satellite
 }
 
 # Operations that answer 409 when the object's state (or an existing one) is in the way.
@@ -83,6 +84,9 @@ CONFLICTS = {
                          "file", "file_by_path", "filebynum", "archive", "inspect", "connection"},
     "EnrolView": {"post"},
     "HostViewSet": {"rotate_key"},  # a host enrolled without a seal key can not be sent a new secret
+    # A waited-for deployment that failed, rolled back or paused; an action the deployment's state refuses.
+    "ServiceDetailView": {"put"}, "ServiceScaleView": {"post"}, "DeploymentActionView": {"post"},
+    "HookTriggerView": {"post"},  # a host of the service lacks its image
 }
 
 # Operations a busy satellite can refuse with 429 (its fair shares of fetches, follow streams, downloads).

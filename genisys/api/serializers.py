@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from boatload.models import Host
 from connectors.definitions import DefinitionSerializer
+from genisys.deploy import UpdatePolicySerializer
 from genisys.models import Compute, ScaleOrder, Service, endpoints, host_reached_by, port_of
 
 
@@ -65,15 +66,28 @@ class ServiceSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True, default=None,
                                   help_text="The user it belongs to (set from the request); none: staff only.")
 
+    version = serializers.IntegerField(read_only=True, help_text="The current version (GET …/versions).")
+
     class Meta:
         model = Service
-        fields = ["name", "image", "command", "environment", "ports", "owner", "defined_by"]
+        fields = ["name", "image", "command", "environment", "ports", "healthcheck", "update", "version", "owner",
+                  "defined_by"]
         read_only_fields = ["defined_by"]
+
+    def validate_update(self, value):
+        if value is None:
+            return None
+        policy = UpdatePolicySerializer(data=value)
+        policy.is_valid(raise_exception=True)
+        return dict(policy.validated_data)
 
     def validate(self, data):
         merged = {"name": getattr(self.instance, "name", None), **data}
+        merged.pop("version", None)
         check = DefinitionSerializer(data=merged)
         check.is_valid(raise_exception=True)
+        if data.get("healthcheck") is not None:
+            data["healthcheck"] = dict(check.validated_data["healthcheck"])  # a string test becomes CMD-SHELL
         return data
 
 

@@ -2,7 +2,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from genisys.api import hooks, views
+from genisys.api import deployments, hooks, redeploy, views
 
 NAME = rf"(?P<name>{views.NAME})"
 
@@ -25,5 +25,13 @@ urlpatterns = [
     re_path(rf"^service/{NAME}/hooks/?$", hooks.ServiceHookListView.as_view(), name="service-hooks"),
     re_path(rf"^service/{NAME}/hooks/(?P<hook_id>[^/]+)/revoke/?$", hooks.ServiceHookRevokeView.as_view(),
             name="service-hook-revoke"),
+    re_path(rf"^service/{NAME}/versions/?$", deployments.ServiceVersionsView.as_view(), name="service-versions"),
+    re_path(rf"^service/{NAME}/deployments/?$", deployments.DeploymentListView.as_view(), name="deployment-list"),
+    re_path(rf"^service/{NAME}/deployments/(?P<id>[0-9]{{1,12}})/?$", deployments.DeploymentDetailView.as_view(),
+            name="deployment-detail"),
+    re_path(rf"^service/{NAME}/deployments/(?P<id>[0-9]{{1,12}})/(?P<action>(?:pause|resume|rollback))/?$",
+            deployments.DeploymentActionView.as_view(), name="deployment-action"),
+    re_path(rf"^service/{NAME}/hook/?$", redeploy.ServiceHookView.as_view(), name="service-hook"),
+    re_path(r"^hooks/(?P<secret>.+?)/?$", redeploy.HookTriggerView.as_view(), name="hook-trigger"),
     *router.urls,
 ]

@@ -5,38 +5,49 @@ queryset (`GenisysViewSet.get_queryset`): a user reaches only their own services
 through them, their orders and the computes they use); anything else is 404, exactly as a
 name that does not exist. Staff reach all.
 """
+from django.db import IntegrityError, transaction
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, viewsets
+from rest_framework import generics, mixins, permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from boatload.api.views import IsStaffOrReadOnly
-from genisys import services
-from genisys.api import serializers
+from common.errors import BadInput
+from genisys import deploy, services
+from genisys.api import serializers, waiting
 from genisys.models import Compute, Service
 from observe import audit
 
 NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"
 
 
-class GenisysViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
-                     viewsets.GenericViewSet):
-    """Rows of `model` the caller may reach, by name: a keyed list, create (201), retrieve, PUT."""
+class ScopedByName:
+    """Rows of `model` the caller may reach (`visible_to`), looked up by name; not paged, not filtered."""
 
     model = Service
     lookup_field = "name"
     lookup_value_regex = NAME
     pagination_class = None
     filter_backends = []
-    http_method_names = ["get", "post", "put", "head", "options"]  # Genisys has no PATCH and no DELETE
-    update_serializer_class = None  # PUT: the name is read-only
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return self.model.objects.none()
         return self.model.objects.visible_to(self.request.user)
+
+
+class ServiceView(ScopedByName, generics.GenericAPIView):
+    """A service's own sub-resources (versions, deployments, its redeploy hook) as plain views."""
+
+
+class GenisysViewSet(ScopedByName, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                     viewsets.GenericViewSet):
+    """A keyed list, create (201), retrieve, PUT."""
+
+    http_method_names = ["get", "post", "put", "head", "options"]  # Genisys has no PATCH and no DELETE
+    update_serializer_class = None  # PUT: the name is read-only
 
     def get_serializer_class(self):
         if self.action == "update" and self.update_serializer_class:
@@ -81,8 +92,6 @@ class ComputeViewSet(GenisysViewSet):
     list=extend_schema(responses=OpenApiTypes.OBJECT, operation_id="service_list",
                        description="The caller's service definitions keyed by name (staff: all)."),
     create=extend_schema(description="A new definition, the caller's."),
-    update=extend_schema(description="Update a definition; running containers follow at the next scale or "
-                                     "reconcile pass. A service defined on its connector becomes BoatLoad's."),
 )
 class ServiceViewSet(GenisysViewSet):
     serializer_class = serializers.ServiceSerializer
@@ -92,19 +101,38 @@ class ServiceViewSet(GenisysViewSet):
         return super().get_queryset().select_related("owner")
 
     def perform_create(self, data):
-        self.saved("create", data, owner=self.request.user)
+        try:
+            with transaction.atomic():
+                service = self.saved("create", data, owner=self.request.user)
+                deploy.definition_changed(service=service, user=self.request.user)  # version 1
+        except IntegrityError:  # the same name saved by another request since it was validated
+            raise BadInput("name", "service with this name already exists.") from None
 
-    def perform_update(self, data):
-        self.saved("update", data, defined_by="boatload")
+    @extend_schema(request=serializers.ServiceUpdateSerializer, parameters=[waiting.WAIT],
+                   responses={200: serializers.ServiceSerializer, 202: serializers.ServiceSerializer})
+    def update(self, request, *args, **kwargs):
+        """Update a definition: a change of what runs is a new version, rolled out by a deployment
+        (`deployment` in the answer; `?wait=` answers its outcome). A service defined on its
+        connector becomes BoatLoad's."""
+        wait = waiting.wait_of(request)
+        data = self.get_serializer(self.get_object(), data=request.data)
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            service = self.saved("update", data, defined_by="boatload")
+            deployment = deploy.definition_changed(service=service, user=request.user)
+        return waiting.answer(request, serializers.ServiceSerializer(service).data, deployment, wait)
 
-    @extend_schema(request=serializers.ScaleSerializer, responses=serializers.ScaleResultSerializer)
+    @extend_schema(request=serializers.ScaleSerializer, parameters=[waiting.WAIT],
+                   responses={200: serializers.ScaleResultSerializer, 202: serializers.ScaleResultSerializer})
     @action(detail=True, methods=["post"])
     def scale(self, request, name):
         """Ensure `number` resources run; on `compute`, the first compute, or spread over all with "*".
 
         Staff may scale a service BoatLoad has no definition of when the compute's connector knows
         it (Genisys forwards such orders): the order is forwarded and recorded, and `definition`
-        in the answer says whose definition ran (`boatload` or `connector`)."""
+        in the answer says whose definition ran (`boatload` or `connector`). `?wait=` answers the
+        outcome of the deployment the order makes."""
+        wait = waiting.wait_of(request)
         data = serializers.ScaleSerializer(data=request.data)
         try:
             service = self.get_object()
@@ -114,7 +142,9 @@ class ServiceViewSet(GenisysViewSet):
             data.is_valid(raise_exception=True)
             service = services.service_adopt(name=name, compute=data.validated_data.get("compute"))
         data.is_valid(raise_exception=True)
-        return Response(services.service_scale(service=service, user=request.user, **data.validated_data))
+        result = services.service_scale(service=service, user=request.user, **data.validated_data)
+        deployment = deploy.scale_deployment(service=service, user=request.user)
+        return waiting.answer(request, result, deployment, wait)
 
     @extend_schema(responses=serializers.StatusSerializer)
     @action(detail=True, methods=["get"])
@@ -127,4 +157,3 @@ class ServiceViewSet(GenisysViewSet):
         """The scale-order history of a service, newest first."""
         orders = self.get_object().orders.select_related("compute", "requested_by")[:200]
         return Response(serializers.ScaleOrderSerializer(orders, many=True).data)
-

@@ -15,7 +15,7 @@ from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.errors import BadInput, NotFound
+from common.errors import BadInput, BoatLoadError, NotFound
 from connectors import definitions
 from satellite.auth import SignatureAuthentication
 from satellite.connector import docker_backend, swarm_backend
@@ -117,3 +117,42 @@ class ServiceStatusView(ConnectorView):
     def get(self, request, name):
         self.definition(name)
         return Response({"running_resources": backend().running(name)})
+
+
+class SlotsView(ConnectorView):
+    """What runs in each slot of a service (plain Docker backend): version, state, Docker's health."""
+
+    def get(self, request, name):
+        self.definition(name)
+        return Response(slot_backend().slots(name))
+
+
+class SlotQuerySerializer(serializers.Serializer):
+    keep = serializers.IntegerField(required=False, min_value=1, help_text="The version to keep.")
+
+
+class SlotView(ConnectorView):
+    """POST: a container of the body's definition (with `version`) in this slot, unless one is there.
+    DELETE: remove the slot's containers of every version but `?keep=`."""
+
+    def post(self, request, name, slot):
+        self.definition(name)
+        data = definitions.DefinitionSerializer(data={**request.data, "name": name}
+                                                if isinstance(request.data, dict) else request.data)
+        data.is_valid(raise_exception=True)
+        if data.validated_data.get("version") is None:
+            raise BadInput("version", "a slot is started for a versioned definition only")
+        return Response(slot_backend().slot_start(dict(data.validated_data), int(slot)))
+
+    def delete(self, request, name, slot):
+        self.definition(name)
+        query = SlotQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response({"removed": slot_backend().slot_clear(name, int(slot), query.validated_data.get("keep"))})
+
+
+def slot_backend():
+    if settings.CONNECTOR == "swarm":
+        raise BoatLoadError("The Swarm backend rolls its own updates; it has no slots.", code="not_implemented",
+                            status_code=501)
+    return docker_backend

@@ -52,10 +52,17 @@ def test_the_documented_flow(api, hosts, connectors, docker_client, service_name
     assert [c.name for c in service_containers(docker_client, service_name, running_only=False)] == [
         f"bl-{service_name}-0"]
     old_id = service_containers(docker_client, service_name)[0].id
-    # A new image or command: containers are replaced.
-    staff.put(f"/service/{service_name}", {"image": IMAGE, "command": "sleep 301"}, format="json")
+    # A new image or command: a new version, whose deployment the reconciler rolls out.
+    changed = staff.put(f"/service/{service_name}", {"image": IMAGE, "command": "sleep 301",
+                                                     "update": {"min_healthy_time": "0s"}}, format="json")
+    assert changed.status_code == 200 and changed.json()["deployment"]["state"] == "running"
     assert staff.post(f"/service/{service_name}/scale", {"number": 1}, format="json").json()["computes"][
         "localdc"]["running"] == 1
+    for _ in range(20):
+        Reconciler().process_one_service(Service.objects.get(name=service_name))
+        if staff.get(changed.json()["deployment"]["url"]).json()["state"] != "running":
+            break
+    assert staff.get(changed.json()["deployment"]["url"]).json()["state"] == "succeeded"
     [replaced] = service_containers(docker_client, service_name)
     assert replaced.id != old_id and replaced.attrs["Config"]["Cmd"] == ["sleep", "301"]
     orders = staff.get(f"/service/{service_name}/orders").json()

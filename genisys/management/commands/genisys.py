@@ -10,7 +10,7 @@ file, is retried with backoff).
 from django.core.management import call_command
 
 from boatload.loop import ReconcilerCommand
-from genisys import config, services
+from genisys import config, deploy, services
 from genisys.consul import ConsulRegistry
 from genisys.models import Service
 
@@ -50,8 +50,19 @@ class Command(ReconcilerCommand):
         return changed
 
     def process_one_service(self, service):
+        active = deploy.deployment_active(service)
+        if active is not None and active.kind == "definition":  # the deployment rolls it, health-gated
+            return self.process_one_deployment(service)
         orders = services.service_reconcile(service=service)
+        if active is not None:  # a scale's deployment: it watches the slots the reconcile made become healthy
+            self.process_one_deployment(service)
         for order in orders or []:
             self.stdout.write(f"{service.name} on {order.compute}: {order.from_number} → {order.to_number} "
                               f"{order.result} {order.message}")
         return orders
+
+    def process_one_deployment(self, service):
+        deployment = deploy.service_deploy_step(service=service)
+        if deployment is not None:
+            self.stdout.write(f"{service.name}: deployment {deployment.pk} {deployment.state} {deployment.reason}")
+        return deployment

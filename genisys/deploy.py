@@ -1,0 +1,419 @@
+"""Versions and deployments: health-gated rolling updates, advanced by the reconciler.
+
+Every change of what a service's containers run (image, command, environment, ports,
+healthcheck) makes a new ServiceVersion and a Deployment row from the old version to the new.
+The deployment is state in Postgres; the Genisys reconciler advances it one level-triggered
+step at a time (`deployment_step`): it observes every compute's slots (the connector's
+`/service/<name>/slots`: version, Docker's state and health of each container), derives what
+is updated, healthy, settled (healthy for `min_healthy_time`) and failed, and only then acts.
+Nothing about a batch is remembered but when each new container was first seen healthy, so
+a reconciler killed at any point is resumed by the next one, and a connector's `slot_start`
+is idempotent (a slot never gets two containers of one version): no twins.
+
+The rolling update policy (`update` of a definition) follows Nomad's and Swarm's defaults.
+"""
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import serializers
+
+from boatload import loop
+from common.env import parse_duration
+from common.errors import BoatLoadError, Conflict
+from connectors.client import ConnectorClient
+from connectors.definitions import DurationField
+from genisys.models import Deployment, Service, ServiceVersion
+
+log = logging.getLogger("genisys.deploy")
+RUNTIME_KEYS = ("image", "command", "environment", "ports", "healthcheck")  # a change of one: a new version
+POLICY_DEFAULTS = {"parallelism": 1, "min_healthy_time": "10s", "healthy_deadline": "5m",
+                   "progress_deadline": "10m", "order": "stop-first", "failure_action": "rollback",
+                   "auto_revert": True}
+SLOT_TIMEOUT = 60  # read timeout of one slot call: a create and start on the connector's host
+State = Deployment.State
+
+
+class UpdatePolicySerializer(serializers.Serializer):
+    """`update` of a service definition: how a new version rolls out. Every key is optional."""
+
+    parallelism = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    min_healthy_time = DurationField(required=False, min_seconds=0, max_seconds=86400)
+    healthy_deadline = DurationField(required=False, min_seconds=0.001, max_seconds=86400)
+    progress_deadline = DurationField(required=False, min_seconds=0.001, max_seconds=7 * 86400)
+    order = serializers.ChoiceField(required=False, choices=["stop-first", "start-first"])
+    failure_action = serializers.ChoiceField(required=False, choices=["rollback", "pause"])
+    auto_revert = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["an object: " + ", ".join(POLICY_DEFAULTS)]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["not an update policy key"]})
+        return super().to_internal_value(data)
+
+
+def policy_of(service):
+    """The service's update policy with every default filled in."""
+    return {**POLICY_DEFAULTS, **(service.update or {})}
+
+
+def runtime_definition(service):
+    return {key: getattr(service, key) for key in RUNTIME_KEYS}
+
+
+# Versions ------------------------------------------------------------------------------------------
+
+
+def version_record(*, service, user=None, image_ids=None):
+    """Record the service's definition as a new version when what its containers run changed.
+    Returns (version before, version now); equal when nothing changed. Old versions beyond
+    GENISYS_VERSION_HISTORY are dropped (never one a running deployment may return to).
+
+    `image_ids` ({compute: image id} the tag names there now, from a redeploy hook) is part of the
+    version: a new image under the same tag is a new version. Without it, the last version's ids
+    are kept while the image (tag) is the same."""
+    before = service.version or None
+    latest = service.versions.first()
+    definition = runtime_definition(service)
+    if image_ids is not None:
+        definition["image_ids"] = image_ids
+    elif latest is not None and latest.definition.get("image") == service.image and "image_ids" in latest.definition:
+        definition["image_ids"] = latest.definition["image_ids"]
+    if latest is not None and latest.definition == definition:
+        return before, latest.number
+    number = (latest.number if latest else 0) + 1
+    ServiceVersion.objects.create(service=service, number=number, definition=definition, created_by=user)
+    Service.objects.filter(pk=service.pk).update(version=number)
+    service.version = number
+    versions_prune(service)
+    return before, number
+
+
+def versions_prune(service):
+    keep = max(settings.GENISYS_VERSION_HISTORY, 2)
+    needed = set(service.deployments.filter(state__in=Deployment.ACTIVE).values_list("from_version", flat=True))
+    old = service.versions.order_by("-number").values_list("pk", "number")[keep:]
+    ServiceVersion.objects.filter(pk__in=[pk for pk, number in old if number not in needed]).delete()
+
+
+def version_definition(service, number):
+    """The connector definition of one version of a service (None when that version is gone)."""
+    row = service.versions.filter(number=number).first()
+    if row is None:
+        return None
+    return {"name": service.name, **{k: v for k, v in row.definition.items() if k != "image_ids"}, "version": number}
+
+
+# Starting deployments -------------------------------------------------------------------------------
+
+
+def deployment_active(service):
+    return service.deployments.filter(state__in=Deployment.ACTIVE).first()
+
+
+def deployment_create(*, service, kind, from_version, to_version, user=None):
+    """A new deployment of `to_version`, superseding an active one. With nothing desired anywhere there is
+    nothing to roll: it is done at once."""
+    now = timezone.now()
+    for older in service.deployments.select_for_update().filter(state__in=Deployment.ACTIVE):
+        older.state, older.finished = State.FAILED, now
+        older.reason = f"superseded by a deployment of version {to_version}"
+        older.save(update_fields=["state", "finished", "reason", "updated"])
+    wanted = sum(service.desired.values_list("number", flat=True))
+    deployment = Deployment.objects.create(
+        service=service, kind=kind, from_version=from_version, to_version=to_version, target_version=to_version,
+        policy=policy_of(service), started_by=user, progressed=now,
+        state=State.RUNNING if wanted else State.SUCCEEDED, finished=None if wanted else now,
+        reason="" if wanted else "nothing is desired on any compute")
+    return deployment
+
+
+def definition_changed(*, service, user=None):
+    """After a definition was saved: a new version and its deployment, or None when nothing that runs changed."""
+    with transaction.atomic():
+        before, now = version_record(service=service, user=user)
+        if before == now:
+            return None
+        if before is None:  # the first definition: nothing runs yet
+            return None
+        return deployment_create(service=service, kind="definition", from_version=before, to_version=now, user=user)
+
+
+def scale_deployment(*, service, user=None):
+    """After a scale order: the active deployment (the new number joins it), else a deployment of the current
+    version that ends when every desired slot is healthy."""
+    with transaction.atomic():
+        active = deployment_active(service)
+        if active is not None:
+            return active
+        if not service.version:
+            version_record(service=service, user=user)
+        return deployment_create(service=service, kind="scale", from_version=service.version,
+                                 to_version=service.version, user=user)
+
+
+# Controls ------------------------------------------------------------------------------------------
+
+
+def deployment_pause(*, deployment):
+    """No new batch starts; slots of the batch under way go on becoming healthy."""
+    with transaction.atomic():
+        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if row.state != State.RUNNING:
+            raise Conflict(f"Deployment {row.pk} is {row.state}; only a running one can be paused.",
+                           detail={"field": "state", "state": row.state})
+        row.state, row.pause_requested = State.PAUSED, True
+        row.save(update_fields=["state", "pause_requested", "updated"])
+    return row
+
+
+def deployment_resume(*, deployment):
+    with transaction.atomic():
+        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if row.state != State.PAUSED:
+            raise Conflict(f"Deployment {row.pk} is {row.state}; only a paused one can be resumed.",
+                           detail={"field": "state", "state": row.state})
+        row.state, row.pause_requested, row.progressed = State.RUNNING, False, timezone.now()
+        row.save(update_fields=["state", "pause_requested", "progressed", "updated"])
+    return row
+
+
+def deployment_rollback(*, deployment, reason="rollback requested"):
+    """Roll back to the version before, the same careful way: the latest deployment of its service only."""
+    with transaction.atomic():
+        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        latest = row.service.deployments.order_by("-id").first()
+        if latest.pk != row.pk:
+            raise Conflict(f"Deployment {row.pk} is not the service's latest ({latest.pk}).",
+                           detail={"field": "id", "latest": latest.pk})
+        if row.rolling_back or row.state == State.ROLLED_BACK:
+            raise Conflict(f"Deployment {row.pk} is rolled back already.", detail={"field": "state",
+                                                                                   "state": row.state})
+        if row.state == State.SUCCEEDED or row.from_version in (None, row.to_version):
+            raise Conflict(f"Deployment {row.pk} has no earlier version to return to ({row.state}).",
+                           detail={"field": "state", "state": row.state})
+        if not _rollback_begin(row, reason):
+            raise Conflict(f"Version {row.from_version} is no longer kept.", detail={"field": "from_version"})
+        row.save()
+    return row
+
+
+def _rollback_begin(row, reason):
+    """Turn `row` (locked) into the roll-back to its from_version, and the service's definition back; False
+    when that version is gone."""
+    service = Service.objects.select_for_update().get(pk=row.service_id)
+    old = service.versions.filter(number=row.from_version).first()
+    if old is None:
+        return False
+    for key in RUNTIME_KEYS:
+        setattr(service, key, old.definition.get(key))
+    service.version = old.number
+    service.save(update_fields=[*RUNTIME_KEYS, "version", "updated"])
+    row.rolling_back, row.target_version, row.state, row.pause_requested = True, old.number, State.RUNNING, False
+    row.reason, row.progressed, row.finished = reason, timezone.now(), None
+    row.progress = {}
+    return True
+
+
+# Waiting -------------------------------------------------------------------------------------------
+
+
+def wait_settled(*, deployment, seconds):
+    """The deployment once it is terminal (or paused), or as it is when `seconds` ran out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        deployment.refresh_from_db()
+        if deployment.terminal or deployment.state == State.PAUSED or time.monotonic() >= deadline:
+            return deployment
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
+# The reconciler's step -----------------------------------------------------------------------------
+
+
+def service_deploy_step(*, service):
+    """Advance the service's active deployment once (claimed like a reconcile step, shortly: a reconciler
+    killed mid-step delays the next by GENISYS_DEPLOY_CLAIM at most). None when there is none, or when
+    another reconciler holds the service. A scale's deployment only observes (the reconcile scales)."""
+    deployment = deployment_active(service)
+    if deployment is None:
+        return None
+    if deployment.kind != "definition":
+        return deployment_step(deployment=deployment)
+    if not loop.claim(Service, service.pk, seconds=settings.GENISYS_DEPLOY_CLAIM):
+        return None
+    try:
+        return deployment_step(deployment=deployment)
+    finally:
+        loop.release(Service, service.pk)
+
+
+def deployment_step(*, deployment):
+    """One observation of every compute and what it calls for: start-first old containers removed once their
+    replacement is healthy, the next batch started when the current one is settled, failure or success."""
+    service, policy, now = deployment.service, deployment.policy, timezone.now()
+    definition = version_definition(service, deployment.target_version)
+    if definition is None:
+        return _finish(deployment, State.FAILED, f"version {deployment.target_version} is no longer kept")
+    may_start = deployment.state == State.RUNNING
+    progress, failures, done, settled_before = {}, [], True, _settled_total(deployment.progress)
+    for desired in service.desired.select_related("compute"):
+        entry = deployment.progress.get(desired.compute.name, {})
+        try:
+            entry, compute_failures, compute_done = compute_step(
+                compute=desired.compute, definition=definition, number=desired.number, policy=policy,
+                entry=entry, now=now, may_start=may_start, rolls=deployment.kind == "definition")
+        except BoatLoadError as error:  # a connector down: no progress there this time, the deadline runs
+            entry, compute_failures, compute_done = {**entry, "error": error.message}, [], False
+        progress[desired.compute.name] = entry
+        failures += compute_failures
+        done = done and compute_done
+    changes = {"progress": progress}
+    if _settled_total(progress) > settled_before:
+        changes["progressed"] = now
+    if may_start and not failures and not done and now - deployment.progressed > _seconds(policy,
+                                                                                          "progress_deadline"):
+        failures.append(f"no slot became healthy within progress_deadline ({policy['progress_deadline']})")
+    return _save(deployment, changes, failures if may_start else [], done)
+
+
+def compute_step(*, compute, definition, number, policy, entry, now, may_start, rolls=True):
+    """(progress entry, failures, done) of one compute; acts on it through its connector.
+
+    `rolls` False (a scale's deployment) only observes: the reconciler's scale made the slots, and the
+    deployment ends when each of them holds a container healthy for min_healthy_time."""
+    client = ConnectorClient(compute, timeout=SLOT_TIMEOUT)
+    name, target = definition["name"], definition["version"]
+    if rolls:
+        client.put_service(definition)
+    try:
+        containers = client.slots(name)
+    except BoatLoadError as error:
+        if error.status_code not in (404, 405, 501):
+            raise
+        return legacy_step(client, definition, number, rolls)
+    healthy_since = dict(entry.get("healthy_since") or {})
+    by_slot = {}
+    for item in containers:
+        by_slot.setdefault(item["slot"], []).append(item)
+    new, failures = {}, []
+    for slot in range(number):
+        mine = [item for item in by_slot.get(slot, []) if item["version"] == target or not rolls]
+        if mine:
+            new[slot] = mine[0]
+    for slot, item in new.items():
+        if _healthy(item):
+            healthy_since.setdefault(item["id"], now.timestamp())
+        else:
+            healthy_since.pop(item["id"], None)
+            problem = _failure(item, policy, now, deadline_only=not rolls)
+            if problem:
+                failures.append(f"{compute.name} slot {slot}: {problem}")
+    seen = {item["id"] for item in new.values()}
+    healthy_since = {cid: since for cid, since in healthy_since.items() if cid in seen}
+    settled = [slot for slot, item in new.items()
+               if item["id"] in healthy_since and now.timestamp() - healthy_since[item["id"]]
+               >= _seconds(policy, "min_healthy_time")]
+    in_flight = [slot for slot in new if slot not in settled]
+    pending = [slot for slot in range(number) if slot not in new]
+    if rolls:
+        for slot, item in new.items():  # start-first: the old container goes once its replacement is healthy
+            if item["id"] in healthy_since and len(by_slot.get(slot, [])) > 1:
+                client.slot_clear(name, slot, keep=target)
+                by_slot[slot] = [item]
+        for slot in sorted(s for s in by_slot if s >= number):  # scaled down meanwhile
+            client.slot_clear(name, slot)
+            del by_slot[slot]
+        if may_start and not failures and not in_flight and pending:
+            for slot in pending[:policy["parallelism"]]:
+                if policy["order"] == "stop-first":
+                    client.slot_clear(name, slot, keep=target)
+                client.slot_start(name, slot, definition)
+    versions = {}
+    for item in containers:
+        versions[str(item["version"])] = versions.get(str(item["version"]), 0) + 1
+    entry = {"desired": number, "updated": len(new), "healthy": len(settled), "failed": len(failures),
+             "versions": versions, "healthy_since": healthy_since}
+    done = not pending and not in_flight and not failures and not any(s >= number for s in by_slot) and (
+        not rolls or all(len(by_slot.get(slot, [])) == 1 for slot in range(number)))
+    return entry, failures, done
+
+
+def legacy_step(client, definition, number, rolls):
+    """A connector without slots (an external one, or the Swarm backend): the definition and a scale (when
+    rolling), done when its status says `number` run."""
+    running = client.scale(definition["name"], number) if rolls else None
+    if running is None:
+        running = client.status(definition["name"])
+    return ({"desired": number, "updated": running, "healthy": running, "failed": 0, "slots": False},
+            [], running == number)
+
+
+def _healthy(item):
+    return item["state"] == "running" and item["health"] in (None, "healthy")
+
+
+def _failure(item, policy, now, deadline_only=False):
+    """Why a container of the new version has failed, or None while it may still become healthy (or, with
+    `deadline_only`, be replaced by the reconciler)."""
+    if item["state"] in ("exited", "dead") and not deadline_only:
+        return f"container {item['name']} {item['state']}"
+    if item["health"] == "unhealthy" and not deadline_only:
+        return f"container {item['name']} is unhealthy (its healthcheck fails)"
+    if now.timestamp() - item["created"] > _seconds(policy, "healthy_deadline"):
+        return f"container {item['name']} not healthy within healthy_deadline ({policy['healthy_deadline']})"
+    return None
+
+
+def _seconds(policy, key):
+    value = parse_duration(policy[key])
+    return timedelta(seconds=value) if key == "progress_deadline" else value
+
+
+def _settled_total(progress):
+    return sum(entry.get("healthy", 0) for entry in progress.values())
+
+
+def _save(deployment, changes, failures, done):
+    """Write what a step found, under the row's lock: a deployment paused, resumed, superseded or rolled back
+    meanwhile keeps that decision and takes only the progress."""
+    with transaction.atomic():
+        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        for key, value in changes.items():
+            setattr(row, key, value)
+        unchanged = (row.state, row.target_version) == (deployment.state, deployment.target_version)
+        if unchanged and failures:
+            _fail(row, "; ".join(failures))
+        elif unchanged and done and row.state == State.RUNNING:
+            row.state = State.ROLLED_BACK if row.rolling_back else State.SUCCEEDED
+            row.finished = timezone.now()
+        if row.terminal and row.state != State.SUCCEEDED:
+            log.warning("deployment %s of %s: %s: %s", row.pk, row.service.name, row.state, row.reason)
+        row.save()
+    return row
+
+
+def _fail(row, reason):
+    """The failure action: roll back (auto_revert), pause, or stop as failed."""
+    policy = row.policy
+    if row.rolling_back:
+        row.state, row.finished = State.FAILED, timezone.now()
+        row.reason = f"{row.reason}; the rollback failed too: {reason}"
+    elif policy["failure_action"] == "pause":
+        row.state, row.reason = State.PAUSED, reason
+    elif (policy["auto_revert"] and row.from_version not in (None, row.to_version)
+          and _rollback_begin(row, f"rolled back: {reason}")):
+        pass
+    else:
+        row.state, row.reason, row.finished = State.FAILED, reason, timezone.now()
+
+
+def _finish(deployment, state, reason):
+    Deployment.objects.filter(pk=deployment.pk).update(state=state, reason=reason, finished=timezone.now())
+    deployment.refresh_from_db()
+    return deployment
