@@ -128,7 +128,7 @@ REST_FRAMEWORK = {
         "common.parsers.JSONParser", "common.parsers.FormParser", "common.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.pagination.CursorPage",  # cursors everywhere (common/pagination.py)
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
     "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # common.errors', database outages as 503

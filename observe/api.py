@@ -6,8 +6,9 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, pagination, renderers, serializers
+from rest_framework import generics, renderers, serializers
 
+from common.pagination import CursorPage
 from observe.models import AuditEntry
 
 
@@ -36,11 +37,9 @@ class AuditFilter(django_filters.FilterSet):
         fields = ["actor", "action", "action_prefix", "target", "target_type", "result", "address", "since", "until"]
 
 
-class AuditCursor(pagination.CursorPagination):
+class AuditCursor(CursorPage):
     ordering = "-id"
     page_size = settings.AUDIT_PAGE_SIZE
-    page_size_query_param = "limit"
-    max_page_size = 1000
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -91,7 +90,10 @@ class AuditView(generics.ListAPIView):
         rows = AuditEntry.objects.all()
         return rows if self.request.user.is_staff else rows.filter(actor=self.request.user)
 
-    @extend_schema(responses={200: AuditSerializer(many=True), (200, "text/csv"): OpenApiTypes.STR})
+    # Both keyed by media type: drf-spectacular takes the smallest key's serializer as the main one, and with
+    # a bare 200 beside (200, "text/csv") that was the CSV string, so the list's filters and paging went unshown.
+    @extend_schema(responses={(200, "application/json"): AuditSerializer(many=True),
+                              (200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
             rows = self.filter_queryset(self.get_queryset()).order_by("-id")

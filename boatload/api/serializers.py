@@ -178,7 +178,7 @@ class ContainerCreateSerializer(ContainerSpecSerializer):
         return {key: fields.pop(key) for key in self.PLACEMENT_FIELDS if key in fields}, fields
 
     def validate_name(self, value):
-        return spec.check_user_name(super().validate_name(value))
+        return spec.check_user_name(value)  # the pattern is the field's (spec.name_field)
 
     def validate_instances(self, value):
         if value > settings.MAX_INSTANCES:
@@ -306,3 +306,5 @@ class TemplateSerializer(serializers.ModelSerializer):
 class ClusterListSerializer(serializers.Serializer):
     results = serializers.ListField(child=serializers.DictField())
     failures = serializers.ListField(child=serializers.DictField())
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last.")
+    count = serializers.IntegerField(required=False, help_text="Every item of every host; only with `?count=true`.")

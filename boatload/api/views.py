@@ -21,6 +21,7 @@ from boatload.auth import HostSignatureAuthentication
 from boatload.models import Container, Host, JoinToken, Template
 from common import signing, spec
 from common.errors import BadInput, Conflict, NotFound
+from common.pagination import CursorPage
 from common.parsers import FormParser, JSONParser, MultiPartParser
 from common.streams import iter_closing
 from observe import audit
@@ -144,6 +145,23 @@ class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.De
         return Response(serializers.IssuedJoinTokenSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
+def cluster_answer(request, items, failures):
+    """A page of what every host answered (by host, then id), with every failure (they are few)."""
+    page, following, count = CursorPage().paginate_items(items, request,
+                                                          key=lambda item: (item["host"], str(item.get("id", ""))))
+    answer = {"results": page, "failures": failures, "next": following}
+    if count is not None:
+        answer["count"] = count
+    return Response(answer)
+
+
+CLUSTER_PAGE_PARAMETERS = [
+    OpenApiParameter("cursor", str, description=CursorPage.cursor_query_description),
+    OpenApiParameter("limit", int, description=CursorPage.page_size_query_description),
+    OpenApiParameter("count", bool, description="Also answer how many items every host holds in all."),
+]
+
+
 # ---- containers --------------------------------------------------------------------------------
 
 STREAM = {(200, "application/octet-stream"): OpenApiTypes.BINARY}
@@ -238,12 +256,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         row = services.container_create_raw(owner=request.user, **data.validated_data)
         return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=serializers.ClusterListSerializer)
-    @action(detail=False, methods=["get"])
+    @extend_schema(responses=serializers.ClusterListSerializer, parameters=CLUSTER_PAGE_PARAMETERS)
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)  # paged below
     def cluster(self, request):
-        """BoatLoad containers as every active host sees them right now, each tagged with its host."""
-        items, failures = services.containers_cluster(user=request.user)
-        return Response({"results": items, "failures": failures})
+        """BoatLoad containers as every active host sees them right now, each tagged with its host; paged
+        by (host, id)."""
+        return cluster_answer(request, *services.containers_cluster(user=request.user))
 
     def _action(self, request, name):
         query = serializers.ActionQuerySerializer(data=request.query_params)
@@ -391,12 +409,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
 
 
 class ImageView(APIView):
-    """Images of every active host, merged; each item tagged with its host; unreachable hosts in `failures`."""
+    """Images of every active host, merged; each item tagged with its host; unreachable hosts in `failures`;
+    paged by (host, id)."""
 
-    @extend_schema(responses=serializers.ClusterListSerializer)
+    @extend_schema(responses=serializers.ClusterListSerializer, parameters=CLUSTER_PAGE_PARAMETERS)
     def get(self, request):
-        items, failures = services.images_cluster()
-        return Response({"results": items, "failures": failures})
+        return cluster_answer(request, *services.images_cluster())
 
 
 class TemplateViewSet(viewsets.ModelViewSet):

@@ -10,6 +10,7 @@ from rest_framework import generics, permissions, status
 from rest_framework.response import Response
 
 from boatload.api.views import IsStaffOrReadOnly
+from common.pagination import CursorPageInHeaders
 from genisys import services
 from genisys.api import serializers
 from genisys.models import Compute, Service
@@ -122,8 +123,10 @@ class ServiceStatusView(ServiceView):
 
 
 class ServiceOrdersView(ServiceView):
+    pagination_class = CursorPageInHeaders  # the answer stays a list; the next page is in Link and X-Next-Cursor
+
     @extend_schema(responses=serializers.ScaleOrderSerializer(many=True))
     def get(self, request, name):
-        """The scale-order history of a service, newest first."""
-        orders = self.get_object().orders.select_related("compute", "requested_by")[:200]
-        return Response(serializers.ScaleOrderSerializer(orders, many=True).data)
+        """The scale-order history of a service, newest first, paged (`limit`, `cursor` from X-Next-Cursor)."""
+        orders = self.paginate_queryset(self.get_object().orders.select_related("compute", "requested_by"))
+        return self.get_paginated_response(serializers.ScaleOrderSerializer(orders, many=True).data)
