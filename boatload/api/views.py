@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from boatload import services
 from boatload.api import serializers
-from boatload.auth import HostSignatureAuthentication
+from boatload.auth import HeartbeatSignatureAuthentication
 from boatload.models import Container, Host, JoinToken, Template
 from common import signing, spec
 from common.errors import BadInput, Conflict, NotFound
@@ -102,16 +102,17 @@ class HeartbeatView(APIView):
     """A satellite says it is alive, signed with its host key; the answer is signed back with the same
     key and bound to the request's nonce (common.signing.sign_response_headers)."""
 
-    authentication_classes = [HostSignatureAuthentication]
+    authentication_classes = [HeartbeatSignatureAuthentication]  # its nonce is checked by the heartbeat's UPDATE
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=serializers.HeartbeatSerializer, responses=serializers.HeartbeatAnswerSerializer)
     def post(self, request):
-        facts = serializers.HeartbeatSerializer(data=request.data)
+        facts = serializers.HeartbeatSerializer(data=request.data, context={"host": request.auth})
         facts.is_valid(raise_exception=True)
         key_id = request.headers.get(signing.HEADER_KEY)
         secret = request.auth.secret if key_id == request.auth.key_id else request.auth.next_secret  # as verified
-        host = services.host_heartbeat(host=request.auth, key_id=key_id, **facts.validated_data)
+        host = services.host_heartbeat(host=request.auth, key_id=key_id, signed_at=request.signed_at,
+                                       **facts.validated_data)
         return signed_answer(request, key_id, secret, services.heartbeat_answer(host, key_id))
 
 
