@@ -258,8 +258,10 @@ def hosts_for_instances(*, count, host=None, host_labels=None):
         raise NoHealthyHost(detail={"host_labels": host_labels or {}})
     # A satellite that said its shares are used up takes new work only when every other one did too.
     candidates = [host for host in candidates if not host.saturated] or candidates
-    load = dict(Container.objects.filter(host__in=candidates, state__in=Container.DEPLOYED)
-                .values_list("host").annotate(n=Count("id")))
+    # What each host runs or is being given (pending: creates of requests running now), so concurrent
+    # requests and earlier ones all count toward an even spread.
+    load = dict(Container.objects.filter(host__in=candidates, state__in=(*Container.DEPLOYED, Container.State.PENDING))
+                .order_by().values_list("host").annotate(n=Count("id")))
     placed = []
     for _ in range(count):
         best = min(candidates, key=lambda h: (load.get(h.pk, 0), h.name))
@@ -408,13 +410,24 @@ def _create_each(rows, spec, as_staff):
         _record_created(rows[0], spec, answer, error)
         yield rows[0], error
         return
-    with ThreadPoolExecutor(max_workers=min(len(rows), settings.CREATE_PARALLELISM)) as pool:
-        futures = {pool.submit(_satellite_create, row, spec, as_staff): row for row in rows}
+    # One pool per host, each of up to CREATE_PARALLELISM creates: a slow or frozen host holds only its
+    # own rows, never the workers the other hosts' creates need (one shared pool ended up all waiting on it).
+    by_host = {}
+    for row in rows:
+        by_host.setdefault(row.host_id, []).append(row)
+    pools = [ThreadPoolExecutor(max_workers=min(len(group), settings.CREATE_PARALLELISM),
+                                thread_name_prefix="create") for group in by_host.values()]
+    try:
+        futures = {pool.submit(_satellite_create, row, spec, as_staff): row
+                   for pool, group in zip(pools, by_host.values()) for row in group}
         for future in as_completed(futures):
             row = futures[future]
             answer, error = future.result()
             _record_created(row, spec, answer, error)
             yield row, error
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True)
 
 
 def _audit_outcomes(rows, errors):
