@@ -93,6 +93,7 @@ class HostSignatureScheme(OpenApiAuthenticationExtension):
     """Describes the satellite signature in the OpenAPI schema."""
 
     target_class = "boatload.auth.HostSignatureAuthentication"
+    match_subclasses = True  # the heartbeat's HeartbeatSignatureAuthentication too
     name = "hostSignature"
 
     def get_security_definition(self, auto_schema):

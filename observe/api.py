@@ -5,7 +5,7 @@ import django_filters
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, renderers, serializers
 
 from common.pagination import CursorPage
@@ -93,7 +93,9 @@ class AuditView(generics.ListAPIView):
     # Both keyed by media type: drf-spectacular takes the smallest key's serializer as the main one, and with
     # a bare 200 beside (200, "text/csv") that was the CSV string, so the list's filters and paging went unshown.
     @extend_schema(responses={(200, "application/json"): AuditSerializer(many=True),
-                              (200, "text/csv"): OpenApiTypes.STR})
+                              (200, "text/csv"): OpenApiTypes.STR},
+                   parameters=[OpenApiParameter("format", str, enum=["json", "csv", "api"],
+                                                description="`csv`: every matching entry as CSV, streamed.")])
     def get(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
             rows = self.filter_queryset(self.get_queryset()).order_by("-id")
