@@ -94,7 +94,7 @@ class AuditView(generics.ListAPIView):
     # a bare 200 beside (200, "text/csv") that was the CSV string, so the list's filters and paging went unshown.
     @extend_schema(responses={(200, "application/json"): AuditSerializer(many=True),
                               (200, "text/csv"): OpenApiTypes.STR},
-                   parameters=[OpenApiParameter("format", str, enum=["json", "csv", "api"],
+                   parameters=[OpenApiParameter("format", str, enum=["json", "csv"],
                                                 description="`csv`: every matching entry as CSV, streamed.")])
     def get(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
