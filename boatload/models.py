@@ -43,7 +43,7 @@ class Host(models.Model):
     secret = models.CharField(max_length=128, editable=False)
     # A key being rotated in: handed to the satellite with a heartbeat answer, and made the key
     # once a heartbeat is signed with it. Until then both keys are valid.
-    next_key_id = models.CharField(max_length=64, blank=True, editable=False)
+    next_key_id = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
     next_secret = models.CharField(max_length=128, blank=True, editable=False)
     # The satellite's own self-signed TLS certificate (PEM), recorded at enrolment and pinned:
     # the API trusts exactly this certificate for this host. Empty for plain HTTP on loopback.
@@ -51,6 +51,11 @@ class Host(models.Model):
     # The public half (X25519, base64url) of the key pair the satellite made at enrolment;
     # rotated secrets are sealed to it, so only that satellite can read them.
     seal_public_key = models.CharField(max_length=64, blank=True, editable=False)
+    # The replay check of heartbeats (services._fresh_signature), kept in the row their one UPDATE
+    # writes anyway: the newest signature's bucket of seconds, and the nonces of it and the one before.
+    heartbeat_at = models.BigIntegerField(null=True, blank=True, editable=False)
+    heartbeat_nonces = models.TextField(blank=True, editable=False)
+    heartbeat_nonces_before = models.TextField(blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

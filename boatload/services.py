@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, F, Q, TextField, Value, When
+from django.db.models.functions import Concat
 from django.utils import timezone
 from rest_framework import exceptions
 
@@ -57,34 +58,103 @@ def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_
     return host
 
 
-def host_heartbeat(*, host, key_id=None, satellite_url=None, certificate="", seal_public_key="", **facts):
+def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, certificate="", seal_public_key="",
+                   **facts):
     """Record that a satellite is alive; a down host comes back active, a draining one stays draining.
 
-    A heartbeat signed with the key being rotated in makes it the host's key. Every write is
-    an UPDATE of named columns, the state and key changes conditional on what they replace,
-    so a drain, a reconciler's claim or a rotation asked meanwhile is never undone.
+    One UPDATE of the host's row, whatever the heartbeat carries (a heartbeat costs one write:
+    1,000 hosts every 10 s are 100 a second). Each conditional change is a CASE on the row as it
+    is when written, so a drain, a reconciler's claim or a rotation asked meanwhile is never
+    undone: the state turns active only from down; a heartbeat signed with the key being rotated
+    in makes it the host's key only while it is still the pending one.
+
+    `signed_at` (the signature's timestamp and nonce, from HeartbeatSignatureAuthentication)
+    makes the same UPDATE the replay check (_fresh_signature): a nonce counts once, and a
+    signature far older than the host's newest one not at all; a replayed heartbeat changes
+    nothing and is refused (401).
 
     A host enrolled before satellites served TLS has no certificate: its first heartbeat
     from an upgraded satellite records its https URL and certificate (and a missing seal
     key), once. A pinned certificate or seal key is never replaced by a heartbeat.
+
+    Returns `host` as this heartbeat left it (its row as read when the request was
+    authenticated, with this heartbeat's changes).
     """
     rows = Host.objects.filter(pk=host.pk)
-    if satellite_url and satellite_url.startswith("https://") and certificate:
-        if rows.filter(tls_certificate="").update(satellite_url=satellite_url, tls_certificate=certificate):
-            log.warning("host %s upgraded: now reached at %s, its certificate pinned", host.name, satellite_url)
-        elif host.tls_certificate and certificate != host.tls_certificate:
-            log.warning("host %s reports another certificate than the pinned one; ignored (re-enrol to change it)",
-                        host.name)
-    if seal_public_key:
-        rows.filter(seal_public_key="").update(seal_public_key=seal_public_key)
-    if key_id:
-        rows.filter(next_key_id=key_id).update(key_id=F("next_key_id"), secret=F("next_secret"),
-                                               next_key_id="", next_secret="")
-    rows.update(last_seen=timezone.now(),
-                **{field: facts[field] for field in HOST_FACTS if facts.get(field) is not None})
-    rows.filter(state=Host.State.DOWN).update(state=Host.State.ACTIVE)
-    host.refresh_from_db()
+    changes = {"last_seen": timezone.now(),
+               "state": Case(When(state=Host.State.DOWN, then=Value(Host.State.ACTIVE)), default=F("state")),
+               **{field: facts[field] for field in HOST_FACTS if facts.get(field) is not None}}
+    upgrade = bool(satellite_url and satellite_url.startswith("https://") and certificate)
+    if upgrade and not host.tls_certificate:
+        unpinned = Q(tls_certificate="")
+        changes["satellite_url"] = Case(When(unpinned, then=Value(satellite_url)), default=F("satellite_url"))
+        changes["tls_certificate"] = Case(When(unpinned, then=Value(certificate)), default=F("tls_certificate"))
+    if seal_public_key and not host.seal_public_key:
+        changes["seal_public_key"] = Case(When(seal_public_key="", then=Value(seal_public_key)),
+                                          default=F("seal_public_key"))
+    swapping = bool(key_id and key_id == host.next_key_id)
+    if swapping:
+        pending = Q(next_key_id=key_id)
+        changes.update(key_id=Case(When(pending, then=F("next_key_id")), default=F("key_id")),
+                       secret=Case(When(pending, then=F("next_secret")), default=F("secret")),
+                       next_key_id=Case(When(pending, then=Value("")), default=F("next_key_id")),
+                       next_secret=Case(When(pending, then=Value("")), default=F("next_secret")))
+    if signed_at is not None:
+        rows, replay_changes = _fresh_signature(rows, *signed_at)
+        changes.update(replay_changes)
+    if not rows.update(**changes):
+        raise exceptions.AuthenticationFailed("The request was already used (nonce replayed), or its host is gone.")
+    if upgrade and not host.tls_certificate:
+        log.warning("host %s upgraded: now reached at %s, its certificate pinned", host.name, satellite_url)
+        host.satellite_url, host.tls_certificate = satellite_url, certificate
+    elif upgrade and certificate != host.tls_certificate:
+        log.warning("host %s reports another certificate than the pinned one; ignored (re-enrol to change it)",
+                    host.name)
+    host.seal_public_key = host.seal_public_key or seal_public_key or ""
+    if swapping:
+        host.key_id, host.secret, host.next_key_id, host.next_secret = host.next_key_id, host.next_secret, "", ""
+    if host.state == Host.State.DOWN:
+        host.state = Host.State.ACTIVE
+    host.last_seen = changes["last_seen"]
+    for field in HOST_FACTS:
+        if facts.get(field) is not None:
+            setattr(host, field, facts[field])
     return host
+
+
+HEARTBEAT_BUCKET = 10  # seconds: heartbeats signed up to 10-20 s before the newest one still count, once each
+
+
+def _fresh_signature(rows, timestamp, nonce):
+    """The replay check of a heartbeat, in its own UPDATE: (rows narrowed to a fresh signature, changes
+    that record it).
+
+    Signatures fall into HEARTBEAT_BUCKET-second buckets; the row keeps the newest bucket and the
+    nonces seen in it and in the one before (space-delimited). A signature of an older bucket is
+    refused (the skew window lets the signer's clock be 300 s off, not the same satellite's
+    heartbeats 20 s out of order); one of the two kept buckets is accepted once per nonce. The
+    condition is re-checked on the row as it is when a concurrent heartbeat committed, so the same
+    nonce never counts twice.
+    """
+    bucket, token = timestamp // HEARTBEAT_BUCKET, f" {nonce} "
+    rows = rows.filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=bucket) |
+                       (Q(heartbeat_at=bucket) & ~Q(heartbeat_nonces__contains=token)) |
+                       (Q(heartbeat_at=bucket + 1) & ~Q(heartbeat_nonces_before__contains=token)))
+    text = TextField()
+
+    def appended(field):
+        return Concat(F(field), Value(f"{nonce} "), output_field=text)
+
+    return rows, {
+        "heartbeat_nonces": Case(When(heartbeat_at=bucket, then=appended("heartbeat_nonces")),
+                                 When(heartbeat_at=bucket + 1, then=F("heartbeat_nonces")),
+                                 default=Value(token), output_field=text),
+        "heartbeat_nonces_before": Case(When(heartbeat_at=bucket, then=F("heartbeat_nonces_before")),
+                                        When(heartbeat_at=bucket + 1, then=appended("heartbeat_nonces_before")),
+                                        When(heartbeat_at=bucket - 1, then=F("heartbeat_nonces")),
+                                        default=Value(" "), output_field=text),
+        "heartbeat_at": Case(When(heartbeat_at__gte=bucket, then=F("heartbeat_at")), default=Value(bucket)),
+    }
 
 
 def host_rotate_key(*, host):
@@ -189,8 +259,10 @@ def hosts_for_instances(*, count, host=None, host_labels=None):
         raise NoHealthyHost(detail={"host_labels": host_labels or {}})
     # A satellite that said its shares are used up takes new work only when every other one did too.
     candidates = [host for host in candidates if not host.saturated] or candidates
-    load = dict(Container.objects.filter(host__in=candidates, state__in=Container.DEPLOYED)
-                .values_list("host").annotate(n=Count("id")))
+    # What each host runs or is being given (pending: creates of requests running now), so concurrent
+    # requests and earlier ones all count toward an even spread.
+    load = dict(Container.objects.filter(host__in=candidates, state__in=(*Container.DEPLOYED, Container.State.PENDING))
+                .order_by().values_list("host").annotate(n=Count("id")))
     placed = []
     for _ in range(count):
         best = min(candidates, key=lambda h: (load.get(h.pk, 0), h.name))
@@ -339,13 +411,24 @@ def _create_each(rows, spec, as_staff):
         _record_created(rows[0], spec, answer, error)
         yield rows[0], error
         return
-    with ThreadPoolExecutor(max_workers=min(len(rows), settings.CREATE_PARALLELISM)) as pool:
-        futures = {pool.submit(_satellite_create, row, spec, as_staff): row for row in rows}
+    # One pool per host, each of up to CREATE_PARALLELISM creates: a slow or frozen host holds only its
+    # own rows, never the workers the other hosts' creates need (one shared pool ended up all waiting on it).
+    by_host = {}
+    for row in rows:
+        by_host.setdefault(row.host_id, []).append(row)
+    pools = [ThreadPoolExecutor(max_workers=min(len(group), settings.CREATE_PARALLELISM),
+                                thread_name_prefix="create") for group in by_host.values()]
+    try:
+        futures = {pool.submit(_satellite_create, row, spec, as_staff): row
+                   for pool, group in zip(pools, by_host.values()) for row in group}
         for future in as_completed(futures):
             row = futures[future]
             answer, error = future.result()
             _record_created(row, spec, answer, error)
             yield row, error
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True)
 
 
 def _audit_outcomes(rows, errors):

@@ -132,7 +132,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "common.parsers.FormatNegotiation",  # ?format=xyz: 400, not 404
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.pagination.CursorPage",  # cursors everywhere (common/pagination.py)
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "boatload.api.schema.BoatLoadAutoSchema",
     "EXCEPTION_HANDLER": "boatload.outage.exception_handler",  # common.errors', database outages as 503

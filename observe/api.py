@@ -8,14 +8,15 @@ import django_filters
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, pagination, renderers, serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, renderers, serializers
 from rest_framework.generics import get_object_or_404  # a malformed id is a 404 too, never a 500
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from boatload.models import Container, Host
 from common.env import parse_duration
+from common.pagination import CursorPage
 from genisys.models import Service
 from observe import history
 from observe.models import AuditEntry, MetricPoint
@@ -46,11 +47,9 @@ class AuditFilter(django_filters.FilterSet):
         fields = ["actor", "action", "action_prefix", "target", "target_type", "result", "address", "since", "until"]
 
 
-class AuditCursor(pagination.CursorPagination):
+class AuditCursor(CursorPage):
     ordering = "-id"
     page_size = settings.AUDIT_PAGE_SIZE
-    page_size_query_param = "limit"
-    max_page_size = 1000
 
 
 class CSVRenderer(renderers.BaseRenderer):
@@ -101,7 +100,12 @@ class AuditView(generics.ListAPIView):
         rows = AuditEntry.objects.all()
         return rows if self.request.user.is_staff else rows.filter(actor=self.request.user)
 
-    @extend_schema(responses={200: AuditSerializer(many=True), (200, "text/csv"): OpenApiTypes.STR})
+    # Both keyed by media type: drf-spectacular takes the smallest key's serializer as the main one, and with
+    # a bare 200 beside (200, "text/csv") that was the CSV string, so the list's filters and paging went unshown.
+    @extend_schema(responses={(200, "application/json"): AuditSerializer(many=True),
+                              (200, "text/csv"): OpenApiTypes.STR},
+                   parameters=[OpenApiParameter("format", str, enum=["json", "csv"],
+                                                description="`csv`: every matching entry as CSV, streamed.")])
     def get(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
             rows = self.filter_queryset(self.get_queryset()).order_by("-id")

@@ -85,7 +85,7 @@ CONFLICTS = {
     "EnrolView": {"post"},
     "HostViewSet": {"rotate_key"},  # a host enrolled without a seal key can not be sent a new secret
     # A waited-for deployment that failed, rolled back or paused; an action the deployment's state refuses.
-    "ServiceDetailView": {"put"}, "ServiceScaleView": {"post"}, "DeploymentActionView": {"post"},
+    "ServiceViewSet": {"update", "scale"}, "DeploymentActionView": {"post"},
     "HookTriggerView": {"post"},  # a host of the service lacks its image
 }
 

@@ -17,10 +17,11 @@ from rest_framework.views import APIView
 
 from boatload import services
 from boatload.api import serializers
-from boatload.auth import HostSignatureAuthentication
+from boatload.auth import HeartbeatSignatureAuthentication
 from boatload.models import Container, Host, JoinToken, Template
 from common import signing, spec
 from common.errors import BadInput, Conflict, NotFound
+from common.pagination import CursorPage
 from common.parsers import FormParser, JSONParser, MultiPartParser
 from common.streams import iter_closing
 from observe import audit, logs
@@ -101,16 +102,17 @@ class HeartbeatView(APIView):
     """A satellite says it is alive, signed with its host key; the answer is signed back with the same
     key and bound to the request's nonce (common.signing.sign_response_headers)."""
 
-    authentication_classes = [HostSignatureAuthentication]
+    authentication_classes = [HeartbeatSignatureAuthentication]  # its nonce is checked by the heartbeat's UPDATE
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=serializers.HeartbeatSerializer, responses=serializers.HeartbeatAnswerSerializer)
     def post(self, request):
-        facts = serializers.HeartbeatSerializer(data=request.data)
+        facts = serializers.HeartbeatSerializer(data=request.data, context={"host": request.auth})
         facts.is_valid(raise_exception=True)
         key_id = request.headers.get(signing.HEADER_KEY)
         secret = request.auth.secret if key_id == request.auth.key_id else request.auth.next_secret  # as verified
-        host = services.host_heartbeat(host=request.auth, key_id=key_id, **facts.validated_data)
+        host = services.host_heartbeat(host=request.auth, key_id=key_id, signed_at=request.signed_at,
+                                       **facts.validated_data)
         return signed_answer(request, key_id, secret, services.heartbeat_answer(host, key_id))
 
 
@@ -142,6 +144,23 @@ class JoinTokenViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.De
         row.join_command = services.satellite_join_command(token)
         row.join_command_venv = services.satellite_join_command_venv(token)
         return Response(serializers.IssuedJoinTokenSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+def cluster_answer(request, items, failures):
+    """A page of what every host answered (by host, then id), with every failure (they are few)."""
+    page, following, count = CursorPage().paginate_items(items, request,
+                                                          key=lambda item: (item["host"], str(item.get("id", ""))))
+    answer = {"results": page, "failures": failures, "next": following}
+    if count is not None:
+        answer["count"] = count
+    return Response(answer)
+
+
+CLUSTER_PAGE_PARAMETERS = [
+    OpenApiParameter("cursor", str, description=CursorPage.cursor_query_description),
+    OpenApiParameter("limit", int, description=CursorPage.page_size_query_description),
+    OpenApiParameter("count", bool, description="Also answer how many items every host holds in all."),
+]
 
 
 # ---- containers --------------------------------------------------------------------------------
@@ -238,12 +257,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
         row = services.container_create_raw(owner=request.user, **data.validated_data)
         return Response(serializers.ContainerSerializer(row).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=serializers.ClusterListSerializer)
-    @action(detail=False, methods=["get"])
+    @extend_schema(responses=serializers.ClusterListSerializer, parameters=CLUSTER_PAGE_PARAMETERS)
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)  # paged below
     def cluster(self, request):
-        """BoatLoad containers as every active host sees them right now, each tagged with its host."""
-        items, failures = services.containers_cluster(user=request.user)
-        return Response({"results": items, "failures": failures})
+        """BoatLoad containers as every active host sees them right now, each tagged with its host; paged
+        by (host, id)."""
+        return cluster_answer(request, *services.containers_cluster(user=request.user))
 
     def _action(self, request, name):
         query = serializers.ActionQuerySerializer(data=request.query_params)
@@ -396,12 +415,12 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
 
 
 class ImageView(APIView):
-    """Images of every active host, merged; each item tagged with its host; unreachable hosts in `failures`."""
+    """Images of every active host, merged; each item tagged with its host; unreachable hosts in `failures`;
+    paged by (host, id)."""
 
-    @extend_schema(responses=serializers.ClusterListSerializer)
+    @extend_schema(responses=serializers.ClusterListSerializer, parameters=CLUSTER_PAGE_PARAMETERS)
     def get(self, request):
-        items, failures = services.images_cluster()
-        return Response({"results": items, "failures": failures})
+        return cluster_answer(request, *services.images_cluster())
 
 
 class TemplateViewSet(viewsets.ModelViewSet):

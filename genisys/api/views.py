@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from boatload.api.views import IsStaffOrReadOnly
 from common.errors import BadInput
+from common.pagination import CursorPageInHeaders
 from genisys import deploy, services
 from genisys.api import serializers, waiting
 from genisys.models import Compute, Service
@@ -152,8 +153,8 @@ class ServiceViewSet(GenisysViewSet):
         return Response(services.service_status(service=self.get_object()))
 
     @extend_schema(responses=serializers.ScaleOrderSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=CursorPageInHeaders)  # a list; next page in headers
     def orders(self, request, name):
-        """The scale-order history of a service, newest first."""
-        orders = self.get_object().orders.select_related("compute", "requested_by")[:200]
-        return Response(serializers.ScaleOrderSerializer(orders, many=True).data)
+        """The scale-order history of a service, newest first, paged (`limit`, `cursor` from X-Next-Cursor)."""
+        orders = self.paginate_queryset(self.get_object().orders.select_related("compute", "requested_by"))
+        return self.get_paginated_response(serializers.ScaleOrderSerializer(orders, many=True).data)

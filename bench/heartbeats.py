@@ -1,0 +1,161 @@
+"""Heartbeat load: N enrolled hosts heartbeating every INTERVAL against a real API server (gunicorn,
+Postgres), and the API's CPU share for it.
+
+Enrols N hosts (Host rows with their own key id and secret, as a join token makes them), then
+signs heartbeats as each of them (common.signing.HmacAuth, the satellite's own signer) with the
+body a TLS satellite sends (facts, URL, certificate, seal key), each host once every INTERVAL,
+spread evenly over it. Every 10 s it prints the CPU time the API's processes (the gunicorn master
+and its workers, from /proc through psutil) spent in that window, as a share of one core; at
+the end the share over the whole run. The load generator runs in this process and is not counted.
+
+  BENCH_HOSTS (1000), BENCH_INTERVAL (10 s), BENCH_SECONDS (60), BENCH_SENDERS (16 threads)
+  target: under 10% of one core for 1,000 hosts every 10 s
+
+Run: .venv/bin/python -m bench.heartbeats   (needs Postgres as `make test` starts it)
+"""
+import os
+import queue
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.common import setup_api
+
+HOSTS = int(os.environ.get("BENCH_HOSTS", "1000"))
+INTERVAL = float(os.environ.get("BENCH_INTERVAL", "10"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
+SENDERS = int(os.environ.get("BENCH_SENDERS", "16"))
+WINDOW = 10.0
+
+
+def enrol(count):
+    """Host rows with their own keys, as enrolment makes them; [(name, key id, secret)]."""
+    from django.utils import timezone
+
+    from boatload.models import Host
+
+    Host.objects.filter(name__startswith="hb-").delete()
+    rows = []
+    for n in range(count):
+        key_id, secret = Host.new_credentials()
+        rows.append(Host(name=f"hb-{n:05d}", satellite_url=f"https://127.0.0.{n % 200 + 10}:7051", key_id=key_id,
+                         secret=secret, tls_certificate=CERTIFICATE, seal_public_key=SEAL_KEY,
+                         last_seen=timezone.now(), state=Host.State.ACTIVE))
+    Host.objects.bulk_create(rows, batch_size=500)
+    return [(row.name, row.key_id, row.secret) for row in rows]
+
+
+def channel():
+    """A real self-signed certificate and seal key, as a TLS satellite sends with every heartbeat."""
+    from common import sealing, tls
+
+    folder = Path(tempfile.mkdtemp(prefix="boatload-bench-hb-"))
+    tls.ensure_self_signed(folder / "cert.pem", folder / "key.pem", ["127.0.0.1"])
+    return (folder / "cert.pem").read_text(), sealing.public_text(sealing.new_private_key())
+
+
+CERTIFICATE, SEAL_KEY = channel()
+
+
+def body_of(name, n):
+    return {"docker_version": "26.1.5", "cpus": 2, "memory_bytes": 4 << 30,
+            "address_internal": f"10.0.{n // 250}.{n % 250}", "saturated": [],
+            "satellite_url": f"https://127.0.0.{n % 200 + 10}:7051", "certificate": CERTIFICATE,
+            "seal_public_key": SEAL_KEY}
+
+
+def api_cpu_seconds(process):
+    import psutil
+
+    root = psutil.Process(process.pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def main():
+    import requests
+
+    from common.signing import HmacAuth
+
+    base, _, process, _ = setup_api([])
+    hosts = enrol(HOSTS)
+    url = f"{base}/v1/host/heartbeat/"
+    due = queue.Queue()
+    results = []  # (status, seconds)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender():
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                n = due.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            name, key_id, secret = hosts[n]
+            started = time.perf_counter()
+            try:
+                status = session.post(url, json=body_of(name, n), auth=HmacAuth(key_id, secret), timeout=10).status_code
+            except requests.RequestException:
+                status = "error"
+            with lock:
+                results.append((status, time.perf_counter() - started))
+
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    print(f"heartbeats    {HOSTS} hosts, each every {INTERVAL:g} s ({HOSTS / INTERVAL:.0f}/s), {SECONDS:g} s, "
+          f"API workers {os.environ.get('BOATLOAD_WORKERS', '2')}")
+    step = INTERVAL / HOSTS
+    start = time.monotonic()
+    cpu_start = window_cpu = api_cpu_seconds(process)
+    window_start, window_seen, shares = start, 0, []
+    tick = 0
+    try:
+        while time.monotonic() - start < SECONDS:
+            target = start + tick * step
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            due.put(tick % HOSTS)
+            tick += 1
+            now = time.monotonic()
+            if now - window_start >= WINDOW:
+                cpu = api_cpu_seconds(process)
+                with lock:
+                    window = results[window_seen:]
+                    window_seen = len(results)
+                share = (cpu - window_cpu) / (now - window_start)
+                shares.append(share)
+                ok = sum(1 for status, _ in window if status == 200)
+                p50 = statistics.median([s for _, s in window]) * 1000 if window else 0
+                rate = len(window) / (now - window_start)
+                print(f"  {now - start:5.0f} s  API CPU {share * 100:5.1f}% of one core  heartbeats {len(window)} "
+                      f"({ok} ok, {rate:.0f}/s)  p50 {p50:.1f} ms  backlog {due.qsize()}")
+                window_cpu, window_start = cpu, now
+        elapsed = time.monotonic() - start
+        total_cpu = api_cpu_seconds(process) - cpu_start
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+        bad = [status for status, _ in results if status != 200]
+        print(f"heartbeats    API CPU over the run {total_cpu / elapsed * 100:.1f}% of one core for {HOSTS} hosts "
+              f"every {INTERVAL:g} s ({total_cpu / max(1, len(results)) * 1000:.2f} ms CPU a heartbeat; "
+              f"{len(results)} sent, "
+              f"{len(bad)} not 200{': ' + str(sorted(set(map(str, bad)))) if bad else ''}) (target < 10%)")
+    finally:
+        stop.set()
+        process.terminate()
+        process.wait(15)
+
+
+if __name__ == "__main__":
+    main()

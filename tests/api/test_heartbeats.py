@@ -1,0 +1,77 @@
+"""A heartbeat is cheap: one indexed read of its key and one UPDATE of its host's row, which is also
+the replay check (1,000 hosts every 10 s are 100 heartbeats a second; bench/heartbeats.py measures it)."""
+import json
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from boatload.models import Host, SeenNonce
+from common import sealing, tls
+from tests.api.test_hosts import signed_heartbeat
+from tests.conftest import long_ago
+
+
+@pytest.fixture
+def pinned(db, tmp_path):
+    """A host as a TLS satellite enrols it: certificate pinned, seal key recorded."""
+    certificate = tls.ensure_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", ["127.0.0.1"])
+    key_id, secret = Host.new_credentials()
+    return Host.objects.create(name="beat", satellite_url="https://127.0.0.1:7051", key_id=key_id, secret=secret,
+                               tls_certificate=certificate,
+                               seal_public_key=sealing.public_text(sealing.new_private_key()),
+                               last_seen=long_ago(60), state=Host.State.DOWN)
+
+
+def beat_body(host):
+    """What a TLS satellite sends with every heartbeat: its facts and its channel."""
+    return json.dumps({"docker_version": "26.1.5", "cpus": 3, "memory_bytes": 1 << 30, "saturated": [],
+                       "address_internal": "10.0.0.7", "satellite_url": host.satellite_url,
+                       "certificate": host.tls_certificate, "seal_public_key": host.seal_public_key}).encode()
+
+
+def writes(queries):
+    return [q["sql"] for q in queries if q["sql"].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+
+
+def test_a_heartbeat_is_one_read_and_one_write(client, pinned):
+    with CaptureQueriesContext(connection) as queries:
+        answer = signed_heartbeat(client, pinned, body=beat_body(pinned))
+    assert answer.status_code == 200 and answer.json()["state"] == "active"
+    assert len(writes(queries)) == 1, writes(queries)
+    assert len(queries) == 2, [q["sql"] for q in queries]  # the key's row, and the one UPDATE
+    row = Host.objects.get(pk=pinned.pk)
+    assert row.state == Host.State.ACTIVE and row.cpus == 3 and row.address_internal == "10.0.0.7"
+    assert timezone.now() - row.last_seen < timezone.timedelta(seconds=30)
+    assert not SeenNonce.objects.exists()  # the replay check lives in the host's row
+
+
+def test_a_replayed_or_much_older_heartbeat_changes_nothing(client, pinned):
+    now = int(time.time())
+    assert signed_heartbeat(client, pinned, timestamp=now, nonce="n-first").status_code == 200
+    assert signed_heartbeat(client, pinned, timestamp=now, nonce="n-second").status_code == 200  # the same second
+    assert signed_heartbeat(client, pinned, timestamp=now - 5, nonce="n-late").status_code == 200  # a little late
+    Host.objects.filter(pk=pinned.pk).update(last_seen=long_ago(60), state=Host.State.DOWN)
+    for timestamp, nonce in ((now, "n-first"), (now, "n-second"), (now - 5, "n-late"), (now - 40, "n-older")):
+        answer = signed_heartbeat(client, pinned, timestamp=timestamp, nonce=nonce)
+        assert answer.status_code == 401, (timestamp, nonce)
+        assert answer.json()["error"]["code"] == "authentication_failed"
+    row = Host.objects.get(pk=pinned.pk)
+    assert row.state == Host.State.DOWN and timezone.now() - row.last_seen > timezone.timedelta(seconds=50)
+    assert signed_heartbeat(client, pinned, timestamp=now + 1, nonce="n-third").status_code == 200
+
+
+def test_a_heartbeat_with_the_rotated_key_completes_the_rotation_in_its_one_write(client, pinned):
+    from boatload import services
+
+    rotating = services.host_rotate_key(host=pinned)
+    rotated = Host(pk=pinned.pk, key_id=rotating.next_key_id, secret=rotating.next_secret)
+    with CaptureQueriesContext(connection) as queries:
+        answer = signed_heartbeat(client, rotated, body=beat_body(pinned))
+    assert answer.status_code == 200 and answer.json()["key_id"] == rotating.next_key_id
+    assert "next_key" not in answer.json() and len(writes(queries)) == 1
+    row = Host.objects.get(pk=pinned.pk)
+    assert (row.key_id, row.secret, row.next_key_id) == (rotating.next_key_id, rotating.next_secret, "")
+    assert signed_heartbeat(client, pinned).status_code == 401  # the old key stopped working
