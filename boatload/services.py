@@ -102,6 +102,9 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
     if signed_at is not None:
         rows, replay_changes = _fresh_signature(rows, *signed_at)
         changes.update(replay_changes)
+    for name, change in changes.items():  # Value("https://…") is a CharField, satellite_url a URLField
+        if isinstance(change, Case):
+            change.output_field = Host._meta.get_field(name)
     if not rows.update(**changes):
         raise exceptions.AuthenticationFailed("The request was already used (nonce replayed), or its host is gone.")
     if upgrade and not host.tls_certificate:

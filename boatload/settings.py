@@ -168,6 +168,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"DefinitionSourceEnum": "genisys.models.DEFINED_BY"},  # a model field and an answer's
 }
 
 # Satellites and their enrolment.

@@ -103,11 +103,14 @@ def _json_type(value):
 
 
 class FormatNegotiation(DefaultContentNegotiation):
-    """An unknown `?format=` is a 400 naming the field and the formats the operation has (DRF's
-    default answers a bare 404, as if the path did not exist)."""
+    """An unknown `?format=` is a 400 naming the parameter and the formats the operation has (DRF's
+    default answers a bare 404, as if the path did not exist). An unknown format suffix of a path
+    (`/v1/jointoken/0.5/`) stays a 404: that path names nothing."""
 
-    def filter_renderers(self, renderers, format):
+    def select_renderer(self, request, renderers, format_suffix=None):
         try:
-            return super().filter_renderers(renderers, format)
+            return super().select_renderer(request, renderers, format_suffix)
         except Http404:
+            if format_suffix:
+                raise
             raise BadInput("format", f"one of {', '.join(sorted({r.format for r in renderers}))}") from None

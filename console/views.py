@@ -27,6 +27,7 @@ from rest_framework import exceptions as drf_exceptions
 from boatload import services
 from boatload.models import Container, Host, JoinToken, Template
 from common.errors import BoatLoadError, _first_error, html_page
+from genisys import deploy
 from genisys import services as genisys_services
 from genisys.api.serializers import ScaleSerializer  # the API's own definition of a scale order
 from genisys.models import Compute, ScaleOrder, Service
@@ -393,15 +394,14 @@ def service_detail(request, name):
     computes = Compute.objects.visible_to(request.user).order_by("name").values_list("name", flat=True)
     context = {"service": service, "compute_choices": [("*", "all (spread)"), *((c, c) for c in computes)],
                "orders": service.orders.select_related("compute", "requested_by")[:50]}
-    # Deployments (issue 15) go here: context["deployment"] = the service's current one, which
-    # console/_service_deployment.html shows between the status and the scale orders.
+    context["deployment"] = service.deployments.select_related("started_by").first()  # the latest (-id)
     if request.method == "POST":
         number = request.POST.get("number", "").strip()
         compute = request.POST.get("compute", "").strip() or None
         try:
             data = ScaleSerializer(data={"number": number, **({"compute": compute} if compute else {})})
             data.is_valid(raise_exception=True)
-            result = genisys_services.service_scale(service=service, user=request.user, **data.validated_data)
+            result, _ = deploy.scale_deployed(service=service, user=request.user, **data.validated_data)
             messages.success(request, f"Scaled {service.name} to {result['number']}.")
             return redirect("console:service", name=service.name)
         except (BoatLoadError, drf_exceptions.APIException) as error:

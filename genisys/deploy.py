@@ -26,6 +26,7 @@ from common.env import parse_duration
 from common.errors import BoatLoadError, Conflict
 from connectors.client import ConnectorClient
 from connectors.definitions import DurationField
+from genisys import services
 from genisys.models import Deployment, Service, ServiceVersion
 
 log = logging.getLogger("genisys.deploy")
@@ -157,30 +158,37 @@ def scale_deployment(*, service, user=None):
                                  to_version=service.version, user=user)
 
 
+def scale_deployed(*, service, user=None, **order):
+    """A scale order (genisys.services.service_scale) and the deployment it joins or makes: (answer,
+    deployment). Every way to scale (the API, the console, a scale hook) comes through here."""
+    answer = services.service_scale(service=service, user=user, **order)
+    return answer, scale_deployment(service=service, user=user)
+
+
 # Controls ------------------------------------------------------------------------------------------
+
+
+def _transition(deployment, *, only, verb, **changes):
+    """Move the deployment from state `only` to `changes` (under a row lock), or Conflict naming its state."""
+    with transaction.atomic():
+        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if row.state != only:
+            raise Conflict(f"Deployment {row.pk} is {row.state}; only a {only} one can be {verb}.",
+                           detail={"field": "state", "state": row.state})
+        for field, value in changes.items():
+            setattr(row, field, value)
+        row.save(update_fields=[*changes, "updated"])
+    return row
 
 
 def deployment_pause(*, deployment):
     """No new batch starts; slots of the batch under way go on becoming healthy."""
-    with transaction.atomic():
-        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
-        if row.state != State.RUNNING:
-            raise Conflict(f"Deployment {row.pk} is {row.state}; only a running one can be paused.",
-                           detail={"field": "state", "state": row.state})
-        row.state, row.pause_requested = State.PAUSED, True
-        row.save(update_fields=["state", "pause_requested", "updated"])
-    return row
+    return _transition(deployment, only=State.RUNNING, verb="paused", state=State.PAUSED, pause_requested=True)
 
 
 def deployment_resume(*, deployment):
-    with transaction.atomic():
-        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
-        if row.state != State.PAUSED:
-            raise Conflict(f"Deployment {row.pk} is {row.state}; only a paused one can be resumed.",
-                           detail={"field": "state", "state": row.state})
-        row.state, row.pause_requested, row.progressed = State.RUNNING, False, timezone.now()
-        row.save(update_fields=["state", "pause_requested", "progressed", "updated"])
-    return row
+    return _transition(deployment, only=State.PAUSED, verb="resumed", state=State.RUNNING, pause_requested=False,
+                       progressed=timezone.now())
 
 
 def deployment_rollback(*, deployment, reason="rollback requested"):

@@ -6,9 +6,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import models
 from django.db.models import Max
-from django.utils import timezone
-from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
+from rest_framework_api_key.models import BaseAPIKeyManager
 
+from boatload.logins.models import UsedKey
 from boatload.models import Host
 
 
@@ -99,6 +99,10 @@ class Compute(models.Model):
         return host is None or (host.state == "active" and host.is_healthy)
 
 
+# Whose definition a service runs (Service.defined_by, and `definition` in a scale answer).
+DEFINED_BY = [("boatload", "boatload"), ("connector", "connector")]
+
+
 class Service(models.Model):
     """A service definition in the connector's shape; `managed_by` says who sets its size."""
 
@@ -115,7 +119,7 @@ class Service(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
     defined_by = models.CharField(
-        max_length=16, default="boatload", choices=[("boatload", "boatload"), ("connector", "connector")],
+        max_length=16, default="boatload", choices=DEFINED_BY,
         help_text="boatload: this definition is pushed before every scale. connector: the service was defined "
                   "only on its connector; BoatLoad forwards scale orders and pushes nothing (a PUT makes it "
                   "BoatLoad's).")
@@ -213,7 +217,7 @@ class ScaleHookManager(BaseAPIKeyManager):
         return row
 
 
-class ScaleHook(AbstractAPIKey):
+class ScaleHook(UsedKey):
     """A URL holding a secret that scales one service, for callers that can send nothing but a body
     (Skynet's Consul handler). It acts with the rights of the user who made it; only the hash of the
     secret is stored (djangorestframework-api-key's AbstractAPIKey, as for API keys)."""
@@ -222,19 +226,10 @@ class ScaleHook(AbstractAPIKey):
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="hooks")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scale_hooks")
-    last_used = models.DateTimeField(null=True, blank=True)
 
-    class Meta(AbstractAPIKey.Meta):
+    class Meta(UsedKey.Meta):
         verbose_name = "scale hook"
         verbose_name_plural = "scale hooks"
-
-    def mark_used(self):
-        self.last_used = timezone.now()
-        type(self).objects.filter(pk=self.pk).update(last_used=self.last_used)
-
-    def revoke(self):
-        self.revoked = True
-        self.save(update_fields=["revoked"])
 
 
 class Deployment(models.Model):

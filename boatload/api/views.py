@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -234,8 +234,11 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
                            detail={"state": row.state})
         return row
 
-    @extend_schema(request=serializers.ContainerCreateSerializer,
-                   responses={201: serializers.ContainerSerializer, 207: serializers.InstancesSerializer})
+    @extend_schema(request=serializers.ContainerCreateSerializer, responses={
+        # one container: the container; with `instances`: every result (201 when all were made)
+        201: PolymorphicProxySerializer(component_name="ContainerCreated", resource_type_field_name=None,
+                                        serializers=[serializers.ContainerSerializer, serializers.InstancesSerializer]),
+        207: serializers.InstancesSerializer})
     def create(self, request, *args, **kwargs):
         placement, outcomes = services.container_create_request(user=request.user, fields=_request_fields(request))
         if "instances" not in placement:

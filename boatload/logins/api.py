@@ -16,22 +16,27 @@ from boatload.logins.models import APIKey
 from boatload.logins.throttles import CREDENTIAL_THROTTLES
 
 
-class APIKeySerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="prefix", read_only=True, help_text="The key's public prefix.")
-    name = serializers.CharField(max_length=50, help_text="What the key is for, e.g. `ci` (need not be unique).")
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    expires = serializers.DateTimeField(source="expiry_date", required=False, allow_null=True,
-                                        help_text="When the key stops working; none: never.")
+class UsedKeySerializer(serializers.ModelSerializer):
+    """What API keys and scale hooks share: the public prefix as `id`, an optional expiry in the future."""
 
-    class Meta:
-        model = APIKey
-        fields = ["id", "name", "user", "created", "expires", "last_used", "revoked"]
-        read_only_fields = ["created", "last_used", "revoked"]
+    id = serializers.CharField(source="prefix", read_only=True, help_text="The public prefix.")
+    expires = serializers.DateTimeField(source="expiry_date", required=False, allow_null=True,
+                                        help_text="When it stops working; none: never.")
 
     def validate_expires(self, value):
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("Must lie in the future.")
         return value
+
+
+class APIKeySerializer(UsedKeySerializer):
+    name = serializers.CharField(max_length=50, help_text="What the key is for, e.g. `ci` (need not be unique).")
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = APIKey
+        fields = ["id", "name", "user", "created", "expires", "last_used", "revoked"]
+        read_only_fields = ["created", "last_used", "revoked"]
 
 
 class IssuedAPIKeySerializer(APIKeySerializer):

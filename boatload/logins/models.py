@@ -42,15 +42,14 @@ class APIKeyManager(BaseAPIKeyManager):
         return self.all() if user.is_staff else self.filter(user=user)
 
 
-class APIKey(AbstractAPIKey):
-    objects = APIKeyManager()
+class UsedKey(AbstractAPIKey):
+    """A hashed secret (djangorestframework-api-key) that records its last use and can be revoked:
+    API keys here, scale hooks in genisys."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     last_used = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractAPIKey.Meta):
-        verbose_name = "API key"
-        verbose_name_plural = "API keys"
+        abstract = True
 
     def mark_used(self):
         """Record this use (one UPDATE: concurrent uses never overwrite other columns)."""
@@ -60,3 +59,13 @@ class APIKey(AbstractAPIKey):
     def revoke(self):
         self.revoked = True
         self.save(update_fields=["revoked"])
+
+
+class APIKey(UsedKey):
+    objects = APIKeyManager()
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+
+    class Meta(UsedKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"

@@ -7,7 +7,6 @@ session), never an API key or a hook, and throttled like logins. A hook acts wit
 its maker; a wrong, revoked or expired secret is 404 like an unknown path, and counts against
 the client address's key throttle (429 over it, for every secret it sends).
 """
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -15,31 +14,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from boatload.logins.api import UsedKeySerializer
 from boatload.logins.authentication import throttled_key_check
 from boatload.logins.throttles import CREDENTIAL_THROTTLES
 from common.errors import NotFound
-from genisys import services
+from genisys import deploy
 from genisys.api.serializers import ScaleResultSerializer, ScaleSerializer
 from genisys.models import ScaleHook, Service
 
 
-class ScaleHookSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="prefix", read_only=True, help_text="The hook's public prefix.")
+class ScaleHookSerializer(UsedKeySerializer):
     name = serializers.CharField(max_length=50, help_text="Who calls it, e.g. `skynet`.")
     service = serializers.SlugRelatedField(slug_field="name", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    expires = serializers.DateTimeField(source="expiry_date", required=False, allow_null=True,
-                                        help_text="When the hook stops working; none: never.")
 
     class Meta:
         model = ScaleHook
         fields = ["id", "name", "service", "created_by", "created", "expires", "last_used", "revoked"]
         read_only_fields = ["created", "last_used", "revoked"]
-
-    def validate_expires(self, value):
-        if value is not None and value <= timezone.now():
-            raise serializers.ValidationError("Must lie in the future.")
-        return value
 
 
 class IssuedScaleHookSerializer(ScaleHookSerializer):
@@ -111,5 +103,6 @@ class ServiceHookScaleView(APIView):
         data = ScaleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hook.mark_used()
-        return Response(services.service_scale(service=hook.service, user=hook.created_by, source="hook",
-                                               **data.validated_data))
+        result, _ = deploy.scale_deployed(service=hook.service, user=hook.created_by, source="hook",
+                                          **data.validated_data)
+        return Response(result)

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from boatload.models import Host
 from connectors.definitions import DefinitionSerializer
 from genisys.deploy import UpdatePolicySerializer
-from genisys.models import Compute, ScaleOrder, Service, endpoints, host_reached_by, port_of
+from genisys.models import DEFINED_BY, Compute, ScaleOrder, Service, endpoints, host_reached_by, port_of
 
 
 def masked(url):
@@ -102,18 +102,18 @@ class ScaleSerializer(serializers.Serializer):
 
 
 class ScaleResultSerializer(serializers.Serializer):
-    service = serializers.CharField()
-    number = serializers.IntegerField()
-    definition = serializers.ChoiceField(["boatload", "connector"], help_text=(
+    service = serializers.CharField(help_text="The service's name.")
+    number = serializers.IntegerField(help_text="The number ordered.")
+    definition = serializers.ChoiceField(DEFINED_BY, help_text=(
         "Whose definition ran: BoatLoad's (pushed first), or the connector's own (the order was forwarded)."))
     computes = serializers.DictField()
 
 
 class StatusSerializer(serializers.Serializer):
-    service = serializers.CharField()
-    computes = serializers.DictField()
-    running_resources = serializers.IntegerField()
-    desired = serializers.IntegerField()
+    service = serializers.CharField(help_text="The service's name.")
+    computes = serializers.DictField(help_text="Per compute: its connector's `running_resources`, or its error.")
+    running_resources = serializers.IntegerField(help_text="Running over every compute that answered.")
+    desired = serializers.IntegerField(help_text="The desired number over every compute.")
 
 
 class ScaleOrderSerializer(serializers.ModelSerializer):

@@ -143,8 +143,7 @@ class ServiceViewSet(GenisysViewSet):
             data.is_valid(raise_exception=True)
             service = services.service_adopt(name=name, compute=data.validated_data.get("compute"))
         data.is_valid(raise_exception=True)
-        result = services.service_scale(service=service, user=request.user, **data.validated_data)
-        deployment = deploy.scale_deployment(service=service, user=request.user)
+        result, deployment = deploy.scale_deployed(service=service, user=request.user, **data.validated_data)
         return waiting.answer(request, result, deployment, wait)
 
     @extend_schema(responses=serializers.StatusSerializer)

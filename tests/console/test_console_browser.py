@@ -599,6 +599,13 @@ def test_scale_a_service_to_three(world, browser):
               and not tr.find_elements(By.CSS_SELECTOR, "th")}
     assert status == {"local": "3"}, status
     assert "alice" in b.find("#orders tbody tr td:nth-child(2)").text  # the order's requester, newest first
+    # The order made a deployment (as through the API), shown with its versions and who started it.
+    from genisys.models import Deployment
+
+    latest = Deployment.objects.filter(service__name=WEB).first()
+    assert latest is not None and latest.kind == "scale"
+    shown = b.find("#deployment").text
+    assert f"Deployment {latest.id}" in shown and "started by alice" in shown and latest.get_state_display() in shown
     run_key, run_value = RUN_LABEL.split("=")
     names = sorted(item["name"] for item in world["satellite"].signed().get(
         f"{world['satellite'].url}/containers", timeout=10).json()
