@@ -19,6 +19,7 @@ from bench.common import (
     remove_run_containers,
     setup_api,
     start_satellite,
+    stop_stack,
     timed,
 )
 
@@ -124,11 +125,7 @@ def main():
         print(f"cluster list  three hosts median {three * 1000:.1f} ms, one host {one * 1000:.1f} ms, "
               f"ratio {three / one:.2f} (target <= 1.3)")
     finally:
-        api.terminate()
-        api.wait()
-        for satellite in satellites:
-            satellite.stop()
-        remove_run_containers(client)
+        stop_stack(api, satellites, client)
 
 
 if __name__ == "__main__":

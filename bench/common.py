@@ -27,6 +27,15 @@ def start_satellite(name="bench", **env):
     return SatelliteProcess(tempfile.mkdtemp(prefix="boatload-bench-"), name=name, env=env).start()
 
 
+def stop_stack(api, satellites, client):
+    """End a bench's API process and satellites, and remove the containers it made."""
+    api.terminate()
+    api.wait()
+    for satellite in satellites:
+        satellite.stop()
+    remove_run_containers(client)
+
+
 def remove_run_containers(client):
     containers = client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL})
     with ThreadPoolExecutor(8) as pool:

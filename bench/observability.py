@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import ROOT, TEST_IMAGE, median, remove_run_containers, setup_api, start_satellite, timed
+from bench.common import ROOT, TEST_IMAGE, median, remove_run_containers, setup_api, start_satellite, stop_stack, timed
 
 ROUNDS = int(os.environ.get("BENCH_OBSERVABILITY_ROUNDS", "6"))  # creates a phase (lists: twice as many)
 PHASES = (False, True, True, False) * 3  # history off/on, ABBA, three times: the machine's load drifts
@@ -133,11 +133,7 @@ def main():
               f"{rolled / 2**10:.0f} KiB; a container's whole retention (24 h raw + 30 days of roll-ups) "
               f"{(raw + 30 * rolled) / 2**20:.2f} MiB, roll-ups {raw / rolled:.0f}x smaller a day than raw")
     finally:
-        api.terminate()
-        api.wait()
-        for satellite in satellites:
-            satellite.stop()
-        remove_run_containers(client)
+        stop_stack(api, satellites, client)
 
 
 if __name__ == "__main__":

@@ -44,14 +44,9 @@ class AuditEntry(models.Model):
         return f"{self.created:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.action} {self.result}"
 
 
-class ContainerSample(models.Model):
-    """The latest metrics a satellite reported for one of its containers (replaced on each collection)."""
+class ContainerMetrics(models.Model):
+    """The figures of one container a satellite's /stats reports (observe.metrics.SAMPLE_FIELDS)."""
 
-    host = models.CharField(max_length=100)
-    docker_id = models.CharField(max_length=64)
-    container = models.CharField(max_length=128, help_text="The row's uuid, or the container's name.")
-    service = models.CharField(max_length=100, blank=True)
-    owner = models.CharField(max_length=150, blank=True)
     cpu_seconds = models.FloatField(default=0)
     cpu_percent = models.FloatField(null=True)
     memory_bytes = models.BigIntegerField(default=0)
@@ -61,6 +56,19 @@ class ContainerSample(models.Model):
     block_read_bytes = models.BigIntegerField(default=0)
     block_write_bytes = models.BigIntegerField(default=0)
     pids = models.IntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ContainerSample(ContainerMetrics):
+    """The latest metrics a satellite reported for one of its containers (replaced on each collection)."""
+
+    host = models.CharField(max_length=100)
+    docker_id = models.CharField(max_length=64)
+    container = models.CharField(max_length=128, help_text="The row's uuid, or the container's name.")
+    service = models.CharField(max_length=100, blank=True)
+    owner = models.CharField(max_length=150, blank=True)
     collected = models.DateTimeField()
 
     class Meta:
@@ -78,7 +86,7 @@ class LoopStat(models.Model):
     last_pass = models.DateTimeField(null=True)
 
 
-class MetricPoint(models.Model):
+class MetricPoint(ContainerMetrics):
     """One point of a container's metrics history: a raw sample of a fleet collection (`rolled` 0), or
     the roll-up of the raw samples of one bucket of `rolled` seconds starting at `t`.
 
@@ -94,15 +102,6 @@ class MetricPoint(models.Model):
     service = models.CharField(max_length=100, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, db_index=False,
                               db_constraint=False, related_name="+")
-    cpu_seconds = models.FloatField(default=0)
-    cpu_percent = models.FloatField(null=True)
-    memory_bytes = models.BigIntegerField(default=0)
-    memory_limit_bytes = models.BigIntegerField(default=0)
-    network_rx_bytes = models.BigIntegerField(default=0)
-    network_tx_bytes = models.BigIntegerField(default=0)
-    block_read_bytes = models.BigIntegerField(default=0)
-    block_write_bytes = models.BigIntegerField(default=0)
-    pids = models.IntegerField(default=0)
 
     class Meta:
         indexes = [
