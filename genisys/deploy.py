@@ -70,6 +70,19 @@ def runtime_definition(service):
 # Versions ------------------------------------------------------------------------------------------
 
 
+def service_lock(service):
+    """Lock the service's row for this transaction and read its version again: every change of a service's
+    versions or deployments takes it first, so concurrent orders (several API processes, a hook, the
+    admin) take their turns instead of numbering the same version twice or starting twin deployments."""
+    service.version = Service.objects.select_for_update().values_list("version", flat=True).get(pk=service.pk)
+
+
+def deployment_lock(deployment):
+    """The deployment's row, locked after its service's (the one lock order, so no two changes deadlock)."""
+    Service.objects.select_for_update().filter(pk=deployment.service_id).values_list("pk").get()
+    return Deployment.objects.select_for_update().get(pk=deployment.pk)
+
+
 def version_record(*, service, user=None, image_ids=None):
     """Record the service's definition as a new version when what its containers run changed.
     Returns (version before, version now); equal when nothing changed. Old versions beyond
@@ -78,6 +91,7 @@ def version_record(*, service, user=None, image_ids=None):
     `image_ids` ({compute: image id} the tag names there now, from a redeploy hook) is part of the
     version: a new image under the same tag is a new version. Without it, the last version's ids
     are kept while the image (tag) is the same."""
+    service_lock(service)
     before = service.version or None
     latest = service.versions.first()
     definition = runtime_definition(service)
@@ -120,6 +134,7 @@ def deployment_active(service):
 def deployment_create(*, service, kind, from_version, to_version, user=None):
     """A new deployment of `to_version`, superseding an active one. With nothing desired anywhere there is
     nothing to roll: it is done at once."""
+    service_lock(service)
     now = timezone.now()
     for older in service.deployments.select_for_update().filter(state__in=Deployment.ACTIVE):
         older.state, older.finished = State.FAILED, now
@@ -149,6 +164,7 @@ def scale_deployment(*, service, user=None):
     """After a scale order: the active deployment (the new number joins it), else a deployment of the current
     version that ends when every desired slot is healthy."""
     with transaction.atomic():
+        service_lock(service)
         active = deployment_active(service)
         if active is not None:
             return active
@@ -171,7 +187,7 @@ def scale_deployed(*, service, user=None, **order):
 def _transition(deployment, *, only, verb, **changes):
     """Move the deployment from state `only` to `changes` (under a row lock), or Conflict naming its state."""
     with transaction.atomic():
-        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        row = deployment_lock(deployment)
         if row.state != only:
             raise Conflict(f"Deployment {row.pk} is {row.state}; only a {only} one can be {verb}.",
                            detail={"field": "state", "state": row.state})
@@ -194,7 +210,7 @@ def deployment_resume(*, deployment):
 def deployment_rollback(*, deployment, reason="rollback requested"):
     """Roll back to the version before, the same careful way: the latest deployment of its service only."""
     with transaction.atomic():
-        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        row = deployment_lock(deployment)
         latest = row.service.deployments.order_by("-id").first()
         if latest.pk != row.pk:
             raise Conflict(f"Deployment {row.pk} is not the service's latest ({latest.pk}).",
@@ -214,7 +230,7 @@ def deployment_rollback(*, deployment, reason="rollback requested"):
 def _rollback_begin(row, reason):
     """Turn `row` (locked) into the roll-back to its from_version, and the service's definition back; False
     when that version is gone."""
-    service = Service.objects.select_for_update().get(pk=row.service_id)
+    service = Service.objects.get(pk=row.service_id)  # locked by deployment_lock
     old = service.versions.filter(number=row.from_version).first()
     if old is None:
         return False
@@ -391,7 +407,7 @@ def _save(deployment, changes, failures, done):
     """Write what a step found, under the row's lock: a deployment paused, resumed, superseded or rolled back
     meanwhile keeps that decision and takes only the progress."""
     with transaction.atomic():
-        row = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        row = deployment_lock(deployment)
         for key, value in changes.items():
             setattr(row, key, value)
         unchanged = (row.state, row.target_version) == (deployment.state, deployment.target_version)

@@ -264,6 +264,8 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["service"], condition=models.Q(state__in=["running", "paused"]),
+                                               name="one_active_deployment")]
 
     def __str__(self):
         return f"{self.service.name} #{self.pk}"
