@@ -2,6 +2,8 @@
 from django.contrib import admin, messages
 
 from boatload import services
+from boatload.adminforms import checked_by
+from boatload.api.serializers import TemplateSerializer
 from boatload.models import Container, Host, JoinToken, Template
 from common.errors import BoatLoadError
 
@@ -80,5 +82,6 @@ class ContainerAdmin(admin.ModelAdmin):
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
+    form = checked_by(TemplateSerializer)  # the body checked whole and stored canonical, as through the API
     list_display = ["name", "description", "updated"]
     search_fields = ["name", "description"]

@@ -1,12 +1,20 @@
 """Django admin for computes, services (with their desired numbers and a scale action), orders and scale hooks."""
 from django.contrib import admin, messages
 
+from boatload.adminforms import checked_by
 from genisys import deploy, services
+from genisys.api.serializers import (
+    ComputeSerializer,
+    ComputeUpdateSerializer,
+    ServiceSerializer,
+    ServiceUpdateSerializer,
+)
 from genisys.models import Compute, Deployment, Desired, ScaleHook, ScaleOrder, Service, ServiceVersion
 
 
 @admin.register(Compute)
 class ComputeAdmin(admin.ModelAdmin):
+    form = checked_by(ComputeSerializer, ComputeUpdateSerializer)  # the host link as the API finds it
     list_display = ["name", "connector", "host", "position"]
 
 
@@ -19,6 +27,7 @@ class DesiredInline(admin.TabularInline):
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
+    form = checked_by(ServiceSerializer, ServiceUpdateSerializer)  # a definition the API would refuse is refused
     list_display = ["name", "owner", "image", "managed_by", "updated"]
     list_filter = ["managed_by", "owner"]
     inlines = [DesiredInline]
