@@ -1,7 +1,7 @@
 """Versions and deployments: health-gated rolling updates, advanced by the reconciler.
 
 Every change of what a service's containers run (image, command, environment, ports,
-healthcheck) makes a new ServiceVersion and a Deployment row from the old version to the new.
+healthcheck, limits: memory and cpus) makes a new ServiceVersion and a Deployment row from the old version to the new.
 The deployment is state in Postgres; the Genisys reconciler advances it one level-triggered
 step at a time (`deployment_step`): it observes every compute's slots (the connector's
 `/service/<name>/slots`: version, Docker's state and health of each container), derives what
@@ -35,7 +35,8 @@ from genisys import services
 from genisys.models import Compute, Deployment, Service, ServiceVersion
 
 log = logging.getLogger("genisys.deploy")
-RUNTIME_KEYS = ("image", "command", "environment", "ports", "healthcheck")  # a change of one: a new version
+# A change of one is a new version. Versions recorded before limits existed have no memory or cpus: read as None.
+RUNTIME_KEYS = ("image", "command", "environment", "ports", "healthcheck", "memory", "cpus")
 POLICY_DEFAULTS = {"parallelism": 1, "min_healthy_time": "10s", "healthy_deadline": "5m",
                    "progress_deadline": "10m", "order": "stop-first", "failure_action": "rollback",
                    "auto_revert": True}
@@ -122,11 +123,22 @@ def versions_prune(service):
 
 
 def version_definition(service, number):
-    """The connector definition of one version of a service (None when that version is gone)."""
+    """The connector definition of one version of a service (None when that version is gone); `image_ids`
+    ({compute: image id}, a redeploy hook's) stays in it for `pinned`."""
     row = service.versions.filter(number=number).first()
     if row is None:
         return None
-    return {"name": service.name, **{k: v for k, v in row.definition.items() if k != "image_ids"}, "version": number}
+    return {"name": service.name, **row.definition, "version": number}
+
+
+def pinned(definition, compute):
+    """The definition one compute runs: a version that recorded the image id its tag named there (a redeploy
+    hook's) runs that image, so rolling back to it returns to the image it had, not to what the tag names now."""
+    image_ids = definition.get("image_ids") or {}
+    shown = {key: value for key, value in definition.items() if key != "image_ids"}
+    if image_ids.get(compute.name):
+        shown["image"] = image_ids[compute.name]
+    return shown
 
 
 # Starting deployments -------------------------------------------------------------------------------
@@ -318,6 +330,7 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     `rolls` False (a scale's deployment) only observes: the reconciler's scale made the slots, and the
     deployment ends when each of them holds a container healthy for min_healthy_time."""
     client = ConnectorClient(compute, timeout=SLOT_TIMEOUT)
+    definition = pinned(definition, compute)
     name, target = definition["name"], definition["version"]
     if rolls:
         client.put_service(definition)
@@ -332,8 +345,9 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     for item in containers:
         by_slot.setdefault(item["slot"], []).append(item)
     new, failures = {}, []
-    for slot in range(number):
-        mine = [item for item in by_slot.get(slot, []) if item["version"] == target or not rolls]
+    for slot in range(number):  # one created and never started (its satellite killed meanwhile): pending
+        mine = [item for item in by_slot.get(slot, []) if (item["version"] == target or not rolls)
+                and not (rolls and item["state"] == "created")]
         if mine:
             new[slot] = mine[0]
     for slot, item in new.items():

@@ -112,6 +112,8 @@ class Service(models.Model):
     environment = models.JSONField(null=True, blank=True)
     ports = models.JSONField(null=True, blank=True)
     healthcheck = models.JSONField(null=True, blank=True, help_text="Docker's healthcheck: test, interval, …")
+    memory = models.JSONField(null=True, blank=True, help_text="Memory limit of each container: bytes, or \"256m\".")
+    cpus = models.FloatField(null=True, blank=True, help_text="CPU limit of each container (1.5: one and a half).")
     update = models.JSONField(null=True, blank=True, help_text="The rolling update policy (genisys/deploy.py).")
     version = models.PositiveIntegerField(default=0, editable=False,
                                           help_text="The current version (ServiceVersion.number); 0: none yet.")
@@ -143,7 +145,8 @@ class Service(models.Model):
     def definition(self):
         """What a connector runs: the connector's shape, with BoatLoad's healthcheck and version."""
         return {"name": self.name, "image": self.image, "command": self.command, "environment": self.environment,
-                "ports": self.ports, "healthcheck": self.healthcheck, "version": self.version or None}
+                "ports": self.ports, "healthcheck": self.healthcheck, "memory": self.memory, "cpus": self.cpus,
+                "version": self.version or None}
 
 
 class ServiceVersion(models.Model):
