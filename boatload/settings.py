@@ -206,6 +206,8 @@ CONNECTOR_TIMEOUT = env_duration("GENISYS_CONNECTOR_TIMEOUT", 300)
 GENISYS_VERSION_HISTORY = env_int("GENISYS_VERSION_HISTORY", 20)
 GENISYS_DEPLOY_CLAIM = env_duration("GENISYS_DEPLOY_CLAIM", 30)
 GENISYS_MAX_WAIT = env_duration("GENISYS_MAX_WAIT", 900)
+# A spread service (scaled with compute "*") is rebalanced by the reconciler when a healthy compute joins.
+GENISYS_REBALANCE_ON_JOIN = env_bool("GENISYS_REBALANCE_ON_JOIN", False)
 
 # Production hardening; TLS-only cookies and HSTS when BOATLOAD_TLS says the API is behind TLS.
 TLS = env_bool("BOATLOAD_TLS", False)

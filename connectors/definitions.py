@@ -1,10 +1,10 @@
 """Service definitions of the connector protocol: the shape both ends check.
 
 A definition is the Genisys connector's shape: `{"name", "image", "command", "environment",
-"ports"}`; name and image are mandatory, the image carries its tag. BoatLoad adds two optional
-keys: `healthcheck` (Docker's terms, durations such as "2s") and `version` (the service version
-BoatLoad's Genisys pushes; a connector labels containers with it and leaves rolling them to the
-deployment, see genisys/deploy.py). The satellite keeps them
+"ports"}`; name and image are mandatory, the image carries its tag. BoatLoad adds optional keys:
+`healthcheck` (Docker's terms, durations such as "2s"), the limits `memory` and `cpus` of each
+container, and `version` (the service version BoatLoad's Genisys pushes; a connector labels
+containers with it and leaves rolling them to the deployment, see genisys/deploy.py). The satellite keeps them
 in satellite/connector/store.py; Genisys checks them with the same serializer when saved.
 """
 import ast
@@ -123,6 +123,10 @@ class DefinitionSerializer(serializers.Serializer):
                                         allow_null=True, default=None)
     ports = serializers.ListField(child=PortField(), required=False, allow_null=True, default=None)
     healthcheck = HealthcheckSerializer(required=False, allow_null=True, default=None)
+    memory = serializers.JSONField(required=False, allow_null=True, default=None,
+                                   help_text='Memory limit of each container: bytes, or a string such as "256m".')
+    cpus = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0.01, max_value=1024,
+                                  help_text="CPU limit of each container.")
     version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
                                        help_text="The service version (set by BoatLoad's Genisys).")
 
@@ -132,7 +136,7 @@ class DefinitionSerializer(serializers.Serializer):
         return value
 
     def validate(self, data):
-        for key in ("healthcheck", "version"):  # BoatLoad's own keys; a plain Genisys definition has neither
+        for key in ("healthcheck", "memory", "cpus", "version"):  # BoatLoad's own; a plain Genisys one has none
             if data.get(key) is None:
                 data.pop(key, None)
         spec = ContainerSpecSerializer(data=spec_fields(data))
@@ -161,6 +165,9 @@ def spec_fields(definition):
     fields = {"image_name": image_name, "image_tag": image_tag, "env": definition.get("environment") or {},
               "ports": [{"port": int(m.group(1)), "protocol": (m.group(2) or "tcp").upper(), "scope": "internal"}
                         for m in ports if m]}
+    for key in ("memory", "cpus"):
+        if definition.get(key) is not None:
+            fields[key] = definition[key]
     if definition.get("command"):
         try:
             fields["command"] = command_split(definition["command"])

@@ -1,7 +1,7 @@
 """Versions and deployments: health-gated rolling updates, advanced by the reconciler.
 
 Every change of what a service's containers run (image, command, environment, ports,
-healthcheck) makes a new ServiceVersion and a Deployment row from the old version to the new.
+healthcheck, limits: memory and cpus) makes a new ServiceVersion and a Deployment row from the old version to the new.
 The deployment is state in Postgres; the Genisys reconciler advances it one level-triggered
 step at a time (`deployment_step`): it observes every compute's slots (the connector's
 `/service/<name>/slots`: version, Docker's state and health of each container), derives what
@@ -9,6 +9,11 @@ is updated, healthy, settled (healthy for `min_healthy_time`) and failed, and on
 Nothing about a batch is remembered but when each new container was first seen healthy, so
 a reconciler killed at any point is resumed by the next one, and a connector's `slot_start`
 is idempotent (a slot never gets two containers of one version): no twins.
+
+A rebalance (`rebalance_start`) is a deployment too, of the current version onto an even spread of the
+service's desired total over the healthy computes: the reconciler raises a gaining compute's desired
+number a batch at a time and lowers a losing one's only by as many slots as are healthy beyond the
+total, so the healthy count never drops below it.
 
 The rolling update policy (`update` of a definition) follows Nomad's and Swarm's defaults.
 """
@@ -23,14 +28,15 @@ from rest_framework import serializers
 
 from boatload import loop
 from common.env import parse_duration
-from common.errors import BoatLoadError, Conflict
+from common.errors import BoatLoadError, Conflict, RemoteError
 from connectors.client import ConnectorClient
 from connectors.definitions import DurationField
 from genisys import services
-from genisys.models import Deployment, Service, ServiceVersion
+from genisys.models import Compute, Deployment, Service, ServiceVersion
 
 log = logging.getLogger("genisys.deploy")
-RUNTIME_KEYS = ("image", "command", "environment", "ports", "healthcheck")  # a change of one: a new version
+# A change of one is a new version. Versions recorded before limits existed have no memory or cpus: read as None.
+RUNTIME_KEYS = ("image", "command", "environment", "ports", "healthcheck", "memory", "cpus")
 POLICY_DEFAULTS = {"parallelism": 1, "min_healthy_time": "10s", "healthy_deadline": "5m",
                    "progress_deadline": "10m", "order": "stop-first", "failure_action": "rollback",
                    "auto_revert": True}
@@ -117,11 +123,22 @@ def versions_prune(service):
 
 
 def version_definition(service, number):
-    """The connector definition of one version of a service (None when that version is gone)."""
+    """The connector definition of one version of a service (None when that version is gone); `image_ids`
+    ({compute: image id}, a redeploy hook's) stays in it for `pinned`."""
     row = service.versions.filter(number=number).first()
     if row is None:
         return None
-    return {"name": service.name, **{k: v for k, v in row.definition.items() if k != "image_ids"}, "version": number}
+    return {"name": service.name, **row.definition, "version": number}
+
+
+def pinned(definition, compute):
+    """The definition one compute runs: a version that recorded the image id its tag named there (a redeploy
+    hook's) runs that image, so rolling back to it returns to the image it had, not to what the tag names now."""
+    image_ids = definition.get("image_ids") or {}
+    shown = {key: value for key, value in definition.items() if key != "image_ids"}
+    if image_ids.get(compute.name):
+        shown["image"] = image_ids[compute.name]
+    return shown
 
 
 # Starting deployments -------------------------------------------------------------------------------
@@ -166,7 +183,7 @@ def scale_deployment(*, service, user=None):
     with transaction.atomic():
         service_lock(service)
         active = deployment_active(service)
-        if active is not None:
+        if active is not None and active.kind != "rebalance":  # a scale's numbers supersede a rebalance's
             return active
         if not service.version:
             version_record(service=service, user=user)
@@ -267,12 +284,13 @@ def service_deploy_step(*, service):
     deployment = deployment_active(service)
     if deployment is None:
         return None
-    if deployment.kind != "definition":
-        return deployment_step(deployment=deployment)
+    step = rebalance_step if deployment.kind == "rebalance" else deployment_step
+    if deployment.kind == "scale":
+        return step(deployment=deployment)
     if not loop.claim(Service, service.pk, seconds=settings.GENISYS_DEPLOY_CLAIM):
         return None
     try:
-        return deployment_step(deployment=deployment)
+        return step(deployment=deployment)
     finally:
         loop.release(Service, service.pk)
 
@@ -312,6 +330,7 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     `rolls` False (a scale's deployment) only observes: the reconciler's scale made the slots, and the
     deployment ends when each of them holds a container healthy for min_healthy_time."""
     client = ConnectorClient(compute, timeout=SLOT_TIMEOUT)
+    definition = pinned(definition, compute)
     name, target = definition["name"], definition["version"]
     if rolls:
         client.put_service(definition)
@@ -326,8 +345,9 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     for item in containers:
         by_slot.setdefault(item["slot"], []).append(item)
     new, failures = {}, []
-    for slot in range(number):
-        mine = [item for item in by_slot.get(slot, []) if item["version"] == target or not rolls]
+    for slot in range(number):  # one created and never started (its satellite killed meanwhile): pending
+        mine = [item for item in by_slot.get(slot, []) if (item["version"] == target or not rolls)
+                and not (rolls and item["state"] == "created")]
         if mine:
             new[slot] = mine[0]
     for slot, item in new.items():
@@ -423,9 +443,13 @@ def _save(deployment, changes, failures, done):
 
 
 def _fail(row, reason):
-    """The failure action: roll back (auto_revert), pause, or stop as failed."""
+    """The failure action: roll back (auto_revert), pause, or stop as failed. A rebalance that fails stops
+    (failed) with its new slots that never got healthy taken back (`_rebalance_trim`)."""
     policy = row.policy
-    if row.rolling_back:
+    if row.kind == "rebalance" and policy["failure_action"] != "pause":
+        row.state, row.reason, row.finished = State.FAILED, reason, timezone.now()
+        _rebalance_trim(row)
+    elif row.rolling_back:
         row.state, row.finished = State.FAILED, timezone.now()
         row.reason = f"{row.reason}; the rollback failed too: {reason}"
     elif policy["failure_action"] == "pause":
@@ -441,3 +465,161 @@ def _finish(deployment, state, reason):
     Deployment.objects.filter(pk=deployment.pk).update(state=state, reason=reason, finished=timezone.now())
     deployment.refresh_from_db()
     return deployment
+
+
+# Rebalance -----------------------------------------------------------------------------------------
+
+
+def even_spread(total, computes, current):
+    """{compute name: number}: `total` over `computes` evenly; the remainder goes to those holding most now
+    (then the first defined), so a spread that is even already stays as it is."""
+    share, extra = divmod(total, len(computes))
+    favoured = sorted(computes, key=lambda c: (-current.get(c.name, 0), c.position, c.pk))[:extra]
+    return {c.name: share + (1 if c in favoured else 0) for c in computes}
+
+
+def rebalance_plan(service):
+    """(the desired numbers now {compute name: number}, the even spread of their total over the healthy
+    computes, every compute named 0 that would hold none). 503 when no compute is healthy."""
+    current = {d.compute.name: d.number for d in service.desired.select_related("compute")}
+    healthy = [c for c in Compute.objects.all() if c.is_healthy]
+    if not healthy:
+        raise RemoteError("No healthy compute to spread over.", remote="*", status_code=503,
+                          code="no_healthy_compute")
+    target = even_spread(sum(current.values()), healthy, current)
+    target.update({name: 0 for name in current if name not in target})
+    return {name: current.get(name, 0) for name in target}, target
+
+
+def rebalance_start(*, service, user=None, reason=""):
+    """A deployment (kind rebalance) moving the service's slots to an even spread over the healthy computes.
+    409 while another deployment of the service is active; one that has nothing to move succeeds at once."""
+    with transaction.atomic():
+        service_lock(service)
+        active = deployment_active(service)
+        if active is not None:
+            raise Conflict(f"Deployment {active.pk} of {service.name} is {active.state}; rebalance once it ended.",
+                           detail={"field": "deployment", "deployment": active.pk, "state": active.state})
+        current, target = rebalance_plan(service)
+        Service.objects.filter(pk=service.pk).update(spread=True)
+        if not service.version:
+            version_record(service=service, user=user)
+        deployment = deployment_create(service=service, kind="rebalance", from_version=service.version,
+                                       to_version=service.version, user=user)
+        deployment.spread, deployment.reason = {"from": current, "to": target}, reason
+        if deployment.state == State.RUNNING and current == target:
+            deployment.state, deployment.finished = State.SUCCEEDED, timezone.now()
+            deployment.reason = "evenly spread already"
+        deployment.save()
+    return deployment
+
+
+def rebalance_if_joined(service):
+    """The reconciler's automatic rebalance (GENISYS_REBALANCE_ON_JOIN) of a spread service: started when a
+    healthy compute that the even spread gives a share holds none of the service (a host joined or
+    enrolled, a compute was added), unless the last try at that same spread failed. None otherwise."""
+    if not service.spread or deployment_active(service) is not None:
+        return None
+    try:
+        current, target = rebalance_plan(service)
+    except RemoteError:
+        return None
+    joined = sorted(name for name, number in target.items() if number and not current.get(name))
+    latest = service.deployments.first()
+    if not joined or (latest is not None and latest.kind == "rebalance" and latest.state == State.FAILED
+                      and latest.spread.get("to") == target):
+        return None
+    try:
+        return rebalance_start(service=service, reason=f"compute {', '.join(joined)} joined")
+    except Conflict:  # a deployment started meanwhile
+        return None
+
+
+def rebalance_step(*, deployment):
+    """One observation of every compute of a rebalance and the moves it allows: a losing compute's desired
+    number lowered by as many slots as are healthy (for min_healthy_time) beyond the total, then, once no
+    slot is in flight, a gaining compute's raised by up to `parallelism`. The reconcile makes and removes
+    the containers; everything is derived from the desired numbers and what the computes show."""
+    service, policy, now = deployment.service, deployment.policy, timezone.now()
+    target = deployment.spread["to"]
+    total = sum(target.values())
+    definition = version_definition(service, deployment.target_version) or service.definition()
+    desired = {d.compute.name: d.number for d in service.desired.select_related("compute")}
+    computes = {c.name: c for c in Compute.objects.filter(name__in=set(target) | set(desired))}
+    progress, failures, done, settled = {}, [], True, {}
+    for name, compute in computes.items():
+        number = desired.get(name, 0)
+        entry = deployment.progress.get(name, {})
+        try:
+            entry, compute_failures, compute_done = compute_step(
+                compute=compute, definition=definition, number=number, policy=policy, entry=entry, now=now,
+                may_start=False, rolls=False)
+        except BoatLoadError as error:
+            if number == 0 and error.status_code == 404:  # a compute the service has not reached yet
+                entry, compute_failures, compute_done = dict.fromkeys(("desired", "updated", "healthy", "failed"),
+                                                                      0), [], True
+            else:  # a connector down: none of its slots counts as healthy
+                entry, compute_failures, compute_done = {**entry, "desired": number, "healthy": 0,
+                                                         "error": error.message}, [], False
+        progress[name] = {**entry, "target": target.get(name, 0)}
+        settled[name] = entry["healthy"]
+        failures += compute_failures
+        done = done and compute_done
+    running = deployment.state == State.RUNNING
+    plan = _rebalance_moves(desired, target, settled, total, policy["parallelism"]) if running and not failures \
+        else dict(desired)
+    changes = {"progress": progress}
+    if sum(settled.values()) > _settled_total(deployment.progress) or plan != desired:
+        changes["progressed"] = now
+    elif running and not failures and now - deployment.progressed > _seconds(policy, "progress_deadline"):
+        failures.append(f"no slot became healthy within progress_deadline ({policy['progress_deadline']})")
+    if plan != desired and not _rebalance_write(deployment, service, desired, plan):
+        return Deployment.objects.get(pk=deployment.pk)  # changed meanwhile: the next step sees it
+    done = done and all(desired.get(name, 0) == number for name, number in target.items()) and plan == desired
+    return _save(deployment, changes, failures if running else [], done)
+
+
+def _rebalance_moves(desired, target, settled, total, parallelism):
+    """The desired numbers after this step's moves (see rebalance_step)."""
+    plan = {name: desired.get(name, 0) for name in target}
+    surplus = min(sum(plan.values()), sum(settled.values())) - total
+    for name in sorted(target, key=lambda n: target[n] - plan[n]):  # the largest excess first
+        while surplus > 0 and plan[name] > target[name]:
+            plan[name] -= 1
+            surplus -= 1
+    in_flight = sum(desired.get(name, 0) - settled.get(name, 0) for name in target)
+    batch = parallelism if in_flight <= 0 else 0
+    for name in target:
+        while batch > 0 and plan[name] < target[name]:
+            plan[name] += 1
+            batch -= 1
+    return plan
+
+
+def _rebalance_write(deployment, service, observed, plan):
+    """Write the planned desired numbers, unless the deployment or the numbers changed since the step
+    observed them (a scale, a pause, another reconciler): False then."""
+    with transaction.atomic():
+        row = deployment_lock(deployment)
+        now = {d.compute.name: d.number for d in service.desired.select_for_update().select_related("compute")}
+        if row.state != State.RUNNING or now != observed:
+            return False
+        computes = {c.name: c for c in Compute.objects.filter(name__in=plan)}
+        services.desired_write(service=service, targets={computes[name]: number for name, number in plan.items()
+                                                         if number != observed.get(name, 0)})
+    return True
+
+
+def _rebalance_trim(row):
+    """A failed rebalance takes back the slots it added that are not healthy: a gaining compute's desired
+    number goes down to what it had, or to its healthy slots when more."""
+    before = row.spread.get("from", {})
+    computes = {c.name: c for c in Compute.objects.filter(name__in=row.progress)}
+    trimmed = {}
+    for name, entry in row.progress.items():
+        number = entry.get("desired", 0)
+        keep = max(before.get(name, 0), entry.get("healthy", 0))
+        if number > keep and name in computes:
+            trimmed[computes[name]] = keep
+    if trimmed:
+        services.desired_write(service=row.service, targets=trimmed)

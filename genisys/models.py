@@ -112,11 +112,16 @@ class Service(models.Model):
     environment = models.JSONField(null=True, blank=True)
     ports = models.JSONField(null=True, blank=True)
     healthcheck = models.JSONField(null=True, blank=True, help_text="Docker's healthcheck: test, interval, …")
+    memory = models.JSONField(null=True, blank=True, help_text="Memory limit of each container: bytes, or \"256m\".")
+    cpus = models.FloatField(null=True, blank=True, help_text="CPU limit of each container (1.5: one and a half).")
     update = models.JSONField(null=True, blank=True, help_text="The rolling update policy (genisys/deploy.py).")
     version = models.PositiveIntegerField(default=0, editable=False,
                                           help_text="The current version (ServiceVersion.number); 0: none yet.")
     # A reconciler holds the service until this time (boatload.loop.claim), so several never act on it twice.
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    spread = models.BooleanField(default=False, help_text="Spread evenly over the healthy computes (its last scale "
+                                 "named compute \"*\", or it was rebalanced): GENISYS_REBALANCE_ON_JOIN rebalances "
+                                 "it when a compute joins.")
     managed_by = models.CharField(max_length=16, default="api", choices=[("api", "api"), ("consul", "consul")])
     defined_by = models.CharField(
         max_length=16, default="boatload", choices=DEFINED_BY,
@@ -140,7 +145,8 @@ class Service(models.Model):
     def definition(self):
         """What a connector runs: the connector's shape, with BoatLoad's healthcheck and version."""
         return {"name": self.name, "image": self.image, "command": self.command, "environment": self.environment,
-                "ports": self.ports, "healthcheck": self.healthcheck, "version": self.version or None}
+                "ports": self.ports, "healthcheck": self.healthcheck, "memory": self.memory, "cpus": self.cpus,
+                "version": self.version or None}
 
 
 class ServiceVersion(models.Model):
@@ -246,7 +252,8 @@ class Deployment(models.Model):
     ACTIVE = (State.RUNNING, State.PAUSED)
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="deployments")
-    kind = models.CharField(max_length=16, choices=[("definition", "definition"), ("scale", "scale")])
+    kind = models.CharField(max_length=16, choices=[("definition", "definition"), ("scale", "scale"),
+                                                    ("rebalance", "rebalance")])
     from_version = models.PositiveIntegerField(null=True, blank=True)
     to_version = models.PositiveIntegerField()
     target_version = models.PositiveIntegerField(help_text="to_version, or from_version while rolling back.")
@@ -256,6 +263,8 @@ class Deployment(models.Model):
     reason = models.TextField(blank=True)
     policy = models.JSONField(help_text="The update policy, with its defaults, as it was when it started.")
     progress = models.JSONField(default=dict, help_text="Per compute: desired, updated, healthy, failed, …")
+    spread = models.JSONField(default=dict, blank=True,
+                              help_text="A rebalance: {\"from\": {compute: number}, \"to\": {compute: number}}.")
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

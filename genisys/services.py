@@ -116,6 +116,9 @@ def service_scale(*, service, number, compute=None, user=None, source="api"):
     with audit.change("service.scale", target=service.name) as entry:  # with the desired numbers it writes
         targets = targets_for(service=service, number=number, compute=compute)
         before = desired_write(service=service, targets=targets)
+        if service.spread != (compute == "*"):  # a rebalance on join follows a spread service only
+            service.spread = compute == "*"
+            Service.objects.filter(pk=service.pk).update(spread=service.spread)
         entry.detail = {"number": number, "computes": [c.name for c in targets]}
     try:
         return _scale_send(service, number, targets, before, source, user)

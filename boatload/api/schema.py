@@ -85,9 +85,12 @@ CONFLICTS = {
     "EnrolView": {"post"},
     "HostViewSet": {"rotate_key"},  # a host enrolled without a seal key can not be sent a new secret
     # A waited-for deployment that failed, rolled back or paused; an action the deployment's state refuses.
-    "ServiceViewSet": {"update", "scale"}, "DeploymentActionView": {"post"},
+    "ServiceViewSet": {"update", "scale", "rebalance"}, "DeploymentActionView": {"post"},
     "HookTriggerView": {"post"},  # a host of the service lacks its image
 }
+
+# Operations that answer 503 when no host or compute is healthy, without calling one.
+NO_HEALTHY = {"ServiceViewSet": {"rebalance"}}
 
 # Operations a busy satellite can refuse with 429 (its fair shares of fetches, follow streams, downloads).
 BUSY = {"ContainerViewSet": {"create", "stdout", "file_by_path", "filebynum", "archive"}}
@@ -146,6 +149,8 @@ class BoatLoadAutoSchema(AutoSchema):
             statuses.add(429)
         if self._mapped(CALLS_REMOTE):
             statuses |= UPSTREAM
+        if self._mapped(NO_HEALTHY):
+            statuses.add(503)
         return statuses
 
     def _lookups(self, path_params):

@@ -70,8 +70,8 @@ class ServiceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Service
-        fields = ["name", "image", "command", "environment", "ports", "healthcheck", "update", "version", "owner",
-                  "defined_by"]
+        fields = ["name", "image", "command", "environment", "ports", "healthcheck", "memory", "cpus", "update",
+                  "version", "owner", "defined_by"]
         read_only_fields = ["defined_by"]
 
     def validate_update(self, value):

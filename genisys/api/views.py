@@ -146,6 +146,18 @@ class ServiceViewSet(GenisysViewSet):
         result, deployment = deploy.scale_deployed(service=service, user=request.user, **data.validated_data)
         return waiting.answer(request, result, deployment, wait)
 
+    @extend_schema(request=None, parameters=[waiting.WAIT],
+                   responses={200: waiting.DeploymentSerializer, 202: waiting.DeploymentSerializer})
+    @action(detail=True, methods=["post"])
+    def rebalance(self, request, name):
+        """Move the service's slots to an even spread of its desired total over the healthy computes, as a
+        deployment (kind `rebalance`): a gaining compute's new slots healthy before a losing one's go, never
+        below the total. 409 while another deployment of it is active, 503 with no healthy compute;
+        `?wait=` answers its outcome."""
+        wait = waiting.wait_of(request)
+        deployment = deploy.rebalance_start(service=self.get_object(), user=request.user)
+        return waiting.answer(request, None, deployment, wait)
+
     @extend_schema(responses=serializers.StatusSerializer)
     @action(detail=True, methods=["get"])
     def status(self, request, name):

@@ -66,6 +66,7 @@ class ComputeProgressSerializer(serializers.Serializer):
                                      help_text="Containers per version on the compute now.")
     error = serializers.CharField(required=False, help_text="Its connector's failure at the last step.")
     slots = serializers.BooleanField(required=False, help_text="False: a connector without slot routes.")
+    target = serializers.IntegerField(required=False, help_text="A rebalance: the number the even spread gives it.")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

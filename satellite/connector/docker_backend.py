@@ -131,15 +131,19 @@ def free_name(name, slot, items):
 def slot_start(definition, slot):
     """A container of the definition's version in `slot`: the one there already (in whatever state: the
     deployment judges it), else a new one. Under the service's lock, so a retried or repeated call never
-    makes a second."""
+    makes a second. One of that version created and never started (a satellite killed between create and
+    start left it; a create in flight holds the lock, so it is never one being made now) is replaced."""
     name, version = definition["name"], definition.get("version")
     if version is None:
         raise Conflict("A slot is started only for a versioned definition.", detail={"field": "version"})
     with lock_for(name):
         by_slot, _ = service_containers(name)
         items = by_slot.get(slot, [])
-        for item in items:
-            if _version(item) == version:
+        for item in list(items):
+            if _version(item) == version and item["state"] == "created":
+                containers.container_action(item["id"], "remove")
+                items.remove(item)
+            elif _version(item) == version:
                 return {"slot": slot, "id": item["id"], "name": item["name"], "created": False}
         made = _create(definition, slot, free_name(name, slot, items))
     return {"slot": slot, "id": made["id"], "name": made["name"], "created": True}

@@ -141,7 +141,8 @@ def web(api, hosts, connectors, images, service_name, docker_client):
 
 def put(client, name, wait=None, **changes):
     current = client.get(f"/service/{name}").json()
-    body = {key: current[key] for key in ("image", "command", "environment", "ports", "healthcheck", "update")}
+    body = {key: current[key] for key in ("image", "command", "environment", "ports", "healthcheck", "memory", "cpus",
+                                          "update")}
     suffix = f"?wait={wait}" if wait is not None else ""
     return client.put(f"/service/{name}{suffix}", {**body, **changes}, format="json")
 
@@ -169,6 +170,20 @@ def test_a_definition_change_is_a_new_version_listed_and_labelled(web, service_n
     assert "superseded" in deployments[1]["reason"]
     assert step_until_settled(service_name, deployments[0]["id"]) == "succeeded"
     assert service_versions(docker_client, service_name) == [(slot, "5") for slot in range(4)]
+
+
+def test_limits_are_part_of_a_version_and_its_containers_get_them(web, service_name, docker_client):
+    changed = put(web, service_name, memory="64m", cpus=0.5, update={"parallelism": 4, "min_healthy_time": "0s"})
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["version"] == 2 and changed.json()["deployment"]["to_version"] == 2
+    assert web.get(f"/service/{service_name}/versions").json()[0]["definition"]["memory"] == "64m"
+    assert step_until_settled(service_name, changed.json()["deployment"]["id"]) == "succeeded"
+    assert service_versions(docker_client, service_name) == [(slot, "2") for slot in range(4)]
+    for container in docker_client.containers.list(filters={"label": f"boatload.service={service_name}"}):
+        assert (container.attrs["HostConfig"]["Memory"], container.attrs["HostConfig"]["NanoCpus"]) == (
+            64 * 1024 * 1024, 500_000_000)
+    same = put(web, service_name, memory="64m", cpus=0.5)
+    assert same.status_code == 200 and same.json()["deployment"] is None  # nothing that runs changed
 
 
 def test_a_good_version_rolls_out_in_batches_with_the_rest_serving(web, service_name, docker_client):
@@ -254,6 +269,9 @@ def test_a_manual_rollback_restores_the_version_before(web, service_name, docker
     ({"update": {"min_healthy_time": "-1s"}}, "update.min_healthy_time"),
     ({"update": {"batch": 2}}, "update.batch"),
     ({"update": []}, "update"),
+    ({"memory": "lots"}, "memory"),
+    ({"memory": "1k"}, "memory"),
+    ({"cpus": 0}, "cpus"),
 ])
 def test_a_bad_healthcheck_or_policy_is_400_naming_it_and_changes_nothing(api, users, service_name, body, field):
     staff = api("staff")
@@ -426,6 +444,41 @@ def test_the_hook_redeploys_after_a_retag_and_refuses_a_wrong_secret(api, hosts,
         assert staff.delete(f"/service/{service_name}/hook").status_code == 204
         assert anonymous.post(made.json()["url"]).status_code == 404  # revoked
         assert Deployment.objects.filter(service__name=service_name).count() == 4
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
+            container.remove(force=True)
+        for image_id in made_images:
+            try:
+                docker_client.images.remove(image_id, force=True)
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+
+
+def test_a_hook_redeploy_of_a_bad_image_rolls_back_to_the_image_id_before_not_the_tag(api, hosts, connectors,
+                                                                                       service_name, docker_client):
+    tag = f"boatload-test/deploy-{RUN_ID}:revert-{service_name}"
+    build_image(docker_client, tag, healthy=True)
+    made_images = [docker_client.images.get(tag).id]
+    try:
+        staff, anonymous = api("staff"), api()
+        staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+        staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
+                                "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms",
+                                                                       "order": "start-first"}}, format="json")
+        scaled = staff.post(f"/service/{service_name}/scale", {"number": 2}, format="json")
+        assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
+        url = staff.post(f"/service/{service_name}/hook").json()["url"]
+        first = anonymous.post(url)  # version 2: the good image's id, as the tag names it now
+        assert step_until_settled(service_name, first.json()["deployment"]["id"]) == "succeeded"
+        build_image(docker_client, tag, healthy=False)  # a bad image pushed under the same tag
+        made_images.append(docker_client.images.get(tag).id)
+        bad = anonymous.post(url)
+        assert bad.status_code == 202 and bad.json()["deployment"]["to_version"] == 3
+        assert step_until_settled(service_name, bad.json()["deployment"]["id"]) == "rolled_back", \
+            Deployment.objects.get(pk=bad.json()["deployment"]["id"]).reason
+        assert service_versions(docker_client, service_name) == [(0, "2"), (1, "2")]
+        rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
+        assert {row["ImageID"] for row in rows} == {made_images[0]}  # the image version 2 had, not the tag's now
     finally:
         for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
             container.remove(force=True)

@@ -5,8 +5,10 @@ service_prefix first take their desired number from the KV store. Built on boatl
 several reconcilers may run, each service is claimed with a conditional UPDATE for its step
 and no lock is held while a connector is asked; one failing compute or service never stops a
 pass, and no outage ends the loop (a database that is down, also at start for the compute
-file, is retried with backoff).
+file, is retried with backoff). With GENISYS_REBALANCE_ON_JOIN, a spread service that a newly
+healthy compute holds none of is rebalanced (genisys.deploy.rebalance_if_joined).
 """
+from django.conf import settings
 from django.core.management import call_command
 
 from boatload.loop import ReconcilerCommand
@@ -51,6 +53,10 @@ class Command(ReconcilerCommand):
 
     def process_one_service(self, service):
         active = deploy.deployment_active(service)
+        if active is None and service.spread and settings.GENISYS_REBALANCE_ON_JOIN:
+            active = deploy.rebalance_if_joined(service)
+            if active is not None:
+                self.stdout.write(f"{service.name}: rebalance {active.pk} started: {active.reason}")
         if active is not None and active.kind == "definition":  # the deployment rolls it, health-gated
             return self.process_one_deployment(service)
         orders = services.service_reconcile(service=service)
