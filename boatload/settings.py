@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "observe.metrics.RequestMetricsMiddleware",  # counts and times every request, errors too
     "common.requestid.RequestIdMiddleware",
     "common.logfmt.AccessLogMiddleware",  # BOATLOAD_ACCESS_LOG: one line per request, its user and duration
+    "boatload.heartbeat.HeartbeatMiddleware",  # answers heartbeats itself: none of what follows serves them
     "observe.audit.AuditMiddleware",  # every changing request leaves one audit entry (observe/audit.py)
     "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
