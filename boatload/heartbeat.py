@@ -10,7 +10,10 @@ before and the same code doing them:
 - the Host header against ALLOWED_HOSTS (as CommonMiddleware checks);
 - the HMAC signature over method, path, query, body, timestamp, nonce and key id, and the timestamp
   window (common.signing.verify, the satellite's own verifier);
-- the key: one indexed read of the host by key id or the key being rotated in (`host_for_key`);
+- the key: one indexed read of the host by key id or the key being rotated in (`host_for_key`), or
+  none when this worker saw the key before (`_known`): the UPDATE then requires the key and its
+  secret to be still the host's, so a key retired or a host unregistered meanwhile writes nothing
+  and is asked again from the row, which says why it is refused;
 - the body: a JSON object (common.parsers.JSONParser), its fields checked by HeartbeatSerializer;
 - the replay check and the facts in the host row's one UPDATE (services.host_heartbeat);
 - the answer signed back with the key the request was signed with (common.signing).
@@ -70,15 +73,20 @@ def serve(request):
         return _refusal(exc)
 
 
-def _beat(request):
+def _beat(request, *, remembered=True):
     headers = request.headers
     if signing.HEADER_SIGNATURE not in headers:
         raise exceptions.NotAuthenticated()
     body = request.body
-    hosts = {}
+    hosts, from_memory = {}, set()
 
     def secret_for(key_id):
-        host = hosts[key_id] = host_for_key(key_id)
+        host = _known.get(key_id) if remembered else None
+        if host is None:
+            host = host_for_key(key_id)
+        else:
+            from_memory.add(key_id)
+        hosts[key_id] = host
         if host is None:
             return None
         return host.secret if host.key_id == key_id else host.next_secret
@@ -92,9 +100,29 @@ def _beat(request):
     host = hosts[key_id]
     secret = host.secret if key_id == host.key_id else host.next_secret  # as verified
     facts = validated_facts(request, body, host)
-    host = services.host_heartbeat(host=host, key_id=key_id, signed_at=(int(headers[signing.HEADER_TIMESTAMP]),
-                                                                        headers[signing.HEADER_NONCE]), **facts)
+    signed_at = (int(headers[signing.HEADER_TIMESTAMP]), headers[signing.HEADER_NONCE])
+    try:  # the UPDATE also checks that the key is still the host's, so a remembered one needs no read
+        host = services.host_heartbeat(host=host, key_id=key_id, secret=secret, signed_at=signed_at, **facts)
+    except exceptions.AuthenticationFailed:
+        _known.pop(key_id, None)
+        if key_id in from_memory:
+            return _beat(request, remembered=False)  # the key may be gone or rotated: say which, from the row
+        raise
+    remember(key_id, host)
     return signed_answer(request, key_id, secret, services.heartbeat_answer(host, key_id))
+
+
+# Hosts by the key id they last heartbeated with, in this process (a heartbeat's read of its key is then
+# skipped: its UPDATE requires the key and secret to be still the host's, so a stale entry writes nothing
+# and is dropped). A key id's secret never changes; a rotation makes a new key id.
+_known = {}
+KNOWN_MAX = 100_000
+
+
+def remember(key_id, host):
+    if len(_known) >= KNOWN_MAX:
+        _known.clear()
+    _known[key_id] = host
 
 
 def host_for_key(key_id):

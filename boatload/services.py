@@ -58,8 +58,8 @@ def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_
     return host
 
 
-def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, certificate="", seal_public_key="",
-                   **facts):
+def host_heartbeat(*, host, key_id=None, secret=None, signed_at=None, satellite_url=None, certificate="",
+                   seal_public_key="", **facts):
     """Record that a satellite is alive; a down host comes back active, a draining one stays draining.
 
     One UPDATE of the host's row, whatever the heartbeat carries (a heartbeat costs one write:
@@ -77,8 +77,13 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
     from an upgraded satellite records its https URL and certificate (and a missing seal
     key), once. A pinned certificate or seal key is never replaced by a heartbeat.
 
-    Returns `host` as this heartbeat left it (its row as read when the request was
-    authenticated, with this heartbeat's changes).
+    `secret` (the one the signature was verified with) makes the UPDATE also require that `key_id`
+    is still the host's key, or the key being rotated in, with that secret: a caller that verified
+    with a remembered secret (boatload.heartbeat) needs no read first, and a key retired or a host
+    unregistered meanwhile writes nothing (401).
+
+    Returns `host` as this heartbeat left it: its keys, state and channel as the UPDATE returned
+    them, its facts as this heartbeat reported them.
     """
     update = _HostUpdate()
     now = timezone.now()
@@ -101,7 +106,11 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
             update.set(column, f"CASE WHEN next_key_id = %s THEN {then} ELSE {column} END", key_id)
     if signed_at is not None:
         _fresh_signature(update, *signed_at)
-    if not update.run(host.pk):
+    if secret is not None:
+        update.also_where("((key_id = %s AND secret = %s) OR (next_key_id = %s AND next_secret = %s))",
+                          key_id, secret, key_id, secret)
+    written = update.run(host.pk, returning=HEARTBEAT_RETURNS)
+    if written is None:
         raise exceptions.AuthenticationFailed("The request was already used (nonce replayed), or its host is gone.")
     if upgrade and not host.tls_certificate:
         log.warning("host %s upgraded: now reached at %s, its certificate pinned", host.name, satellite_url)
@@ -118,9 +127,14 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
     for field in HOST_FACTS:
         if facts.get(field) is not None:
             setattr(host, field, facts[field])
+    for field, value in zip(HEARTBEAT_RETURNS, written, strict=True):  # the row as written, not as read
+        setattr(host, field, value)
     return host
 
 
+# What the heartbeat's UPDATE returns of the row (RETURNING): what its answer and its caller's next check use.
+HEARTBEAT_RETURNS = ("name", "state", "key_id", "secret", "next_key_id", "next_secret", "satellite_url",
+                     "tls_certificate", "seal_public_key")
 HEARTBEAT_BUCKET = 10  # seconds: heartbeats signed up to 10-20 s before the newest one still count, once each
 
 
@@ -140,13 +154,14 @@ class _HostUpdate:
         self.where.append(sql)
         self.where_params.extend(params)
 
-    def run(self, pk):
-        """Rows changed (0 when the conditions refused it)."""
+    def run(self, pk, returning):
+        """The `returning` columns of the row as written, or None when the conditions refused it."""
         conditions = " AND ".join(["id = %s", *self.where])
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {connection.ops.quote_name(Host._meta.db_table)} SET {', '.join(self.sets)} "
-                           f"WHERE {conditions}", [*self.set_params, pk, *self.where_params])
-            return cursor.rowcount
+                           f"WHERE {conditions} RETURNING {', '.join(returning)}",
+                           [*self.set_params, pk, *self.where_params])
+            return cursor.fetchone()
 
 
 def _fresh_signature(update, timestamp, nonce):
