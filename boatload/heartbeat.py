@@ -25,6 +25,7 @@ through `serve` too, should the middleware not be installed.
 import io
 import json
 
+from django.core.exceptions import SuspiciousOperation
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.urls import resolve
@@ -69,7 +70,7 @@ def serve(request):
     request.get_host()  # DisallowedHost (a 400 from Django's handler) unless ALLOWED_HOSTS has it
     try:
         return _beat(request)
-    except exceptions.APIException as exc:
+    except (exceptions.APIException, SuspiciousOperation) as exc:  # RequestDataTooBig (a 413) is one too
         return _refusal(exc)
 
 

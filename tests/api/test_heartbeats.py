@@ -101,3 +101,10 @@ def test_a_remembered_key_stops_working_when_its_host_is_unregistered_or_rotated
     gone = signed_heartbeat(client, rotated)
     assert gone.status_code == 401 and gone.json()["error"]["message"] == "The signing key is unknown."
     assert not Host.objects.filter(pk=pinned.pk).exists()
+
+
+def test_a_heartbeat_body_over_the_upload_limit_is_a_413_in_the_error_shape(client, pinned, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    answer = signed_heartbeat(client, pinned, body=json.dumps({"docker_version": "x" * 2000}).encode())
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large", answer.content
+    assert Host.objects.get(pk=pinned.pk).state == Host.State.DOWN
