@@ -81,7 +81,6 @@ TEMPLATES = [
 ]
 
 
-
 def _gevent_patched():
     """True in a process gevent monkey-patched (gunicorn's gevent worker patches before it loads the app)."""
     try:
