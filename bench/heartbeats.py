@@ -6,7 +6,9 @@ signs heartbeats as each of them (common.signing.HmacAuth, the satellite's own s
 body a TLS satellite sends (facts, URL, certificate, seal key), each host once every INTERVAL,
 spread evenly over it. Every 10 s it prints the CPU time the API's processes (the gunicorn master
 and its workers, from /proc through psutil) spent in that window, as a share of one core; at
-the end the share over the whole run. The load generator runs in this process and is not counted.
+the end the CPU a heartbeat took over the whole run, the share of one core that makes at HOSTS
+every INTERVAL, and whether that meets the target. The load generator runs in this process and
+is not counted.
 
   BENCH_HOSTS (1000), BENCH_INTERVAL (10 s), BENCH_SECONDS (60), BENCH_SENDERS (16 threads)
   target: under 10% of one core for 1,000 hosts every 10 s
@@ -147,10 +149,16 @@ def main():
         for thread in threads:
             thread.join(15)
         bad = [status for status, _ in results if status != 200]
-        print(f"heartbeats    API CPU over the run {total_cpu / elapsed * 100:.1f}% of one core for {HOSTS} hosts "
-              f"every {INTERVAL:g} s ({total_cpu / max(1, len(results)) * 1000:.2f} ms CPU a heartbeat; "
-              f"{len(results)} sent, "
-              f"{len(bad)} not 200{': ' + str(sorted(set(map(str, bad)))) if bad else ''}) (target < 10%)")
+        per_beat = total_cpu / max(1, len(results))
+        # The share at the full rate, from the CPU a heartbeat took: on a busy machine the load generator
+        # (which shares it) may send fewer than HOSTS / INTERVAL a second, and the API idles meanwhile.
+        share = per_beat * HOSTS / INTERVAL
+        print(f"heartbeats    {len(results)} sent in {elapsed:.0f} s ({len(results) / elapsed:.0f}/s), "
+              f"{len(bad)} not 200{': ' + str(sorted(set(map(str, bad)))) if bad else ''}; "
+              f"API CPU over the run {total_cpu / elapsed * 100:.1f}% of one core")
+        print(f"heartbeats    API CPU {per_beat * 1000:.2f} ms a heartbeat: {share * 100:.1f}% of one core for "
+              f"{HOSTS} hosts every {INTERVAL:g} s (target < 10%, < {INTERVAL / HOSTS * 100:.2f} ms a heartbeat: "
+              f"{'met' if share < 0.10 and not bad else 'NOT met'})")
     finally:
         stop.set()
         process.terminate()

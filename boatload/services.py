@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db.models import Case, Count, F, Q, TextField, Value, When
-from django.db.models.functions import Concat
+from django.db import connection
+from django.db.models import Count, Q
 from django.utils import timezone
 from rest_framework import exceptions
 
@@ -58,8 +58,8 @@ def host_enrol(*, token, name, satellite_url, labels=None, certificate="", seal_
     return host
 
 
-def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, certificate="", seal_public_key="",
-                   **facts):
+def host_heartbeat(*, host, key_id=None, secret=None, signed_at=None, satellite_url=None, certificate="",
+                   seal_public_key="", **facts):
     """Record that a satellite is alive; a down host comes back active, a draining one stays draining.
 
     One UPDATE of the host's row, whatever the heartbeat carries (a heartbeat costs one write:
@@ -68,7 +68,7 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
     undone: the state turns active only from down; a heartbeat signed with the key being rotated
     in makes it the host's key only while it is still the pending one.
 
-    `signed_at` (the signature's timestamp and nonce, from HeartbeatSignatureAuthentication)
+    `signed_at` (the signature's timestamp and nonce, as boatload.heartbeat verified them)
     makes the same UPDATE the replay check (_fresh_signature): a nonce counts once, and a
     signature far older than the host's newest one not at all; a replayed heartbeat changes
     nothing and is refused (401).
@@ -77,35 +77,40 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
     from an upgraded satellite records its https URL and certificate (and a missing seal
     key), once. A pinned certificate or seal key is never replaced by a heartbeat.
 
-    Returns `host` as this heartbeat left it (its row as read when the request was
-    authenticated, with this heartbeat's changes).
+    `secret` (the one the signature was verified with) makes the UPDATE also require that `key_id`
+    is still the host's key, or the key being rotated in, with that secret: a caller that verified
+    with a remembered secret (boatload.heartbeat) needs no read first, and a key retired or a host
+    unregistered meanwhile writes nothing (401).
+
+    Returns `host` as this heartbeat left it: its keys, state and channel as the UPDATE returned
+    them, its facts as this heartbeat reported them.
     """
-    rows = Host.objects.filter(pk=host.pk)
-    changes = {"last_seen": timezone.now(),
-               "state": Case(When(state=Host.State.DOWN, then=Value(Host.State.ACTIVE)), default=F("state")),
-               **{field: facts[field] for field in HOST_FACTS if facts.get(field) is not None}}
+    update = _HostUpdate()
+    now = timezone.now()
+    update.set("last_seen", "%s", connection.ops.adapt_datetimefield_value(now))
+    update.set("state", "CASE WHEN state = %s THEN %s ELSE state END", Host.State.DOWN, Host.State.ACTIVE)
+    for field in HOST_FACTS:
+        if facts.get(field) is not None:
+            update.set(field, "%s", Host._meta.get_field(field).get_db_prep_save(facts[field], connection))
     upgrade = bool(satellite_url and satellite_url.startswith("https://") and certificate)
     if upgrade and not host.tls_certificate:
-        unpinned = Q(tls_certificate="")
-        changes["satellite_url"] = Case(When(unpinned, then=Value(satellite_url)), default=F("satellite_url"))
-        changes["tls_certificate"] = Case(When(unpinned, then=Value(certificate)), default=F("tls_certificate"))
+        update.set("satellite_url", "CASE WHEN tls_certificate = '' THEN %s ELSE satellite_url END", satellite_url)
+        update.set("tls_certificate", "CASE WHEN tls_certificate = '' THEN %s ELSE tls_certificate END", certificate)
     if seal_public_key and not host.seal_public_key:
-        changes["seal_public_key"] = Case(When(seal_public_key="", then=Value(seal_public_key)),
-                                          default=F("seal_public_key"))
+        update.set("seal_public_key", "CASE WHEN seal_public_key = '' THEN %s ELSE seal_public_key END",
+                   seal_public_key)
     swapping = bool(key_id and key_id == host.next_key_id)
-    if swapping:
-        pending = Q(next_key_id=key_id)
-        changes.update(key_id=Case(When(pending, then=F("next_key_id")), default=F("key_id")),
-                       secret=Case(When(pending, then=F("next_secret")), default=F("secret")),
-                       next_key_id=Case(When(pending, then=Value("")), default=F("next_key_id")),
-                       next_secret=Case(When(pending, then=Value("")), default=F("next_secret")))
+    if swapping:  # while the key is still the pending one
+        for column, then in (("key_id", "next_key_id"), ("secret", "next_secret"), ("next_key_id", "''"),
+                             ("next_secret", "''")):
+            update.set(column, f"CASE WHEN next_key_id = %s THEN {then} ELSE {column} END", key_id)
     if signed_at is not None:
-        rows, replay_changes = _fresh_signature(rows, *signed_at)
-        changes.update(replay_changes)
-    for name, change in changes.items():  # Value("https://…") is a CharField, satellite_url a URLField
-        if isinstance(change, Case):
-            change.output_field = Host._meta.get_field(name)
-    if not rows.update(**changes):
+        _fresh_signature(update, *signed_at)
+    if secret is not None:
+        update.also_where("((key_id = %s AND secret = %s) OR (next_key_id = %s AND next_secret = %s))",
+                          key_id, secret, key_id, secret)
+    written = update.run(host.pk, returning=HEARTBEAT_RETURNS)
+    if written is None:
         raise exceptions.AuthenticationFailed("The request was already used (nonce replayed), or its host is gone.")
     if upgrade and not host.tls_certificate:
         log.warning("host %s upgraded: now reached at %s, its certificate pinned", host.name, satellite_url)
@@ -118,19 +123,49 @@ def host_heartbeat(*, host, key_id=None, signed_at=None, satellite_url=None, cer
         host.key_id, host.secret, host.next_key_id, host.next_secret = host.next_key_id, host.next_secret, "", ""
     if host.state == Host.State.DOWN:
         host.state = Host.State.ACTIVE
-    host.last_seen = changes["last_seen"]
+    host.last_seen = now
     for field in HOST_FACTS:
         if facts.get(field) is not None:
             setattr(host, field, facts[field])
+    for field, value in zip(HEARTBEAT_RETURNS, written, strict=True):  # the row as written, not as read
+        setattr(host, field, value)
     return host
 
 
+# What the heartbeat's UPDATE returns of the row (RETURNING): what its answer and its caller's next check use.
+HEARTBEAT_RETURNS = ("name", "state", "key_id", "secret", "next_key_id", "next_secret", "satellite_url",
+                     "tls_certificate", "seal_public_key")
 HEARTBEAT_BUCKET = 10  # seconds: heartbeats signed up to 10-20 s before the newest one still count, once each
 
 
-def _fresh_signature(rows, timestamp, nonce):
-    """The replay check of a heartbeat, in its own UPDATE: (rows narrowed to a fresh signature, changes
-    that record it).
+class _HostUpdate:
+    """One UPDATE of one host row, written as SQL: the ORM spent ~5 ms of CPU building the heartbeat's
+    (a CASE per conditional column), more than the whole heartbeat may cost. Every SET sees the row as
+    it is when written (SQL evaluates them all on the old row), as the ORM's CASEs did."""
+
+    def __init__(self):
+        self.sets, self.set_params, self.where, self.where_params = [], [], [], []
+
+    def set(self, column, sql, *params):
+        self.sets.append(f"{connection.ops.quote_name(column)} = {sql}")
+        self.set_params.extend(params)
+
+    def also_where(self, sql, *params):
+        self.where.append(sql)
+        self.where_params.extend(params)
+
+    def run(self, pk, returning):
+        """The `returning` columns of the row as written, or None when the conditions refused it."""
+        conditions = " AND ".join(["id = %s", *self.where])
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {connection.ops.quote_name(Host._meta.db_table)} SET {', '.join(self.sets)} "
+                           f"WHERE {conditions} RETURNING {', '.join(returning)}",
+                           [*self.set_params, pk, *self.where_params])
+            return cursor.fetchone()
+
+
+def _fresh_signature(update, timestamp, nonce):
+    """The replay check of a heartbeat, in its own UPDATE: narrows `update` to a fresh signature and records it.
 
     Signatures fall into HEARTBEAT_BUCKET-second buckets; the row keeps the newest bucket and the
     nonces seen in it and in the one before (space-delimited). A signature of an older bucket is
@@ -140,24 +175,18 @@ def _fresh_signature(rows, timestamp, nonce):
     nonce never counts twice.
     """
     bucket, token = timestamp // HEARTBEAT_BUCKET, f" {nonce} "
-    rows = rows.filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=bucket) |
-                       (Q(heartbeat_at=bucket) & ~Q(heartbeat_nonces__contains=token)) |
-                       (Q(heartbeat_at=bucket + 1) & ~Q(heartbeat_nonces_before__contains=token)))
-    text = TextField()
-
-    def appended(field):
-        return Concat(F(field), Value(f"{nonce} "), output_field=text)
-
-    return rows, {
-        "heartbeat_nonces": Case(When(heartbeat_at=bucket, then=appended("heartbeat_nonces")),
-                                 When(heartbeat_at=bucket + 1, then=F("heartbeat_nonces")),
-                                 default=Value(token), output_field=text),
-        "heartbeat_nonces_before": Case(When(heartbeat_at=bucket, then=F("heartbeat_nonces_before")),
-                                        When(heartbeat_at=bucket + 1, then=appended("heartbeat_nonces_before")),
-                                        When(heartbeat_at=bucket - 1, then=F("heartbeat_nonces")),
-                                        default=Value(" "), output_field=text),
-        "heartbeat_at": Case(When(heartbeat_at__gte=bucket, then=F("heartbeat_at")), default=Value(bucket)),
-    }
+    seen = f"%{connection.ops.prep_for_like_query(token)}%"  # LIKE as the ORM's __contains writes it
+    update.also_where("(heartbeat_at IS NULL OR heartbeat_at < %s"
+                      " OR (heartbeat_at = %s AND NOT (heartbeat_nonces LIKE %s ESCAPE '\\'))"
+                      " OR (heartbeat_at = %s AND NOT (heartbeat_nonces_before LIKE %s ESCAPE '\\')))",
+                      bucket, bucket, seen, bucket + 1, seen)
+    appended = f"{nonce} "
+    update.set("heartbeat_nonces", "CASE WHEN heartbeat_at = %s THEN heartbeat_nonces || %s"
+               " WHEN heartbeat_at = %s THEN heartbeat_nonces ELSE %s END", bucket, appended, bucket + 1, token)
+    update.set("heartbeat_nonces_before", "CASE WHEN heartbeat_at = %s THEN heartbeat_nonces_before"
+               " WHEN heartbeat_at = %s THEN heartbeat_nonces_before || %s"
+               " WHEN heartbeat_at = %s THEN heartbeat_nonces ELSE ' ' END", bucket, bucket + 1, appended, bucket - 1)
+    update.set("heartbeat_at", "CASE WHEN heartbeat_at >= %s THEN heartbeat_at ELSE %s END", bucket, bucket)
 
 
 def host_rotate_key(*, host):

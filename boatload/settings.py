@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "observe.metrics.RequestMetricsMiddleware",  # counts and times every request, errors too
     "common.requestid.RequestIdMiddleware",
     "common.logfmt.AccessLogMiddleware",  # BOATLOAD_ACCESS_LOG: one line per request, its user and duration
+    "boatload.heartbeat.HeartbeatMiddleware",  # answers heartbeats itself: none of what follows serves them
     "observe.audit.AuditMiddleware",  # every changing request leaves one audit entry (observe/audit.py)
     "common.errors.JsonErrorMiddleware",  # no HTML from any error path, DEBUG on or off
     "boatload.outage.DatabaseOutageMiddleware",  # a database that is down answers 503, not 500
@@ -79,10 +80,31 @@ TEMPLATES = [
     },
 ]
 
+
+def _gevent_patched():
+    """True in a process gevent monkey-patched (gunicorn's gevent worker patches before it loads the app)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("threading")
+
+
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("BOATLOAD_CONN_MAX_AGE", 0),
                                                   conn_health_checks=True)}
+    if _gevent_patched() and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Under gevent (the API's gunicorn workers) every request is a greenlet of its own, so Django's
+        # per-thread connections would connect to Postgres for every request (most of a heartbeat's
+        # CPU). A per-process pool of gevent-aware connections instead (django-db-geventpool): a request
+        # takes one (checked with `SELECT 1`) and gives it back when it ends (CONN_MAX_AGE 0 makes Django
+        # "close" it, which returns it). At most DB_POOL_MAX at once per worker (the next request waits
+        # for one), DB_POOL_KEEP kept open between requests.
+        DATABASES["default"].update(ENGINE="django_db_geventpool.backends.postgresql_psycopg2", CONN_MAX_AGE=0,
+                                    CONN_HEALTH_CHECKS=False)
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            MAX_CONNS=env_int("BOATLOAD_DB_POOL_MAX", 32), REUSE_CONNS=env_int("BOATLOAD_DB_POOL_KEEP", 8))
 else:
     # The embedded default (`make run`) under concurrent writers: WAL lets readers run beside the
     # one writer, every transaction takes the write lock when it begins (IMMEDIATE, so none fails

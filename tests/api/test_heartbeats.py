@@ -75,3 +75,36 @@ def test_a_heartbeat_with_the_rotated_key_completes_the_rotation_in_its_one_writ
     row = Host.objects.get(pk=pinned.pk)
     assert (row.key_id, row.secret, row.next_key_id) == (rotating.next_key_id, rotating.next_secret, "")
     assert signed_heartbeat(client, pinned).status_code == 401  # the old key stopped working
+
+
+def test_the_next_heartbeat_of_a_host_is_one_write_and_no_read(client, pinned):
+    assert signed_heartbeat(client, pinned, body=beat_body(pinned)).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        answer = signed_heartbeat(client, pinned, body=beat_body(pinned))
+    assert answer.status_code == 200 and answer.json()["state"] == "active"
+    assert [q["sql"].split()[0] for q in queries] == ["UPDATE"], [q["sql"] for q in queries]
+
+
+def test_a_remembered_key_stops_working_when_its_host_is_unregistered_or_rotated_past(client, pinned):
+    from boatload import services
+
+    assert signed_heartbeat(client, pinned).status_code == 200  # the key is remembered now
+    rotating = services.host_rotate_key(host=pinned)
+    answer = signed_heartbeat(client, pinned)
+    assert answer.status_code == 200 and answer.json()["next_key"]["key_id"] == rotating.next_key_id  # fresh
+    rotated = Host(pk=pinned.pk, key_id=rotating.next_key_id, secret=rotating.next_secret)
+    assert signed_heartbeat(client, rotated).status_code == 200  # completes the rotation
+    refused = signed_heartbeat(client, pinned)  # the old key, remembered by this worker
+    assert refused.status_code == 401 and refused.json()["error"]["message"] == "The signing key is unknown."
+    assert signed_heartbeat(client, rotated).status_code == 200
+    services.host_unregister(host=Host.objects.get(pk=pinned.pk))
+    gone = signed_heartbeat(client, rotated)
+    assert gone.status_code == 401 and gone.json()["error"]["message"] == "The signing key is unknown."
+    assert not Host.objects.filter(pk=pinned.pk).exists()
+
+
+def test_a_heartbeat_body_over_the_upload_limit_is_a_413_in_the_error_shape(client, pinned, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    answer = signed_heartbeat(client, pinned, body=json.dumps({"docker_version": "x" * 2000}).encode())
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large", answer.content
+    assert Host.objects.get(pk=pinned.pk).state == Host.State.DOWN

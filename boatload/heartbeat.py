@@ -1,0 +1,185 @@
+"""The heartbeat (POST /v1/host/heartbeat/), served by HeartbeatMiddleware ahead of the rest of the stack.
+
+1,000 hosts every 10 s are 100 heartbeats a second, and they must take under 10% of one API core:
+under 1 ms of CPU each (bench/heartbeats.py measures it). Through DRF a heartbeat cost ~15 ms, most of
+it building the ORM's UPDATE, DRF's request and serializer machinery, and the middleware a satellite
+needs none of (sessions, CSRF, messages, audit, which skips heartbeats anyway). So the middleware
+answers it right after the request metrics, the request id and the access log, with every check of
+before and the same code doing them:
+
+- the Host header against ALLOWED_HOSTS (as CommonMiddleware checks);
+- the HMAC signature over method, path, query, body, timestamp, nonce and key id, and the timestamp
+  window (common.signing.verify, the satellite's own verifier);
+- the key: one indexed read of the host by key id or the key being rotated in (`host_for_key`), or
+  none when this worker saw the key before (`_known`): the UPDATE then requires the key and its
+  secret to be still the host's, so a key retired or a host unregistered meanwhile writes nothing
+  and is asked again from the row, which says why it is refused;
+- the body: a JSON object (common.parsers.JSONParser), its fields checked by HeartbeatSerializer;
+- the replay check and the facts in the host row's one UPDATE (services.host_heartbeat);
+- the answer signed back with the key the request was signed with (common.signing).
+
+Every refusal is the one JSON error shape (common.errors.exception_handler), the 401s with
+`WWW-Authenticate: BoatLoad-HMAC`. HeartbeatView stays in the URLs for the OpenAPI schema and answers
+through `serve` too, should the middleware not be installed.
+"""
+import io
+import json
+
+from django.core.exceptions import SuspiciousOperation
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.urls import resolve
+from rest_framework import exceptions
+
+from boatload import services
+from boatload.auth import HEARTBEAT_NONCE
+from boatload.models import Host
+from common import errors, signing
+from common.parsers import JSONParser
+
+PATH = "/v1/host/heartbeat/"
+AUTH_HEADER = "BoatLoad-HMAC"
+# What a heartbeat reads of its host: the keys, and what services.host_heartbeat and heartbeat_answer use.
+# In the model's order, as Model.from_db takes a subset of its fields.
+HOST_FIELDS = tuple(field.attname for field in Host._meta.concrete_fields if field.attname in {
+    "id", "name", "key_id", "secret", "next_key_id", "next_secret", "state", "satellite_url", "tls_certificate",
+    "seal_public_key"})
+KEY_COLUMN = HOST_FIELDS.index("key_id")
+
+
+class HeartbeatMiddleware:
+    """Answers POST /v1/host/heartbeat/ itself (see the module); every other request passes on."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info == PATH and request.method == "POST":
+            return serve(request)
+        return self.get_response(request)
+
+
+_route = []
+
+
+def serve(request):
+    """The signed answer to one heartbeat, or its refusal in the one error shape."""
+    if not _route:
+        _route.append(resolve(PATH))  # the view's name, for the request metrics' label
+    request.resolver_match = _route[0]
+    request.get_host()  # DisallowedHost (a 400 from Django's handler) unless ALLOWED_HOSTS has it
+    try:
+        return _beat(request)
+    except (exceptions.APIException, SuspiciousOperation) as exc:  # RequestDataTooBig (a 413) is one too
+        return _refusal(exc)
+
+
+def _beat(request, *, remembered=True):
+    headers = request.headers
+    if signing.HEADER_SIGNATURE not in headers:
+        raise exceptions.NotAuthenticated()
+    body = request.body
+    hosts, from_memory = {}, set()
+
+    def secret_for(key_id):
+        host = _known.get(key_id) if remembered else None
+        if host is None:
+            host = host_for_key(key_id)
+        else:
+            from_memory.add(key_id)
+        hosts[key_id] = host
+        if host is None:
+            return None
+        return host.secret if host.key_id == key_id else host.next_secret
+
+    try:  # the nonce is checked (and recorded) by the heartbeat's UPDATE: here only its form
+        key_id = signing.verify(method=request.method, path=request.path, query=request.META.get("QUERY_STRING", ""),
+                                body=body, headers=headers, secret_for=secret_for,
+                                remember_nonce=lambda key_id, nonce: bool(HEARTBEAT_NONCE.fullmatch(nonce)))
+    except signing.SignatureError as exc:
+        raise exceptions.AuthenticationFailed(str(exc)) from None
+    host = hosts[key_id]
+    secret = host.secret if key_id == host.key_id else host.next_secret  # as verified
+    facts = validated_facts(request, body, host)
+    signed_at = (int(headers[signing.HEADER_TIMESTAMP]), headers[signing.HEADER_NONCE])
+    try:  # the UPDATE also checks that the key is still the host's, so a remembered one needs no read
+        host = services.host_heartbeat(host=host, key_id=key_id, secret=secret, signed_at=signed_at, **facts)
+    except exceptions.AuthenticationFailed:
+        _known.pop(key_id, None)
+        if key_id in from_memory:
+            return _beat(request, remembered=False)  # the key may be gone or rotated: say which, from the row
+        raise
+    remember(key_id, host)
+    return signed_answer(request, key_id, secret, services.heartbeat_answer(host, key_id))
+
+
+# Hosts by the key id they last heartbeated with, in this process (a heartbeat's read of its key is then
+# skipped: its UPDATE requires the key and secret to be still the host's, so a stale entry writes nothing
+# and is dropped). A key id's secret never changes; a rotation makes a new key id.
+_known = {}
+KNOWN_MAX = 100_000
+
+
+def remember(key_id, host):
+    if len(_known) >= KNOWN_MAX:
+        _known.clear()
+    _known[key_id] = host
+
+
+def host_for_key(key_id):
+    """The host whose key (or key being rotated in) is `key_id`, with HOST_FIELDS only; None if none is.
+
+    One indexed read (key_id is unique, next_key_id indexed), without the ORM's query building."""
+    if not key_id:
+        return None
+    host_table = Host._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(HOST_FIELDS)} FROM {host_table} WHERE key_id = %s OR next_key_id = %s",
+                       [key_id, key_id])
+        rows = cursor.fetchall()
+    rows.sort(key=lambda row: row[KEY_COLUMN] != key_id)  # the host's own key first
+    return Host.from_db(connection.alias, HOST_FIELDS, rows[0]) if rows else None
+
+
+def validated_facts(request, body, host):
+    """The heartbeat's fields, checked as HeartbeatSerializer checks them (BadInput or ValidationError)."""
+    from boatload.api.serializers import HeartbeatSerializer
+
+    if not body:
+        data = {}
+    elif "json" not in request.content_type:
+        raise exceptions.UnsupportedMediaType(request.content_type)
+    else:
+        data = JSONParser().parse(io.BytesIO(body))
+    checker = _checkers.pop() if _checkers else HeartbeatSerializer()
+    checker._context = {"host": host}  # the pinned certificate and seal key are not parsed again
+    try:
+        return checker.run_validation(data)
+    finally:
+        checker._context = {}
+        _checkers.append(checker)
+
+
+# HeartbeatSerializers ready to check a body: making one (DRF copies its fields) costs more than the check.
+# One is taken for one check at a time (list pop and append are atomic), so threads and greenlets never share.
+_checkers = []
+
+
+def _refusal(exc):
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        exc.auth_header = AUTH_HEADER
+    answer = errors.exception_handler(exc, {})
+    response = JsonResponse(answer.data, status=answer.status_code)
+    for name in ("WWW-Authenticate", "Retry-After"):
+        if name in answer:
+            response[name] = answer[name]
+    return response
+
+
+def signed_answer(request, key_id, secret, answer):
+    """A JSON answer signed with the key the request was signed with, bound to the request's nonce."""
+    body = json.dumps(answer).encode()
+    headers = signing.sign_response_headers(secret, key_id, status=200, method=request.method, path=request.path,
+                                            request_nonce=request.headers.get(signing.HEADER_NONCE), body=body)
+    headers["X-Content-Type-Options"] = "nosniff"  # as SecurityMiddleware sets on every other answer
+    return HttpResponse(body, content_type="application/json", headers=headers)
