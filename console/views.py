@@ -30,10 +30,11 @@ from common.errors import BoatLoadError, _first_error, html_page
 from genisys import deploy
 from genisys import services as genisys_services
 from genisys.api.serializers import ScaleSerializer  # the API's own definition of a scale order
-from genisys.models import Compute, ScaleOrder, Service
+from genisys.models import Compute, Deployment, ScaleOrder, Service
 
 LOGIN_URL = "console:login"
 PAGE_SIZE = 25
+DEPLOYMENT_FAILED = (Deployment.State.FAILED, Deployment.State.ROLLED_BACK)
 
 
 def page(request, template, context, status=200):
@@ -126,12 +127,14 @@ def _dashboard(user, *, live):
 
 def last_failures(containers, visible_services, count=10):
     """The newest failures the user may see, of every kind in one list (newest first), each with a link
-    to the page that tells more: failed creates and lost containers, failed scale orders. (Deployments,
-    when they exist, add their failed ones here.)"""
+    to the page that tells more: failed creates and lost containers, failed scale orders, and deployments
+    that failed or were rolled back (of the services the user may see)."""
     failed_rows = (containers.filter(state__in=(Container.State.FAILED, Container.State.LOST))
                    .select_related("host").order_by("-updated")[:count])
     failed_orders = (ScaleOrder.objects.filter(service__in=visible_services, result="failed")
                      .select_related("service", "compute").order_by("-created")[:count])
+    failed_deployments = (Deployment.objects.filter(service__in=visible_services, state__in=DEPLOYMENT_FAILED)
+                          .select_related("service").order_by("-updated")[:count])
     found = [{"when": row.updated, "name": row.name, "url": reverse("console:container", args=[row.uuid]),
               "what": row.state, "where": row.host.name if row.host else "—",
               "reason": row.last_error or "(no reason recorded)"} for row in failed_rows]
@@ -139,6 +142,11 @@ def last_failures(containers, visible_services, count=10):
                "url": reverse("console:service", args=[order.service.name]), "what": "scale order failed",
                "where": order.compute.name if order.compute else "—", "reason": order.message}
               for order in failed_orders]
+    found += [{"when": row.finished or row.updated, "name": row.service.name,
+               "url": reverse("console:service", args=[row.service.name]) + "#deployment",
+               "what": f"deployment {row.pk} {row.get_state_display().lower()}",
+               "where": f"version {row.from_version or '–'} → {row.to_version}",
+               "reason": row.reason or "(no reason recorded)"} for row in failed_deployments]
     return sorted(found, key=lambda failure: failure["when"], reverse=True)[:count]
 
 
@@ -440,6 +448,16 @@ HOST_ACTIONS = {
     "rotate-key": lambda host: services.host_rotate_key(host=host),
     "unregister": lambda host: services.host_unregister(host=host),
 }
+# What each host action's confirmation page says: every one of them asks first (nothing changes before
+# confirm=yes), as deleting does.
+HOST_CONFIRMATIONS = {
+    "drain": ("Drain {name}?", "No new container is placed on it; what runs there keeps running.",
+              "Yes, drain {name}"),
+    "rotate-key": ("Rotate the key of {name}?", "Its satellite is handed a new signing key with its next "
+                   "heartbeat, sealed to its seal key.", "Yes, rotate the key of {name}"),
+    "unregister": ("Unregister {name}?", "Its keys stop working at once and its containers are marked lost.",
+                   "Yes, unregister {name}"),
+}
 
 
 @staff
@@ -448,10 +466,9 @@ def host_action(request, name, action):
     host = get_object_or_404(Host, name=name)
     if action not in HOST_ACTIONS:
         return page(request, "console/error.html", {"message": "action: unknown"}, status=400)
-    if action == "unregister" and not confirmed(request):
-        return confirm(request, title=f"Unregister {host.name}?",
-                       text="Its keys stop working at once and its containers are marked lost.",
-                       action_url=request.path, button=f"Yes, unregister {host.name}",
+    if not confirmed(request):
+        title, text, button = (part.format(name=host.name) for part in HOST_CONFIRMATIONS[action])
+        return confirm(request, title=title, text=text, action_url=request.path, button=button,
                        cancel_url=reverse("console:hosts"))
     try:
         HOST_ACTIONS[action](host)

@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, free_port, jwt_for
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, free_port, jwt_for
 from tests.console.quiet_network import QuietNetwork
 from tests.live import live_world
 
@@ -73,7 +73,8 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         return {"users": users, "kept": kept}
 
     with live_world(django_db_blocker, folder, host_name="console-host", rows=rows,
-                    api_env={"BOATLOAD_STATIC_ROOT": str(static)},
+                    # A frozen host's creates must still be waited for while a test looks at the others'.
+                    api_env={"BOATLOAD_STATIC_ROOT": str(static), "BOATLOAD_SATELLITE_TIMEOUT": "30s"},
                     host_fields={"labels": {"group": "g1"}, "cpus": 2}) as made:
         yield made
 
@@ -81,10 +82,12 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 class Browser:
     """One headless Chromium with its own profile; `shot(name)` writes a screenshot."""
 
-    def __init__(self, base, network, width=1280, height=800):
+    def __init__(self, base, network, width=1280, height=800, page_load="normal"):
         self.base = base
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
+        # "none": a command returns while the page is still loading (a page that streams, read as it arrives).
+        options.page_load_strategy = page_load
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      f"--window-size={width},{height}"):
@@ -132,7 +135,7 @@ class Browser:
 
     def login(self, user):
         self.get("/")
-        self.wait.until(lambda d: "/console/login/" in d.current_url)
+        self.wait.until(lambda d: "/console/login/" in d.current_url and d.find_elements(By.ID, "id_password"))
         self.find("#id_username").send_keys(user)
         self.find("#id_password").send_keys(PASSWORDS[user], Keys.ENTER)
         self.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "form.who"))
@@ -161,8 +164,8 @@ def network(world, tmp_path_factory):
 def browser(world, network):
     opened = []
 
-    def open_browser(**size):
-        opened.append(Browser(world["server"].url, network, **size))
+    def open_browser(**options):
+        opened.append(Browser(world["server"].url, network, **options))
         return opened[-1]
 
     yield open_browser
@@ -718,7 +721,9 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     assert_every_control_labelled(b)
     b.shot("hosts-staff")
     row = next(tr for tr in b.all("#hosts tbody tr") if world["host"].name in tr.text)
-    row.find_element(By.XPATH, ".//button[text()='Drain']").click()
+    row.find_element(By.XPATH, ".//button[text()='Drain…']").click()
+    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+    b.find("#confirm").click()
     b.wait.until(lambda d: "drain: " in b.find(".messages").text)
     world["host"].refresh_from_db()
     assert world["host"].state == "draining"
@@ -805,9 +810,10 @@ def test_main_pages_fit_the_window_without_horizontal_scroll(world, browser, wid
     b.shot(f"fit-jointoken-{width}")
 
 
-def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, django_db_blocker):
-    """Staff rotate a host's key and unregister it (only once confirmed); its containers are then lost,
-    and the dashboard's last failures link to them."""
+def test_hosts_drain_rotate_a_key_and_unregister_after_a_confirmation(world, browser, django_db_blocker):
+    """Staff drain a host, rotate its key and unregister it, each only once confirmed: the first POST (the
+    host row's button) changes nothing and shows the confirmation page, its "Yes" does it. Its containers are
+    then lost, and the dashboard's last failures link to them."""
     from django.utils import timezone
 
     from boatload.models import Container, Host
@@ -815,9 +821,9 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
 
     name = f"spare-{RUN_ID}"
     with django_db_blocker.unblock():
-        # Draining: nothing is placed on it meanwhile. Its seal key lets a new key be delivered.
+        # Its seal key lets a new key be delivered. Active until the test drains it, first thing.
         spare = Host.objects.create(name=name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="spare",
-                                    secret="spare-secret", state=Host.State.DRAINING, last_seen=timezone.now(),
+                                    secret="spare-secret", state=Host.State.ACTIVE, last_seen=timezone.now(),
                                     seal_public_key=sealing.public_text(sealing.new_private_key()))
         held = Container.objects.create(owner=world["users"]["alice"], host=spare, name=f"held-{RUN_ID}",
                                         image_name=IMAGE_NAME, state=Container.State.RUNNING, docker_id="0" * 64)
@@ -833,18 +839,25 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
                     return True
                 b.wait.until(attempt)
 
-            click_in_row("Rotate key")
-            b.wait.until(lambda d: f"rotate-key: {name} done" in b.find(".messages").text)
-            spare.refresh_from_db()
-            assert spare.next_key_id and spare.next_key_id != "spare"
+            def before_and_after(action):
+                """The host's row, and whether `action` is done."""
+                row = Host.objects.filter(name=name).values("state", "next_key_id").first()
+                done = {"drain": row and row["state"] == "draining",
+                        "rotate-key": row and row["next_key_id"] not in ("", "spare"), "unregister": row is None}
+                return row, done[action]
 
-            click_in_row("Unregister…")
-            b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
-            assert Host.objects.filter(name=name).exists()  # nothing happens before the confirmation
-            assert_every_control_labelled(b)
-            b.shot("confirm-unregister")
-            b.find("#confirm").click()
-            b.wait.until(lambda d: f"unregister: {name} done" in b.find(".messages").text)
+            for label, action in (("Drain…", "drain"), ("Rotate key…", "rotate-key"), ("Unregister…", "unregister")):
+                row_before, done = before_and_after(action)
+                assert not done
+                click_in_row(label)
+                b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+                assert name in b.find("h1").text and b.find("#cancel").get_attribute("href").endswith("/console/hosts/")
+                assert before_and_after(action) == (row_before, False)  # nothing happens before the confirmation
+                assert_every_control_labelled(b)
+                b.shot(f"confirm-{action}")
+                b.find("#confirm").click()
+                b.wait.until(lambda d, action=action: f"{action}: {name} done" in b.find(".messages").text)
+                assert before_and_after(action)[1], action
             assert not Host.objects.filter(name=name).exists()
             held.refresh_from_db()
             assert held.state == "lost" and name in held.last_error
@@ -858,10 +871,13 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
 
 
 def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django_db_blocker, host_active):
-    """A create that failed (from the form) and a scale order that failed are both listed, newest first,
-    each with a link to its page."""
+    """A create that failed (from the form), a scale order that failed and deployments that failed or were
+    rolled back are listed, newest first, each with a link to its page and its reason; another user's
+    service's failed deployment is not."""
+    from django.utils import timezone
+
     from boatload.models import Container
-    from genisys.models import Compute
+    from genisys.models import Compute, Deployment, Service
 
     alice_api = {"Authorization": f"Bearer {jwt_for(world['users']['alice'])}"}
     ops_api = {"Authorization": f"Bearer {jwt_for(world['users']['ops'])}"}
@@ -885,16 +901,39 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
             scaled = requests.post(f"{world['server'].url}/service/{WEB}/scale", headers=alice_api, timeout=60,
                                    json={"number": 1, "compute": BROKEN})
             assert scaled.status_code == 502, scaled.text
+            # Deployments as the reconciler leaves them when one fails or rolls back (genisys.deploy._finish),
+            # newer than the failures above; the newest of all is of bob's service, which alice does not see.
+            web = Service.objects.get(name=WEB)
+            hidden = Service.objects.create(name=f"bobs-{RUN_ID}", image=f"{IMAGE_NAME}:{IMAGE_TAG}",
+                                            owner=world["users"]["bob"])
+            ended = [Deployment.objects.create(
+                service=service, kind="definition", from_version=1, to_version=2, target_version=target,
+                rolling_back=state == "rolled_back", state=state, reason=reason, policy={},
+                progressed=timezone.now(), finished=timezone.now()) for service, state, target, reason in (
+                    (web, "failed", 2, f"failed-{RUN_ID}: slot 0 on local never became healthy"),
+                    (web, "rolled_back", 1, f"rolled-{RUN_ID}: rollback requested"),
+                    (hidden, "failed", 2, f"hidden-{RUN_ID}"))]
 
             b.get("/console/")
-            b.wait.until(lambda d: BROKEN in b.find("#last-failures").text)
-            links = b.driver.execute_script(
-                "return [...document.querySelectorAll('#last-failures li a')].map(a => [a.textContent, a.pathname])")
-            assert links[:2] == [[WEB, f"/console/service/{WEB}/"], [FAILS, f"/console/container/{failed.uuid}/"]]
+            b.wait.until(lambda d: f"rolled-{RUN_ID}" in b.find("#last-failures").text)
+            # Read in one script run: htmx replaces the panel every 5 s.
+            links, items, panel = b.driver.execute_script(
+                "const lis = [...document.querySelectorAll('#last-failures li')];"
+                "return [lis.map(li => li.querySelector('a')).filter(a => a).map(a => [a.textContent, a.pathname]),"
+                "        lis.map(li => li.textContent), document.querySelector('main').textContent]")
+            service_page = f"/console/service/{WEB}/"
+            assert links[:4] == [[WEB, service_page], [WEB, service_page], [WEB, service_page],
+                                 [FAILS, f"/console/container/{failed.uuid}/"]], links
+            assert f"deployment {ended[1].pk} rolled back" in items[0] and f"rolled-{RUN_ID}" in items[0], items
+            assert f"deployment {ended[0].pk} failed" in items[1] and f"failed-{RUN_ID}" in items[1], items
+            assert BROKEN in items[2] and "scale order failed" in items[2], items
+            assert f"hidden-{RUN_ID}" not in panel and hidden.name not in panel
             b.shot("dashboard-failures")
             b.driver.find_element(By.LINK_TEXT, FAILS).click()
             b.wait.until(lambda d: b.find("#platform-state").text == "failed")
         finally:
+            Deployment.objects.filter(reason__contains=RUN_ID).delete()
+            Service.objects.filter(name=f"bobs-{RUN_ID}").delete()
             compute = Compute.objects.filter(name=BROKEN).first()
             if compute:
                 compute.orders.all().delete()
@@ -902,43 +941,78 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
                 compute.delete()
 
 
-def test_many_instances_show_a_failing_host_among_the_results(world, browser, django_db_blocker, host_active):
-    """Two instances spread over two active hosts, one of which does not answer: the progress page
-    shows one created and one failed, naming that host."""
+def test_many_instances_show_each_result_as_its_host_answers(world, browser, django_db_blocker, host_active,
+                                                             tmp_path_factory, docker_client):
+    """Six instances spread over three active hosts: the world's, a second real satellite frozen by SIGSTOP
+    (it accepts connections and answers none) and one where nothing listens. While the frozen host's creates
+    are still pending, the progress page (still loading: the same document, no reload) already shows the
+    other hosts' results, the created and the failed naming their host, with the count so far; after
+    SIGCONT the frozen host's two arrive in the same page, then the totals."""
     from django.utils import timezone
 
     from boatload import services
     from boatload.models import Container, Host
 
-    name = f"zz-gone-{RUN_ID}"  # after console-host by name
+    frozen_name, gone_name, made = f"zz-frozen-{RUN_ID}", f"zz-gone-{RUN_ID}", f"two{RUN_ID}"
+    frozen = SatelliteProcess(tmp_path_factory.mktemp("frozen"), name=frozen_name).start()
     with django_db_blocker.unblock():
-        gone = Host.objects.create(name=name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="gone",
-                                   secret="gone-secret", state=Host.State.ACTIVE, last_seen=timezone.now(), cpus=1)
-        # Placement takes the least loaded host first (ties by name): give the silent one as many rows as
-        # the real one holds, so of two instances the first goes to the real host, the second to this one.
+        hosts = [Host.objects.create(name=frozen_name, satellite_url=frozen.url, key_id=frozen.key_id,
+                                     secret=frozen.secret, state=Host.State.ACTIVE, last_seen=timezone.now()),
+                 Host.objects.create(name=gone_name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="gone",
+                                     secret="gone-secret", state=Host.State.ACTIVE, last_seen=timezone.now())]
+        # Placement takes the least loaded host first (ties by name): give the two as many rows as the real
+        # host holds, so six instances go two to each.
         load = Container.objects.filter(host=world["host"], state__in=Container.DEPLOYED).count()
-        Container.objects.bulk_create(Container(owner=world["users"]["ops"], host=gone, name=f"filler-{RUN_ID}-{i}",
-                                                image_name=IMAGE_NAME, state=Container.State.RUNNING)
-                                      for i in range(load))
+        Container.objects.bulk_create(Container(owner=world["users"]["ops"], host=host, image_name=IMAGE_NAME,
+                                                name=f"filler-{host.name}-{i}", state=Container.State.RUNNING)
+                                      for host in hosts for i in range(load))
+        rows = Container.objects.filter(name__startswith=f"{made}-")
         try:
-            b = browser()
+            b = browser(page_load="none")  # commands do not wait for the page to end loading
             b.login("alice")
             b.get("/console/containers/new")
+            b.wait.until(lambda d: d.find_elements(By.ID, "f-image_name"))
             b.find("#f-image_name").send_keys(IMAGE_NAME)
             b.find("#f-command").send_keys("sleep 3600")
-            b.find("#f-name").send_keys(f"two{RUN_ID}")
-            b.find("#f-instances").send_keys("2")
+            b.find("#f-name").send_keys(made)
+            b.find("#f-instances").send_keys("6")
+            frozen.freeze()
             b.find("#create").click()
+
+            def shown():
+                return [(li.get_attribute("class"), li.text) for li in b.all("#progress li")]
+            b.wait.until(lambda d: len(shown()) == 4)
+            document = b.driver.execute_script("return document.body.dataset.seen = String(Math.random())")
+            assert b.driver.execute_script("return document.readyState") == "loading"  # the page is still coming
+            assert b.all("#progress-done") == []
+            assert sorted(rows.filter(state="pending").values_list("host__name", flat=True)) == [frozen_name] * 2
+            ok = sorted(text for kind, text in shown() if kind == "ok")
+            failed = sorted(text for kind, text in shown() if kind == "failed")
+            assert len(ok) == 2 and all(world["host"].name in text and "running" in text for text in ok), shown()
+            assert len(failed) == 2 and all(gone_name in text and "failed:" in text for text in failed), shown()
+            assert [text.split(":")[0] for _, text in shown()] == ["1/6", "2/6", "3/6", "4/6"]
+            assert frozen_name not in b.find("#progress").text
+            b.shot("create-progress-partial")
+
+            frozen.freeze(False)
             done = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#progress-done"))[0]
-            assert done.text == "1 of 2 created, 1 failed."
-            [ok], [bad] = b.all("#progress li.ok"), b.all("#progress li.failed")
-            assert world["host"].name in ok.text and name in bad.text and "failed:" in bad.text
+            assert done.text == "4 of 6 created, 2 failed."
+            later = [text for _, text in shown()[4:]]
+            assert len(later) == 2 and all(frozen_name in text and "running" in text for text in later), shown()
+            assert b.driver.execute_script("return document.body.dataset.seen") == document  # the same page
+            assert sorted(rows.values_list("host__name", "state")) == sorted(
+                [(world["host"].name, "running")] * 2 + [(frozen_name, "running")] * 2 + [(gone_name, "failed")] * 2)
             b.shot("create-progress-failure")
         finally:
-            for row in Container.objects.filter(name__startswith=f"two{RUN_ID}", state="running"):
+            frozen.freeze(False)
+            for row in rows.filter(state="running"):
                 services.container_delete(row=row)
-            Container.objects.filter(host__name=name).delete()
-            Host.objects.filter(name=name).delete()
+            Container.objects.filter(host__in=hosts).delete()
+            Host.objects.filter(pk__in=[host.pk for host in hosts]).delete()
+            own = "=".join(next(iter(frozen.own_labels().items())))
+            frozen.stop()
+            for container in docker_client.containers.list(all=True, filters={"label": own}):
+                container.remove(force=True)
 
 
 @pytest.mark.django_db
