@@ -403,6 +403,7 @@ def service_detail(request, name):
     context = {"service": service, "compute_choices": [("*", "all (spread)"), *((c, c) for c in computes)],
                "orders": service.orders.select_related("compute", "requested_by")[:50]}
     context["deployment"] = service.deployments.select_related("started_by").first()  # the latest (-id)
+    context["deployment_controls"] = deployment_controls(context["deployment"])
     if request.method == "POST":
         number = request.POST.get("number", "").strip()
         compute = request.POST.get("compute", "").strip() or None
@@ -424,6 +425,54 @@ def service_detail(request, name):
         context["status"] = (error.extra or {}).get("status")
         context["status_error"] = error.message
     return page(request, "console/service.html", context, status=status)
+
+
+@member
+def service_deployment(request, name):
+    """The service page's deployment section, alone: htmx swaps it in every few seconds while it is active."""
+    service = get_object_or_404(Service.objects.visible_to(request.user), name=name)
+    deployment = service.deployments.select_related("started_by").first()
+    return render(request, "console/_service_deployment.html", {
+        "service": service, "deployment": deployment, "deployment_controls": deployment_controls(deployment)})
+
+
+DEPLOYMENT_ACTIONS = {"pause": deploy.deployment_pause, "resume": deploy.deployment_resume,
+                      "rollback": deploy.deployment_rollback}  # the API's (genisys/api/deployments.py)
+
+
+def deployment_controls(deployment):
+    """The controls a service page offers for its latest deployment, as genisys.deploy would take them."""
+    if deployment is None:
+        return []
+    controls = {Deployment.State.RUNNING: ["pause"], Deployment.State.PAUSED: ["resume"]}.get(deployment.state, [])
+    can_roll_back = (not deployment.rolling_back and deployment.state != Deployment.State.ROLLED_BACK
+                     and deployment.state != Deployment.State.SUCCEEDED
+                     and deployment.from_version not in (None, deployment.to_version))
+    return controls + (["rollback"] if can_roll_back else [])
+
+
+@member
+@require_POST
+def deployment_action(request, name, id, action):
+    """Pause, resume or roll back a deployment of a service the user may see (the API's rules: genisys.deploy
+    refuses what its state does not allow, 409 there, a message here). Rolling back asks first."""
+    service = get_object_or_404(Service.objects.visible_to(request.user), name=name)
+    deployment = get_object_or_404(service.deployments, pk=id)
+    here = reverse("console:service", args=[service.name])
+    if action not in DEPLOYMENT_ACTIONS:
+        return page(request, "console/error.html", {"message": "action: choose pause, resume or rollback"}, status=400)
+    if action == "rollback" and not confirmed(request):
+        return confirm(request, title=f"Roll back deployment {deployment.pk} of {service.name}?",
+                       text=f"The service's definition returns to version {deployment.from_version} and its "
+                            "containers are replaced with it, health-gated, as the update policy says.",
+                       action_url=request.path, button=f"Yes, roll back to version {deployment.from_version}",
+                       cancel_url=here)
+    try:
+        row = DEPLOYMENT_ACTIONS[action](deployment=deployment)
+        messages.success(request, f"{action}: deployment {row.pk} is {row.get_state_display().lower()}.")
+    except BoatLoadError as error:
+        messages.error(request, error.message)
+    return redirect(here + "#deployment")
 
 
 # ---- hosts -------------------------------------------------------------------------------------

@@ -622,6 +622,83 @@ def test_scale_a_service_to_three(world, browser):
     b.wait.until(lambda d: f"Scaled {WEB} to 0" in b.find(".messages").text)
 
 
+def test_a_deployment_is_paused_resumed_and_rolled_back_from_its_service_page(world, browser, django_db_blocker):
+    """The latest deployment's controls on the service page: pause, resume, then roll back after a confirmation
+    page (nothing changes before it); its progress is redrawn without a page reload while it is active. Another
+    user's forged POST to the controls finds nothing (404)."""
+    from django.db import transaction
+
+    from genisys import deploy
+    from genisys.models import Compute, Desired, Service
+
+    name = f"dep{RUN_ID}"
+    with django_db_blocker.unblock():
+        service = Service.objects.create(name=name, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+                                         owner=world["users"]["alice"])
+        try:
+            with transaction.atomic():
+                deploy.version_record(service=service, user=world["users"]["alice"])  # version 1
+            # One slot desired (no reconciler runs here, so the deployment stays running until told otherwise).
+            Desired.objects.create(service=service, compute=Compute.objects.get(name="local"), number=1)
+            service.command = "sleep 3601"
+            service.save()
+            deployment = deploy.definition_changed(service=service, user=world["users"]["alice"])  # 1 → 2
+            assert (deployment.state, deployment.from_version, deployment.to_version) == ("running", 1, 2)
+
+            b = browser()
+            b.login("alice")
+            b.get(f"/console/service/{name}/")
+            assert "Running" in b.find("#deployment h2").text and b.all("#deployment-resume") == []
+
+            def click(css):
+                """Find and click in one go: htmx may swap the section between a find and a click."""
+                b.wait.until(lambda d: b.find(css).click() or True)
+            assert_every_control_labelled(b)
+            # The reconciler's progress shows up in the page by itself (htmx, the same document).
+            type(deployment).objects.filter(pk=deployment.pk).update(
+                progress={"local": {"desired": 1, "updated": 1, "healthy": 0, "failed": 0}})
+            b.wait.until(lambda d: "local" in b.find("#deployment-progress tbody").text)
+            assert b.driver.execute_script("return performance.getEntriesByType('navigation').length") == 1
+
+            def state():
+                deployment.refresh_from_db()
+                return deployment.state
+            click("#deployment-pause")
+            b.wait.until(lambda d: "pause: deployment" in b.find(".messages").text)
+            assert state() == "paused"
+            b.wait.until(lambda d: "Paused" in b.find("#deployment h2").text)
+            click("#deployment-resume")
+            b.wait.until(lambda d: "resume: deployment" in b.find(".messages").text)
+            assert state() == "running"
+            click("#deployment-rollback")
+            b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+            service.refresh_from_db()
+            assert (state(), deployment.rolling_back, service.command, service.version) == ("running", False,
+                                                                                         "sleep 3601", 2)
+            b.shot("confirm-rollback")
+            b.find("#confirm").click()
+            b.wait.until(lambda d: "rollback: deployment" in b.find(".messages").text)
+            service.refresh_from_db()
+            assert (state(), deployment.rolling_back, service.command, service.version) == ("running", True,
+                                                                                         "sleep 3600", 1)
+            b.wait.until(lambda d: "rolling back to 1" in b.find("#deployment").text)
+            assert b.all("#deployment-rollback") == []
+            b.shot("service-deployment")
+
+            bob = browser()
+            bob.login("bob")
+            http = bob.session()
+            headers = {"X-CSRFToken": bob.driver.get_cookie("csrftoken")["value"],
+                       "Referer": world["server"].url + "/console/"}
+            for action in ("pause", "rollback"):
+                answer = http.post(f"{world['server'].url}/console/service/{name}/deployment/{deployment.pk}/{action}",
+                                   data={"confirm": "yes"}, headers=headers, timeout=30)
+                assert answer.status_code == 404, action
+            assert state() == "running"
+        finally:
+            service.delete()
+
+
 @pytest.mark.django_db
 def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
     from boatload.models import Host, JoinToken
