@@ -358,11 +358,18 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.shot("container")
     b.shot("container-390", width=390)
 
-    # Stop by keyboard, then delete (confirmed).
+    # Stop by keyboard, start and restart, stop again, then delete (confirmed).
     b.find("#do-stop").send_keys(Keys.ENTER)
     b.wait.until(lambda d: b.find("#platform-state").text == "exited")
     row.refresh_from_db()
     assert row.state == "exited"
+    for action in ("start", "restart"):
+        b.find(f"#do-{action}").click()
+        b.wait.until(lambda d, action=action: f"{action}: the container is running" in b.find(".messages").text)
+        row.refresh_from_db()
+        assert (row.state, b.find("#platform-state").text) == ("running", "running"), action
+    b.find("#do-stop").click()
+    b.wait.until(lambda d: b.find("#platform-state").text == "exited")
     b.find("#do-delete").click()
     b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))  # a page of its own, not a dialog
     row.refresh_from_db()
@@ -765,6 +772,11 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     assert str(world["kept"].uuid) in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
     b.get(f"/console/container/{world['kept'].uuid}/")
     assert "alice" in b.find(".facts").text
+    b.get("/admin/")  # the same login; the admin's "View site" leads back to the console
+    b.wait.until(lambda d: d.find_elements(By.ID, "user-tools"))
+    links = b.driver.execute_script(  # textContent: the admin's CSS upper-cases what the user sees
+        "return [...document.querySelectorAll('#user-tools a')].map(a => [a.textContent.trim(), a.pathname])")
+    assert ["View site", "/console/"] in links, links
 
     # The dashboard refreshes itself: a new container shows up in the totals without a reload.
     b.get("/console/")
@@ -805,6 +817,61 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     world["host"].refresh_from_db()
     assert world["host"].state == "draining"
     assert Container.objects.filter(owner__username="alice", name=KEPT).exists()
+
+
+def test_the_containers_table_filters_searches_and_pages_on_the_server(world, browser, django_db_blocker):
+    """The one table of every host's containers: filters (state, host, image, owner for staff) and search narrow
+    it on the server, and it pages 25 rows at a time (the next page holds the rest, none twice)."""
+    from boatload.models import Container, Host
+
+    prefix = f"row{RUN_ID}"
+    with django_db_blocker.unblock():
+        other = Host.objects.create(name=f"other-{RUN_ID}", satellite_url=f"http://127.0.0.1:{free_port()}",
+                                    key_id="other", secret="other-secret", state=Host.State.DRAINING)
+        # 30 exited rows of alice's on the world's host, 3 of bob's, failed, on another host (rows only: the
+        # table reads the database).
+        Container.objects.bulk_create(
+            [Container(owner=world["users"]["alice"], host=world["host"], name=f"{prefix}-a{n:02}",
+                       image_name="img/alice", state=Container.State.EXITED) for n in range(30)]
+            + [Container(owner=world["users"]["bob"], host=other, name=f"{prefix}-b{n}", image_name="img/bob",
+                         state=Container.State.FAILED) for n in range(3)])
+        try:
+            b = browser()
+            b.login("ops")
+
+            def listed(query):
+                b.get(f"/console/containers/?{query}")
+                names = [a.text for a in b.all("#containers tbody td:nth-child(2) a")]
+                return names, b.find(".pages").text
+            names, pages = listed(f"q={prefix}")
+            assert len(names) == 25 and "Page 1 of 2 (33)" in pages, pages
+            b.find(".pages a[href*='page=2']").click()
+            b.wait.until(lambda d: "Page 2 of 2" in b.find(".pages").text)
+            rest = [a.text for a in b.all("#containers tbody td:nth-child(2) a")]
+            assert len(rest) == 8 and not set(rest) & set(names) and "q=" in b.driver.current_url
+            assert sorted(listed(f"q={prefix}&state=failed")[0]) == [f"{prefix}-b{n}" for n in range(3)]
+            assert sorted(listed(f"q={prefix}&host={other.name}")[0]) == [f"{prefix}-b{n}" for n in range(3)]
+            names, pages = listed(f"q={prefix}&image=img/alice")
+            assert "(30)" in pages and all("-a" in name for name in names), pages
+            assert sorted(listed(f"q={prefix}&owner=bob")[0]) == [f"{prefix}-b{n}" for n in range(3)]
+            # The filter form itself, as a user fills it in: the search and a state chosen from the list.
+            b.get("/console/containers/")
+            b.find("input[name=q]").send_keys(f"{prefix}-a0")
+            Select(b.find("select[name=state]")).select_by_value("exited")
+            b.find(".filters button[type=submit]").click()
+            b.wait.until(lambda d: "state=exited" in d.current_url)
+            assert sorted(a.text for a in b.all("#containers tbody td:nth-child(2) a")) == [
+                f"{prefix}-a0{n}" for n in range(10)]
+            b.shot("containers-filtered")
+
+            user = browser()
+            user.login("bob")  # a plain user's table holds only their rows, whatever the owner filter says
+            user.get(f"/console/containers/?q={prefix}&owner=alice")
+            assert sorted(a.text for a in user.all("#containers tbody td:nth-child(2) a")) == [
+                f"{prefix}-b{n}" for n in range(3)]
+        finally:
+            Container.objects.filter(name__startswith=prefix).delete()
+            other.delete()
 
 
 def test_keyboard_only_creates_follows_the_log_and_stops(world, browser, host_active):
