@@ -8,9 +8,12 @@ endpoints, reached from the page with the session cookie: one stream, one set of
 """
 import base64
 import json
+import queue
+import threading
 from collections import Counter, defaultdict
 from functools import wraps
 
+from django import db
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -367,13 +370,32 @@ def container_create(request):
         status = getattr(error, "status_code", 400)
         return page(request, "console/create.html", _create_context(request, errors=errors, message=message),
                     status=status)
-    outcomes = services.container_create_each(rows, spec, as_staff=request.user.is_staff)
     if "instances" not in placement:
-        row, error = next(outcomes)
+        row, error = next(services.container_create_each(rows, spec, as_staff=request.user.is_staff))
         if error is not None:
             messages.error(request, f"The create failed on {row.host.name}: {error.message}")
         return redirect("console:container", uuid=row.uuid)
+    outcomes = _create_apart(rows, spec, as_staff=request.user.is_staff)
     return StreamingHttpResponse(_progress(request, rows, outcomes), content_type="text/html; charset=utf-8")
+
+
+def _create_apart(rows, spec, *, as_staff):
+    """The creates of a many-instance request in a thread of their own (a greenlet under gunicorn's gevent
+    workers), yielding each outcome as it is recorded. The page only reads them: should the browser leave
+    (the response is closed), the batch still records every outcome and completes its audit entry."""
+    outcomes = queue.Queue()
+
+    def run():
+        try:
+            for outcome in services.container_create_each(rows, spec, as_staff=as_staff):
+                outcomes.put(outcome)
+        finally:
+            outcomes.put(None)
+            db.connections.close_all()  # this thread's own connection
+
+    threading.Thread(target=run, name="create-batch", daemon=True).start()
+    while (outcome := outcomes.get()) is not None:
+        yield outcome
 
 
 def _progress(request, rows, outcomes):

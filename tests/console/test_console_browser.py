@@ -1159,6 +1159,62 @@ def test_many_instances_show_each_result_as_its_host_answers(world, browser, dja
                 container.remove(force=True)
 
 
+def test_a_many_instance_create_goes_on_when_its_page_is_closed(world, django_db_blocker, tmp_path_factory,
+                                                                docker_client):
+    """The browser leaves the progress page while a frozen host's creates are still out: the creates still
+    record every outcome (no row left pending for the reconciler to guess at) and complete the request's
+    audit entry, since the batch does not run inside the page's response."""
+    from django.utils import timezone
+
+    from boatload import services
+    from boatload.models import Container, Host
+    from observe.models import AuditEntry
+    from tests.conftest import wait_until
+
+    name, made = f"zz-left-{RUN_ID}", f"left{RUN_ID}"
+    frozen = SatelliteProcess(tmp_path_factory.mktemp("left"), name=name).start()
+    with django_db_blocker.unblock():
+        host = Host.objects.create(name=name, satellite_url=frozen.url, key_id=frozen.key_id, secret=frozen.secret,
+                                   state=Host.State.ACTIVE, last_seen=timezone.now())
+        rows = Container.objects.filter(name__startswith=f"{made}-")
+        try:
+            http = requests.Session()
+            login = world["server"].url + "/console/login/?next=/console/"
+            http.get(login, timeout=30)
+            answer = http.post(login, timeout=30, headers={"Referer": login}, data={
+                "username": "alice", "password": PASSWORDS["alice"],
+                "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+            assert answer.ok and urlsplit(answer.url).path == "/console/", answer.url
+            frozen.freeze()
+            form = world["server"].url + "/console/containers/new"
+            page = http.post(form, stream=True, timeout=60, headers={"Referer": form}, data={
+                "image_name": IMAGE_NAME, "command": "sleep 3600", "name": made, "instances": "4", "host": name,
+                "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+            assert page.status_code == 200
+            assert "Creating 4 containers" in next(page.iter_content(4096)).decode()
+            page.close()  # the browser goes away while all four are still out
+            assert sorted(rows.values_list("state", flat=True)) == ["pending"] * 4
+            frozen.freeze(False)
+            wait_until(lambda: not rows.filter(state="pending").exists(), timeout=60, message="no row pending")
+            assert sorted(rows.values_list("state", flat=True)) == ["running"] * 4
+            uuid = str(rows.first().uuid)
+            entry = wait_until(lambda: AuditEntry.objects.filter(action="container.create",
+                                                                 detail__containers__contains=[uuid],
+                                                                 detail__has_key="failed").first(),
+                               timeout=30, message="the create's audit entry completed")
+            assert (entry.result, entry.detail["failed"]) == ("ok", 0)
+        finally:
+            frozen.freeze(False)
+            for row in rows.filter(state="running"):
+                services.container_delete(row=row)
+            Container.objects.filter(host=host).delete()
+            host.delete()
+            own = "=".join(next(iter(frozen.own_labels().items())))
+            frozen.stop()
+            for container in docker_client.containers.list(all=True, filters={"label": own}):
+                container.remove(force=True)
+
+
 @pytest.mark.django_db
 def test_landing_and_admin_branding(world):
     answer = requests.get(world["server"].url + "/", allow_redirects=False, timeout=10)
