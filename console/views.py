@@ -148,8 +148,10 @@ def last_failures(containers, visible_services, count=10):
     found += [{"when": row.finished or row.updated, "name": row.service.name,
                "url": reverse("console:service", args=[row.service.name]) + "#deployment",
                "what": f"deployment {row.pk} {row.get_state_display().lower()}",
-               "where": f"version {row.from_version or '–'} → {row.to_version}",
-               "reason": row.reason or "(no reason recorded)"} for row in failed_deployments]
+               "where": ", ".join(sorted(row.progress)) or "—",  # the computes it had reached
+               "reason": f"version {row.from_version or '–'} → {row.to_version}: "
+                         f"{row.reason or '(no reason recorded)'}"}
+              for row in failed_deployments]
     return sorted(found, key=lambda failure: failure["when"], reverse=True)[:count]
 
 

@@ -1053,7 +1053,10 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
             ended = [Deployment.objects.create(
                 service=service, kind="definition", from_version=1, to_version=2, target_version=target,
                 rolling_back=state == "rolled_back", state=state, reason=reason, policy={},
-                progressed=timezone.now(), finished=timezone.now()) for service, state, target, reason in (
+                progressed=timezone.now(), finished=timezone.now(),
+                progress={"local": {"desired": 1, "updated": 1, "healthy": 0, "failed": 1}} if state == "failed"
+                else {})
+                for service, state, target, reason in (
                     (web, "failed", 2, f"failed-{RUN_ID}: slot 0 on local never became healthy"),
                     (web, "rolled_back", 1, f"rolled-{RUN_ID}: rollback requested"),
                     (hidden, "failed", 2, f"hidden-{RUN_ID}"))]
@@ -1070,6 +1073,7 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
                                  [FAILS, f"/console/container/{failed.uuid}/"]], links
             assert f"deployment {ended[1].pk} rolled back" in items[0] and f"rolled-{RUN_ID}" in items[0], items
             assert f"deployment {ended[0].pk} failed" in items[1] and f"failed-{RUN_ID}" in items[1], items
+            assert "on local" in items[1] and "version 1 → 2" in items[1], items
             assert BROKEN in items[2] and "scale order failed" in items[2], items
             assert f"hidden-{RUN_ID}" not in panel and hidden.name not in panel
             b.shot("dashboard-failures")
