@@ -8,9 +8,12 @@ endpoints, reached from the page with the session cookie: one stream, one set of
 """
 import base64
 import json
+import queue
+import threading
 from collections import Counter, defaultdict
 from functools import wraps
 
+from django import db
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -30,10 +33,11 @@ from common.errors import BoatLoadError, _first_error, html_page
 from genisys import deploy
 from genisys import services as genisys_services
 from genisys.api.serializers import ScaleSerializer  # the API's own definition of a scale order
-from genisys.models import Compute, ScaleOrder, Service
+from genisys.models import Compute, Deployment, ScaleOrder, Service
 
 LOGIN_URL = "console:login"
 PAGE_SIZE = 25
+DEPLOYMENT_FAILED = (Deployment.State.FAILED, Deployment.State.ROLLED_BACK)
 
 
 def page(request, template, context, status=200):
@@ -126,12 +130,14 @@ def _dashboard(user, *, live):
 
 def last_failures(containers, visible_services, count=10):
     """The newest failures the user may see, of every kind in one list (newest first), each with a link
-    to the page that tells more: failed creates and lost containers, failed scale orders. (Deployments,
-    when they exist, add their failed ones here.)"""
+    to the page that tells more: failed creates and lost containers, failed scale orders, and deployments
+    that failed or were rolled back (of the services the user may see)."""
     failed_rows = (containers.filter(state__in=(Container.State.FAILED, Container.State.LOST))
                    .select_related("host").order_by("-updated")[:count])
     failed_orders = (ScaleOrder.objects.filter(service__in=visible_services, result="failed")
                      .select_related("service", "compute").order_by("-created")[:count])
+    failed_deployments = (Deployment.objects.filter(service__in=visible_services, state__in=DEPLOYMENT_FAILED)
+                          .select_related("service").order_by("-updated")[:count])
     found = [{"when": row.updated, "name": row.name, "url": reverse("console:container", args=[row.uuid]),
               "what": row.state, "where": row.host.name if row.host else "—",
               "reason": row.last_error or "(no reason recorded)"} for row in failed_rows]
@@ -139,6 +145,13 @@ def last_failures(containers, visible_services, count=10):
                "url": reverse("console:service", args=[order.service.name]), "what": "scale order failed",
                "where": order.compute.name if order.compute else "—", "reason": order.message}
               for order in failed_orders]
+    found += [{"when": row.finished or row.updated, "name": row.service.name,
+               "url": reverse("console:service", args=[row.service.name]) + "#deployment",
+               "what": f"deployment {row.pk} {row.get_state_display().lower()}",
+               "where": ", ".join(sorted(row.progress)) or "—",  # the computes it had reached
+               "reason": f"version {row.from_version or '–'} → {row.to_version}: "
+                         f"{row.reason or '(no reason recorded)'}"}
+              for row in failed_deployments]
     return sorted(found, key=lambda failure: failure["when"], reverse=True)[:count]
 
 
@@ -359,13 +372,32 @@ def container_create(request):
         status = getattr(error, "status_code", 400)
         return page(request, "console/create.html", _create_context(request, errors=errors, message=message),
                     status=status)
-    outcomes = services.container_create_each(rows, spec, as_staff=request.user.is_staff)
     if "instances" not in placement:
-        row, error = next(outcomes)
+        row, error = next(services.container_create_each(rows, spec, as_staff=request.user.is_staff))
         if error is not None:
             messages.error(request, f"The create failed on {row.host.name}: {error.message}")
         return redirect("console:container", uuid=row.uuid)
+    outcomes = _create_apart(rows, spec, as_staff=request.user.is_staff)
     return StreamingHttpResponse(_progress(request, rows, outcomes), content_type="text/html; charset=utf-8")
+
+
+def _create_apart(rows, spec, *, as_staff):
+    """The creates of a many-instance request in a thread of their own (a greenlet under gunicorn's gevent
+    workers), yielding each outcome as it is recorded. The page only reads them: should the browser leave
+    (the response is closed), the batch still records every outcome and completes its audit entry."""
+    outcomes = queue.Queue()
+
+    def run():
+        try:
+            for outcome in services.container_create_each(rows, spec, as_staff=as_staff):
+                outcomes.put(outcome)
+        finally:
+            outcomes.put(None)
+            db.connections.close_all()  # this thread's own connection
+
+    threading.Thread(target=run, name="create-batch", daemon=True).start()
+    while (outcome := outcomes.get()) is not None:
+        yield outcome
 
 
 def _progress(request, rows, outcomes):
@@ -395,6 +427,7 @@ def service_detail(request, name):
     context = {"service": service, "compute_choices": [("*", "all (spread)"), *((c, c) for c in computes)],
                "orders": service.orders.select_related("compute", "requested_by")[:50]}
     context["deployment"] = service.deployments.select_related("started_by").first()  # the latest (-id)
+    context["deployment_controls"] = deployment_controls(context["deployment"])
     if request.method == "POST":
         number = request.POST.get("number", "").strip()
         compute = request.POST.get("compute", "").strip() or None
@@ -416,6 +449,54 @@ def service_detail(request, name):
         context["status"] = (error.extra or {}).get("status")
         context["status_error"] = error.message
     return page(request, "console/service.html", context, status=status)
+
+
+@member
+def service_deployment(request, name):
+    """The service page's deployment section, alone: htmx swaps it in every few seconds while it is active."""
+    service = get_object_or_404(Service.objects.visible_to(request.user), name=name)
+    deployment = service.deployments.select_related("started_by").first()
+    return render(request, "console/_service_deployment.html", {
+        "service": service, "deployment": deployment, "deployment_controls": deployment_controls(deployment)})
+
+
+DEPLOYMENT_ACTIONS = {"pause": deploy.deployment_pause, "resume": deploy.deployment_resume,
+                      "rollback": deploy.deployment_rollback}  # the API's (genisys/api/deployments.py)
+
+
+def deployment_controls(deployment):
+    """The controls a service page offers for its latest deployment, as genisys.deploy would take them."""
+    if deployment is None:
+        return []
+    controls = {Deployment.State.RUNNING: ["pause"], Deployment.State.PAUSED: ["resume"]}.get(deployment.state, [])
+    can_roll_back = (not deployment.rolling_back and deployment.state != Deployment.State.ROLLED_BACK
+                     and deployment.state != Deployment.State.SUCCEEDED
+                     and deployment.from_version not in (None, deployment.to_version))
+    return controls + (["rollback"] if can_roll_back else [])
+
+
+@member
+@require_POST
+def deployment_action(request, name, id, action):
+    """Pause, resume or roll back a deployment of a service the user may see (the API's rules: genisys.deploy
+    refuses what its state does not allow, 409 there, a message here). Rolling back asks first."""
+    service = get_object_or_404(Service.objects.visible_to(request.user), name=name)
+    deployment = get_object_or_404(service.deployments, pk=id)
+    here = reverse("console:service", args=[service.name])
+    if action not in DEPLOYMENT_ACTIONS:
+        return page(request, "console/error.html", {"message": "action: choose pause, resume or rollback"}, status=400)
+    if action == "rollback" and not confirmed(request):
+        return confirm(request, title=f"Roll back deployment {deployment.pk} of {service.name}?",
+                       text=f"The service's definition returns to version {deployment.from_version} and its "
+                            "containers are replaced with it, health-gated, as the update policy says.",
+                       action_url=request.path, button=f"Yes, roll back to version {deployment.from_version}",
+                       cancel_url=here)
+    try:
+        row = DEPLOYMENT_ACTIONS[action](deployment=deployment)
+        messages.success(request, f"{action}: deployment {row.pk} is {row.get_state_display().lower()}.")
+    except BoatLoadError as error:
+        messages.error(request, error.message)
+    return redirect(here + "#deployment")
 
 
 # ---- hosts -------------------------------------------------------------------------------------
@@ -440,6 +521,16 @@ HOST_ACTIONS = {
     "rotate-key": lambda host: services.host_rotate_key(host=host),
     "unregister": lambda host: services.host_unregister(host=host),
 }
+# What each host action's confirmation page says: every one of them asks first (nothing changes before
+# confirm=yes), as deleting does.
+HOST_CONFIRMATIONS = {
+    "drain": ("Drain {name}?", "No new container is placed on it; what runs there keeps running.",
+              "Yes, drain {name}"),
+    "rotate-key": ("Rotate the key of {name}?", "Its satellite is handed a new signing key with its next "
+                   "heartbeat, sealed to its seal key.", "Yes, rotate the key of {name}"),
+    "unregister": ("Unregister {name}?", "Its keys stop working at once and its containers are marked lost.",
+                   "Yes, unregister {name}"),
+}
 
 
 @staff
@@ -448,10 +539,9 @@ def host_action(request, name, action):
     host = get_object_or_404(Host, name=name)
     if action not in HOST_ACTIONS:
         return page(request, "console/error.html", {"message": "action: unknown"}, status=400)
-    if action == "unregister" and not confirmed(request):
-        return confirm(request, title=f"Unregister {host.name}?",
-                       text="Its keys stop working at once and its containers are marked lost.",
-                       action_url=request.path, button=f"Yes, unregister {host.name}",
+    if not confirmed(request):
+        title, text, button = (part.format(name=host.name) for part in HOST_CONFIRMATIONS[action])
+        return confirm(request, title=title, text=text, action_url=request.path, button=button,
                        cancel_url=reverse("console:hosts"))
     try:
         HOST_ACTIONS[action](host)

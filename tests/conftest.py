@@ -121,6 +121,12 @@ class SatelliteProcess:
             end_process(self.process)
             self.log.close()
 
+    def freeze(self, frozen=True):
+        """SIGSTOP (or SIGCONT) the satellite and its gunicorn worker: it accepts connections and answers none."""
+        root = psutil.Process(self.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            process.suspend() if frozen else process.resume()
+
     def memory(self):
         """Memory of the satellite (gunicorn master and worker) in bytes: proportional set size,
         so pages the two processes share are counted once, not twice as summed RSS would."""

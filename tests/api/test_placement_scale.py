@@ -1,7 +1,6 @@
 """Placement at scale: `instances` spread evenly over hosts counting what each already runs, and created
 with per-host parallelism, so one slow host does not serialise the rest. Four real satellites share the
 main engine (each acts only on its own containers); the big figure (200 over 10) is the bench's."""
-import psutil
 import pytest
 from django.utils import timezone
 
@@ -26,10 +25,7 @@ def satellites(tmp_path_factory):
 
 
 def freeze(satellite, frozen=True):
-    """SIGSTOP (or SIGCONT) the satellite and its gunicorn worker: it accepts connections and answers none."""
-    root = psutil.Process(satellite.process.pid)
-    for process in [root, *root.children(recursive=True)]:
-        process.suspend() if frozen else process.resume()
+    satellite.freeze(frozen)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, free_port, jwt_for
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, ROOT, RUN_ID, RUN_LABEL, SatelliteProcess, free_port, jwt_for
 from tests.console.quiet_network import QuietNetwork
 from tests.live import live_world
 
@@ -73,7 +73,8 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         return {"users": users, "kept": kept}
 
     with live_world(django_db_blocker, folder, host_name="console-host", rows=rows,
-                    api_env={"BOATLOAD_STATIC_ROOT": str(static)},
+                    # A frozen host's creates must still be waited for while a test looks at the others'.
+                    api_env={"BOATLOAD_STATIC_ROOT": str(static), "BOATLOAD_SATELLITE_TIMEOUT": "30s"},
                     host_fields={"labels": {"group": "g1"}, "cpus": 2}) as made:
         yield made
 
@@ -81,10 +82,12 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 class Browser:
     """One headless Chromium with its own profile; `shot(name)` writes a screenshot."""
 
-    def __init__(self, base, network, width=1280, height=800):
+    def __init__(self, base, network, width=1280, height=800, page_load="normal"):
         self.base = base
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
+        # "none": a command returns while the page is still loading (a page that streams, read as it arrives).
+        options.page_load_strategy = page_load
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      f"--window-size={width},{height}"):
@@ -132,7 +135,7 @@ class Browser:
 
     def login(self, user):
         self.get("/")
-        self.wait.until(lambda d: "/console/login/" in d.current_url)
+        self.wait.until(lambda d: "/console/login/" in d.current_url and d.find_elements(By.ID, "id_password"))
         self.find("#id_username").send_keys(user)
         self.find("#id_password").send_keys(PASSWORDS[user], Keys.ENTER)
         self.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "form.who"))
@@ -161,8 +164,8 @@ def network(world, tmp_path_factory):
 def browser(world, network):
     opened = []
 
-    def open_browser(**size):
-        opened.append(Browser(world["server"].url, network, **size))
+    def open_browser(**options):
+        opened.append(Browser(world["server"].url, network, **options))
         return opened[-1]
 
     yield open_browser
@@ -355,11 +358,18 @@ def test_create_follow_chart_download_stop_delete(world, browser):
     b.shot("container")
     b.shot("container-390", width=390)
 
-    # Stop by keyboard, then delete (confirmed).
+    # Stop by keyboard, start and restart, stop again, then delete (confirmed).
     b.find("#do-stop").send_keys(Keys.ENTER)
     b.wait.until(lambda d: b.find("#platform-state").text == "exited")
     row.refresh_from_db()
     assert row.state == "exited"
+    for action in ("start", "restart"):
+        b.find(f"#do-{action}").click()
+        b.wait.until(lambda d, action=action: f"{action}: the container is running" in b.find(".messages").text)
+        row.refresh_from_db()
+        assert (row.state, b.find("#platform-state").text) == ("running", "running"), action
+    b.find("#do-stop").click()
+    b.wait.until(lambda d: b.find("#platform-state").text == "exited")
     b.find("#do-delete").click()
     b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))  # a page of its own, not a dialog
     row.refresh_from_db()
@@ -619,6 +629,83 @@ def test_scale_a_service_to_three(world, browser):
     b.wait.until(lambda d: f"Scaled {WEB} to 0" in b.find(".messages").text)
 
 
+def test_a_deployment_is_paused_resumed_and_rolled_back_from_its_service_page(world, browser, django_db_blocker):
+    """The latest deployment's controls on the service page: pause, resume, then roll back after a confirmation
+    page (nothing changes before it); its progress is redrawn without a page reload while it is active. Another
+    user's forged POST to the controls finds nothing (404)."""
+    from django.db import transaction
+
+    from genisys import deploy
+    from genisys.models import Compute, Desired, Service
+
+    name = f"dep{RUN_ID}"
+    with django_db_blocker.unblock():
+        service = Service.objects.create(name=name, image=f"{IMAGE_NAME}:{IMAGE_TAG}", command="sleep 3600",
+                                         owner=world["users"]["alice"])
+        try:
+            with transaction.atomic():
+                deploy.version_record(service=service, user=world["users"]["alice"])  # version 1
+            # One slot desired (no reconciler runs here, so the deployment stays running until told otherwise).
+            Desired.objects.create(service=service, compute=Compute.objects.get(name="local"), number=1)
+            service.command = "sleep 3601"
+            service.save()
+            deployment = deploy.definition_changed(service=service, user=world["users"]["alice"])  # 1 → 2
+            assert (deployment.state, deployment.from_version, deployment.to_version) == ("running", 1, 2)
+
+            b = browser()
+            b.login("alice")
+            b.get(f"/console/service/{name}/")
+            assert "Running" in b.find("#deployment h2").text and b.all("#deployment-resume") == []
+
+            def click(css):
+                """Find and click in one go: htmx may swap the section between a find and a click."""
+                b.wait.until(lambda d: b.find(css).click() or True)
+            assert_every_control_labelled(b)
+            # The reconciler's progress shows up in the page by itself (htmx, the same document).
+            type(deployment).objects.filter(pk=deployment.pk).update(
+                progress={"local": {"desired": 1, "updated": 1, "healthy": 0, "failed": 0}})
+            b.wait.until(lambda d: "local" in b.find("#deployment-progress tbody").text)
+            assert b.driver.execute_script("return performance.getEntriesByType('navigation').length") == 1
+
+            def state():
+                deployment.refresh_from_db()
+                return deployment.state
+            click("#deployment-pause")
+            b.wait.until(lambda d: "pause: deployment" in b.find(".messages").text)
+            assert state() == "paused"
+            b.wait.until(lambda d: "Paused" in b.find("#deployment h2").text)
+            click("#deployment-resume")
+            b.wait.until(lambda d: "resume: deployment" in b.find(".messages").text)
+            assert state() == "running"
+            click("#deployment-rollback")
+            b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+            service.refresh_from_db()
+            assert (state(), deployment.rolling_back, service.command, service.version) == ("running", False,
+                                                                                         "sleep 3601", 2)
+            b.shot("confirm-rollback")
+            b.find("#confirm").click()
+            b.wait.until(lambda d: "rollback: deployment" in b.find(".messages").text)
+            service.refresh_from_db()
+            assert (state(), deployment.rolling_back, service.command, service.version) == ("running", True,
+                                                                                         "sleep 3600", 1)
+            b.wait.until(lambda d: "rolling back to 1" in b.find("#deployment").text)
+            assert b.all("#deployment-rollback") == []
+            b.shot("service-deployment")
+
+            bob = browser()
+            bob.login("bob")
+            http = bob.session()
+            headers = {"X-CSRFToken": bob.driver.get_cookie("csrftoken")["value"],
+                       "Referer": world["server"].url + "/console/"}
+            for action in ("pause", "rollback"):
+                answer = http.post(f"{world['server'].url}/console/service/{name}/deployment/{deployment.pk}/{action}",
+                                   data={"confirm": "yes"}, headers=headers, timeout=30)
+                assert answer.status_code == 404, action
+            assert state() == "running"
+        finally:
+            service.delete()
+
+
 @pytest.mark.django_db
 def test_a_user_sees_only_their_own_and_no_staff_control(world, browser):
     from boatload.models import Host, JoinToken
@@ -685,6 +772,11 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     assert str(world["kept"].uuid) in [tr.get_attribute("data-id") for tr in b.all("#containers tr[data-id]")]
     b.get(f"/console/container/{world['kept'].uuid}/")
     assert "alice" in b.find(".facts").text
+    b.get("/admin/")  # the same login; the admin's "View site" leads back to the console
+    b.wait.until(lambda d: d.find_elements(By.ID, "user-tools"))
+    links = b.driver.execute_script(  # textContent: the admin's CSS upper-cases what the user sees
+        "return [...document.querySelectorAll('#user-tools a')].map(a => [a.textContent.trim(), a.pathname])")
+    assert ["View site", "/console/"] in links, links
 
     # The dashboard refreshes itself: a new container shows up in the totals without a reload.
     b.get("/console/")
@@ -718,11 +810,68 @@ def test_staff_see_everything_and_add_a_host(world, browser):
     assert_every_control_labelled(b)
     b.shot("hosts-staff")
     row = next(tr for tr in b.all("#hosts tbody tr") if world["host"].name in tr.text)
-    row.find_element(By.XPATH, ".//button[text()='Drain']").click()
+    row.find_element(By.XPATH, ".//button[text()='Drain…']").click()
+    b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+    b.find("#confirm").click()
     b.wait.until(lambda d: "drain: " in b.find(".messages").text)
     world["host"].refresh_from_db()
     assert world["host"].state == "draining"
     assert Container.objects.filter(owner__username="alice", name=KEPT).exists()
+
+
+def test_the_containers_table_filters_searches_and_pages_on_the_server(world, browser, django_db_blocker):
+    """The one table of every host's containers: filters (state, host, image, owner for staff) and search narrow
+    it on the server, and it pages 25 rows at a time (the next page holds the rest, none twice)."""
+    from boatload.models import Container, Host
+
+    prefix = f"row{RUN_ID}"
+    with django_db_blocker.unblock():
+        other = Host.objects.create(name=f"other-{RUN_ID}", satellite_url=f"http://127.0.0.1:{free_port()}",
+                                    key_id="other", secret="other-secret", state=Host.State.DRAINING)
+        # 30 exited rows of alice's on the world's host, 3 of bob's, failed, on another host (rows only: the
+        # table reads the database).
+        Container.objects.bulk_create(
+            [Container(owner=world["users"]["alice"], host=world["host"], name=f"{prefix}-a{n:02}",
+                       image_name="img/alice", state=Container.State.EXITED) for n in range(30)]
+            + [Container(owner=world["users"]["bob"], host=other, name=f"{prefix}-b{n}", image_name="img/bob",
+                         state=Container.State.FAILED) for n in range(3)])
+        try:
+            b = browser()
+            b.login("ops")
+
+            def listed(query):
+                b.get(f"/console/containers/?{query}")
+                names = [a.text for a in b.all("#containers tbody td:nth-child(2) a")]
+                return names, b.find(".pages").text
+            names, pages = listed(f"q={prefix}")
+            assert len(names) == 25 and "Page 1 of 2 (33)" in pages, pages
+            b.find(".pages a[href*='page=2']").click()
+            b.wait.until(lambda d: "Page 2 of 2" in b.find(".pages").text)
+            rest = [a.text for a in b.all("#containers tbody td:nth-child(2) a")]
+            assert len(rest) == 8 and not set(rest) & set(names) and "q=" in b.driver.current_url
+            assert sorted(listed(f"q={prefix}&state=failed")[0]) == [f"{prefix}-b{n}" for n in range(3)]
+            assert sorted(listed(f"q={prefix}&host={other.name}")[0]) == [f"{prefix}-b{n}" for n in range(3)]
+            names, pages = listed(f"q={prefix}&image=img/alice")
+            assert "(30)" in pages and all("-a" in name for name in names), pages
+            assert sorted(listed(f"q={prefix}&owner=bob")[0]) == [f"{prefix}-b{n}" for n in range(3)]
+            # The filter form itself, as a user fills it in: the search and a state chosen from the list.
+            b.get("/console/containers/")
+            b.find("input[name=q]").send_keys(f"{prefix}-a0")
+            Select(b.find("select[name=state]")).select_by_value("exited")
+            b.find(".filters button[type=submit]").click()
+            b.wait.until(lambda d: "state=exited" in d.current_url)
+            assert sorted(a.text for a in b.all("#containers tbody td:nth-child(2) a")) == [
+                f"{prefix}-a0{n}" for n in range(10)]
+            b.shot("containers-filtered")
+
+            user = browser()
+            user.login("bob")  # a plain user's table holds only their rows, whatever the owner filter says
+            user.get(f"/console/containers/?q={prefix}&owner=alice")
+            assert sorted(a.text for a in user.all("#containers tbody td:nth-child(2) a")) == [
+                f"{prefix}-b{n}" for n in range(3)]
+        finally:
+            Container.objects.filter(name__startswith=prefix).delete()
+            other.delete()
 
 
 def test_keyboard_only_creates_follows_the_log_and_stops(world, browser, host_active):
@@ -805,9 +954,10 @@ def test_main_pages_fit_the_window_without_horizontal_scroll(world, browser, wid
     b.shot(f"fit-jointoken-{width}")
 
 
-def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, django_db_blocker):
-    """Staff rotate a host's key and unregister it (only once confirmed); its containers are then lost,
-    and the dashboard's last failures link to them."""
+def test_hosts_drain_rotate_a_key_and_unregister_after_a_confirmation(world, browser, django_db_blocker):
+    """Staff drain a host, rotate its key and unregister it, each only once confirmed: the first POST (the
+    host row's button) changes nothing and shows the confirmation page, its "Yes" does it. Its containers are
+    then lost, and the dashboard's last failures link to them."""
     from django.utils import timezone
 
     from boatload.models import Container, Host
@@ -815,9 +965,9 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
 
     name = f"spare-{RUN_ID}"
     with django_db_blocker.unblock():
-        # Draining: nothing is placed on it meanwhile. Its seal key lets a new key be delivered.
+        # Its seal key lets a new key be delivered. Active until the test drains it, first thing.
         spare = Host.objects.create(name=name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="spare",
-                                    secret="spare-secret", state=Host.State.DRAINING, last_seen=timezone.now(),
+                                    secret="spare-secret", state=Host.State.ACTIVE, last_seen=timezone.now(),
                                     seal_public_key=sealing.public_text(sealing.new_private_key()))
         held = Container.objects.create(owner=world["users"]["alice"], host=spare, name=f"held-{RUN_ID}",
                                         image_name=IMAGE_NAME, state=Container.State.RUNNING, docker_id="0" * 64)
@@ -833,18 +983,25 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
                     return True
                 b.wait.until(attempt)
 
-            click_in_row("Rotate key")
-            b.wait.until(lambda d: f"rotate-key: {name} done" in b.find(".messages").text)
-            spare.refresh_from_db()
-            assert spare.next_key_id and spare.next_key_id != "spare"
+            def before_and_after(action):
+                """The host's row, and whether `action` is done."""
+                row = Host.objects.filter(name=name).values("state", "next_key_id").first()
+                done = {"drain": row and row["state"] == "draining",
+                        "rotate-key": row and row["next_key_id"] not in ("", "spare"), "unregister": row is None}
+                return row, done[action]
 
-            click_in_row("Unregister…")
-            b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
-            assert Host.objects.filter(name=name).exists()  # nothing happens before the confirmation
-            assert_every_control_labelled(b)
-            b.shot("confirm-unregister")
-            b.find("#confirm").click()
-            b.wait.until(lambda d: f"unregister: {name} done" in b.find(".messages").text)
+            for label, action in (("Drain…", "drain"), ("Rotate key…", "rotate-key"), ("Unregister…", "unregister")):
+                row_before, done = before_and_after(action)
+                assert not done
+                click_in_row(label)
+                b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#confirm"))
+                assert name in b.find("h1").text and b.find("#cancel").get_attribute("href").endswith("/console/hosts/")
+                assert before_and_after(action) == (row_before, False)  # nothing happens before the confirmation
+                assert_every_control_labelled(b)
+                b.shot(f"confirm-{action}")
+                b.find("#confirm").click()
+                b.wait.until(lambda d, action=action: f"{action}: {name} done" in b.find(".messages").text)
+                assert before_and_after(action)[1], action
             assert not Host.objects.filter(name=name).exists()
             held.refresh_from_db()
             assert held.state == "lost" and name in held.last_error
@@ -858,10 +1015,13 @@ def test_hosts_rotate_a_key_and_unregister_after_a_confirmation(world, browser, 
 
 
 def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django_db_blocker, host_active):
-    """A create that failed (from the form) and a scale order that failed are both listed, newest first,
-    each with a link to its page."""
+    """A create that failed (from the form), a scale order that failed and deployments that failed or were
+    rolled back are listed, newest first, each with a link to its page and its reason; another user's
+    service's failed deployment is not."""
+    from django.utils import timezone
+
     from boatload.models import Container
-    from genisys.models import Compute
+    from genisys.models import Compute, Deployment, Service
 
     alice_api = {"Authorization": f"Bearer {jwt_for(world['users']['alice'])}"}
     ops_api = {"Authorization": f"Bearer {jwt_for(world['users']['ops'])}"}
@@ -885,16 +1045,43 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
             scaled = requests.post(f"{world['server'].url}/service/{WEB}/scale", headers=alice_api, timeout=60,
                                    json={"number": 1, "compute": BROKEN})
             assert scaled.status_code == 502, scaled.text
+            # Deployments as the reconciler leaves them when one fails or rolls back (genisys.deploy._finish),
+            # newer than the failures above; the newest of all is of bob's service, which alice does not see.
+            web = Service.objects.get(name=WEB)
+            hidden = Service.objects.create(name=f"bobs-{RUN_ID}", image=f"{IMAGE_NAME}:{IMAGE_TAG}",
+                                            owner=world["users"]["bob"])
+            ended = [Deployment.objects.create(
+                service=service, kind="definition", from_version=1, to_version=2, target_version=target,
+                rolling_back=state == "rolled_back", state=state, reason=reason, policy={},
+                progressed=timezone.now(), finished=timezone.now(),
+                progress={"local": {"desired": 1, "updated": 1, "healthy": 0, "failed": 1}} if state == "failed"
+                else {})
+                for service, state, target, reason in (
+                    (web, "failed", 2, f"failed-{RUN_ID}: slot 0 on local never became healthy"),
+                    (web, "rolled_back", 1, f"rolled-{RUN_ID}: rollback requested"),
+                    (hidden, "failed", 2, f"hidden-{RUN_ID}"))]
 
             b.get("/console/")
-            b.wait.until(lambda d: BROKEN in b.find("#last-failures").text)
-            links = b.driver.execute_script(
-                "return [...document.querySelectorAll('#last-failures li a')].map(a => [a.textContent, a.pathname])")
-            assert links[:2] == [[WEB, f"/console/service/{WEB}/"], [FAILS, f"/console/container/{failed.uuid}/"]]
+            b.wait.until(lambda d: f"rolled-{RUN_ID}" in b.find("#last-failures").text)
+            # Read in one script run: htmx replaces the panel every 5 s.
+            links, items, panel = b.driver.execute_script(
+                "const lis = [...document.querySelectorAll('#last-failures li')];"
+                "return [lis.map(li => li.querySelector('a')).filter(a => a).map(a => [a.textContent, a.pathname]),"
+                "        lis.map(li => li.textContent), document.querySelector('main').textContent]")
+            service_page = f"/console/service/{WEB}/"
+            assert links[:4] == [[WEB, service_page], [WEB, service_page], [WEB, service_page],
+                                 [FAILS, f"/console/container/{failed.uuid}/"]], links
+            assert f"deployment {ended[1].pk} rolled back" in items[0] and f"rolled-{RUN_ID}" in items[0], items
+            assert f"deployment {ended[0].pk} failed" in items[1] and f"failed-{RUN_ID}" in items[1], items
+            assert "on local" in items[1] and "version 1 → 2" in items[1], items
+            assert BROKEN in items[2] and "scale order failed" in items[2], items
+            assert f"hidden-{RUN_ID}" not in panel and hidden.name not in panel
             b.shot("dashboard-failures")
             b.driver.find_element(By.LINK_TEXT, FAILS).click()
             b.wait.until(lambda d: b.find("#platform-state").text == "failed")
         finally:
+            Deployment.objects.filter(reason__contains=RUN_ID).delete()
+            Service.objects.filter(name=f"bobs-{RUN_ID}").delete()
             compute = Compute.objects.filter(name=BROKEN).first()
             if compute:
                 compute.orders.all().delete()
@@ -902,43 +1089,134 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
                 compute.delete()
 
 
-def test_many_instances_show_a_failing_host_among_the_results(world, browser, django_db_blocker, host_active):
-    """Two instances spread over two active hosts, one of which does not answer: the progress page
-    shows one created and one failed, naming that host."""
+def test_many_instances_show_each_result_as_its_host_answers(world, browser, django_db_blocker, host_active,
+                                                             tmp_path_factory, docker_client):
+    """Six instances spread over three active hosts: the world's, a second real satellite frozen by SIGSTOP
+    (it accepts connections and answers none) and one where nothing listens. While the frozen host's creates
+    are still pending, the progress page (still loading: the same document, no reload) already shows the
+    other hosts' results, the created and the failed naming their host, with the count so far; after
+    SIGCONT the frozen host's two arrive in the same page, then the totals."""
     from django.utils import timezone
 
     from boatload import services
     from boatload.models import Container, Host
 
-    name = f"zz-gone-{RUN_ID}"  # after console-host by name
+    frozen_name, gone_name, made = f"zz-frozen-{RUN_ID}", f"zz-gone-{RUN_ID}", f"two{RUN_ID}"
+    frozen = SatelliteProcess(tmp_path_factory.mktemp("frozen"), name=frozen_name).start()
     with django_db_blocker.unblock():
-        gone = Host.objects.create(name=name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="gone",
-                                   secret="gone-secret", state=Host.State.ACTIVE, last_seen=timezone.now(), cpus=1)
-        # Placement takes the least loaded host first (ties by name): give the silent one as many rows as
-        # the real one holds, so of two instances the first goes to the real host, the second to this one.
+        hosts = [Host.objects.create(name=frozen_name, satellite_url=frozen.url, key_id=frozen.key_id,
+                                     secret=frozen.secret, state=Host.State.ACTIVE, last_seen=timezone.now()),
+                 Host.objects.create(name=gone_name, satellite_url=f"http://127.0.0.1:{free_port()}", key_id="gone",
+                                     secret="gone-secret", state=Host.State.ACTIVE, last_seen=timezone.now())]
+        # Placement takes the least loaded host first (ties by name): give the two as many rows as the real
+        # host holds, so six instances go two to each.
         load = Container.objects.filter(host=world["host"], state__in=Container.DEPLOYED).count()
-        Container.objects.bulk_create(Container(owner=world["users"]["ops"], host=gone, name=f"filler-{RUN_ID}-{i}",
-                                                image_name=IMAGE_NAME, state=Container.State.RUNNING)
-                                      for i in range(load))
+        Container.objects.bulk_create(Container(owner=world["users"]["ops"], host=host, image_name=IMAGE_NAME,
+                                                name=f"filler-{host.name}-{i}", state=Container.State.RUNNING)
+                                      for host in hosts for i in range(load))
+        rows = Container.objects.filter(name__startswith=f"{made}-")
         try:
-            b = browser()
+            b = browser(page_load="none")  # commands do not wait for the page to end loading
             b.login("alice")
             b.get("/console/containers/new")
+            b.wait.until(lambda d: d.find_elements(By.ID, "f-image_name"))
             b.find("#f-image_name").send_keys(IMAGE_NAME)
             b.find("#f-command").send_keys("sleep 3600")
-            b.find("#f-name").send_keys(f"two{RUN_ID}")
-            b.find("#f-instances").send_keys("2")
+            b.find("#f-name").send_keys(made)
+            b.find("#f-instances").send_keys("6")
+            frozen.freeze()
             b.find("#create").click()
+
+            def shown():
+                return [(li.get_attribute("class"), li.text) for li in b.all("#progress li")]
+            b.wait.until(lambda d: len(shown()) == 4)
+            document = b.driver.execute_script("return document.body.dataset.seen = String(Math.random())")
+            assert b.driver.execute_script("return document.readyState") == "loading"  # the page is still coming
+            assert b.all("#progress-done") == []
+            assert sorted(rows.filter(state="pending").values_list("host__name", flat=True)) == [frozen_name] * 2
+            ok = sorted(text for kind, text in shown() if kind == "ok")
+            failed = sorted(text for kind, text in shown() if kind == "failed")
+            assert len(ok) == 2 and all(world["host"].name in text and "running" in text for text in ok), shown()
+            assert len(failed) == 2 and all(gone_name in text and "failed:" in text for text in failed), shown()
+            assert [text.split(":")[0] for _, text in shown()] == ["1/6", "2/6", "3/6", "4/6"]
+            assert frozen_name not in b.find("#progress").text
+            b.shot("create-progress-partial")
+
+            frozen.freeze(False)
             done = b.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#progress-done"))[0]
-            assert done.text == "1 of 2 created, 1 failed."
-            [ok], [bad] = b.all("#progress li.ok"), b.all("#progress li.failed")
-            assert world["host"].name in ok.text and name in bad.text and "failed:" in bad.text
+            assert done.text == "4 of 6 created, 2 failed."
+            later = [text for _, text in shown()[4:]]
+            assert len(later) == 2 and all(frozen_name in text and "running" in text for text in later), shown()
+            assert b.driver.execute_script("return document.body.dataset.seen") == document  # the same page
+            assert sorted(rows.values_list("host__name", "state")) == sorted(
+                [(world["host"].name, "running")] * 2 + [(frozen_name, "running")] * 2 + [(gone_name, "failed")] * 2)
             b.shot("create-progress-failure")
         finally:
-            for row in Container.objects.filter(name__startswith=f"two{RUN_ID}", state="running"):
+            frozen.freeze(False)
+            for row in rows.filter(state="running"):
                 services.container_delete(row=row)
-            Container.objects.filter(host__name=name).delete()
-            Host.objects.filter(name=name).delete()
+            Container.objects.filter(host__in=hosts).delete()
+            Host.objects.filter(pk__in=[host.pk for host in hosts]).delete()
+            own = "=".join(next(iter(frozen.own_labels().items())))
+            frozen.stop()
+            for container in docker_client.containers.list(all=True, filters={"label": own}):
+                container.remove(force=True)
+
+
+def test_a_many_instance_create_goes_on_when_its_page_is_closed(world, django_db_blocker, tmp_path_factory,
+                                                                docker_client):
+    """The browser leaves the progress page while a frozen host's creates are still out: the creates still
+    record every outcome (no row left pending for the reconciler to guess at) and complete the request's
+    audit entry, since the batch does not run inside the page's response."""
+    from django.utils import timezone
+
+    from boatload import services
+    from boatload.models import Container, Host
+    from observe.models import AuditEntry
+    from tests.conftest import wait_until
+
+    name, made = f"zz-left-{RUN_ID}", f"left{RUN_ID}"
+    frozen = SatelliteProcess(tmp_path_factory.mktemp("left"), name=name).start()
+    with django_db_blocker.unblock():
+        host = Host.objects.create(name=name, satellite_url=frozen.url, key_id=frozen.key_id, secret=frozen.secret,
+                                   state=Host.State.ACTIVE, last_seen=timezone.now())
+        rows = Container.objects.filter(name__startswith=f"{made}-")
+        try:
+            http = requests.Session()
+            login = world["server"].url + "/console/login/?next=/console/"
+            http.get(login, timeout=30)
+            answer = http.post(login, timeout=30, headers={"Referer": login}, data={
+                "username": "alice", "password": PASSWORDS["alice"],
+                "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+            assert answer.ok and urlsplit(answer.url).path == "/console/", answer.url
+            frozen.freeze()
+            form = world["server"].url + "/console/containers/new"
+            page = http.post(form, stream=True, timeout=60, headers={"Referer": form}, data={
+                "image_name": IMAGE_NAME, "command": "sleep 3600", "name": made, "instances": "4", "host": name,
+                "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+            assert page.status_code == 200
+            assert "Creating 4 containers" in next(page.iter_content(4096)).decode()
+            page.close()  # the browser goes away while all four are still out
+            assert sorted(rows.values_list("state", flat=True)) == ["pending"] * 4
+            frozen.freeze(False)
+            wait_until(lambda: not rows.filter(state="pending").exists(), timeout=60, message="no row pending")
+            assert sorted(rows.values_list("state", flat=True)) == ["running"] * 4
+            uuid = str(rows.first().uuid)
+            entry = wait_until(lambda: AuditEntry.objects.filter(action="container.create",
+                                                                 detail__containers__contains=[uuid],
+                                                                 detail__has_key="failed").first(),
+                               timeout=30, message="the create's audit entry completed")
+            assert (entry.result, entry.detail["failed"]) == ("ok", 0)
+        finally:
+            frozen.freeze(False)
+            for row in rows.filter(state="running"):
+                services.container_delete(row=row)
+            Container.objects.filter(host=host).delete()
+            host.delete()
+            own = "=".join(next(iter(frozen.own_labels().items())))
+            frozen.stop()
+            for container in docker_client.containers.list(all=True, filters={"label": own}):
+                container.remove(force=True)
 
 
 @pytest.mark.django_db
