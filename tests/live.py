@@ -40,7 +40,7 @@ class ApiServer:
             [sys.executable, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf", "boatload.wsgi",
              "--bind", f"127.0.0.1:{self.port}"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self.healthy, timeout=30, message=f"API at {self.url}\n{self.read_log()}")
+        wait_until(self.healthy, timeout=90, message=f"API at {self.url}\n{self.read_log()}")
         return self
 
     def healthy(self):
