@@ -75,6 +75,16 @@ class ContainerSample(ContainerMetrics):
         constraints = [models.UniqueConstraint(fields=["host", "docker_id"], name="one_sample_per_container")]
 
 
+class SamplePage(models.Model):
+    """The per-container series of /metrics in Prometheus' text format, rendered by the fleet collection
+    that wrote the samples (observe.metrics.store_samples), in the same transaction: a scrape serves this
+    one row as is, so its cost does not grow with the fleet. One row (pk 1)."""
+
+    text = models.TextField(blank=True)
+    samples = models.PositiveIntegerField(default=0)
+    collected = models.DateTimeField(null=True)
+
+
 class LoopStat(models.Model):
     """Totals of one reconciler loop (`reconcile`, `genisys`, `fleet`), summed over every process running it."""
 
