@@ -1,9 +1,11 @@
 """Logs that outlive their container (issue 17, item 3).
 
-When BoatLoad removes a container (a delete), and when the reconciler sees one exit (its output is
-then final, and the container may vanish later: `lost`), the last BOATLOAD_LOG_KEEP bytes of its
-output (stdout and stderr as the engine interleaved them) are kept in a Postgres large object, one
-per container (observe.models.LogArchive). Everything streams: the satellite's answer passes through
+When BoatLoad removes a container (a delete), when the reconciler sees one exit (its output is
+then final, and the container may vanish later: `lost`), when its host is unregistered, and every
+BOATLOAD_LOG_SNAPSHOT_INTERVAL while it runs (so one that vanishes while running, `lost`, leaves its
+output up to the last snapshot), the last BOATLOAD_LOG_KEEP bytes of its output (stdout and stderr
+as the engine interleaved them) are kept in a Postgres large object, one per container
+(observe.models.LogArchive), replaced each time. Everything streams: the satellite's answer passes through
 a ring buffer of LOG_KEEP bytes in a temporary file (asked with `tail` = LOG_KEEP lines, so at most
 that many lines travel, and never less than LOG_KEEP bytes when there are that many), then into the
 large object in 64 KiB pieces (lo_put); reading it back is one lo_get per piece, each its own query,
@@ -100,6 +102,27 @@ def archive(*, row, reason):
                 "oid": oid, "size": offset, "truncated": total > offset, "reason": reason,
                 "created": timezone.now()})
     return kept
+
+
+def snapshot_due(rows, *, now=None):
+    """Of `rows` (running containers), those whose output should be kept again now, oldest first, at most
+    BOATLOAD_LOG_SNAPSHOTS_PER_PASS: a container can vanish while it runs (its host's engine lost it, someone
+    removed it by hand) and take its output along, so the reconciler keeps it every
+    BOATLOAD_LOG_SNAPSHOT_INTERVAL, starting once the container has run that long (0: never). One query."""
+    interval = settings.LOG_SNAPSHOT_INTERVAL
+    if not interval or not rows or not supported():
+        return []
+    cutoff = (now or timezone.now()) - timedelta(seconds=interval)
+    kept = dict(LogArchive.objects.filter(container__in=rows).values_list("container_id", "created"))
+    due = [row for row in rows if kept.get(row.pk, row.created) <= cutoff]
+    due.sort(key=lambda row: kept.get(row.pk, row.created))
+    return due[:settings.LOG_SNAPSHOTS_PER_PASS]
+
+
+def mark_gone(rows, reason):
+    """Say why the snapshots of `rows` are all that is left of their output (they vanished, or their host
+    was unregistered); an archive of an exit or a delete keeps its reason (it is the final output)."""
+    return LogArchive.objects.filter(container__in=rows, reason=LogArchive.Reason.SNAPSHOT).update(reason=reason)
 
 
 def _unlink(cursor, oid):
