@@ -35,7 +35,7 @@ from boatload.models import Container, Host
 from boatload.satellite_client import SatelliteClient
 from common.errors import error_body
 from common.remote import call_all
-from genisys.models import Compute, Desired, ScaleOrder
+from genisys.models import Compute, Deployment, Desired, ScaleOrder
 from observe import history
 from observe.models import ContainerSample, LoopStat, SamplePage
 
@@ -258,6 +258,15 @@ class DatabaseCollector:
         for source, result, n in ScaleOrder.objects.values_list("source", "result").annotate(n=Count("id")):
             orders.add_metric([source, result], n)
         yield orders
+
+        deployments = GaugeMetricFamily("boatload_deployments", "Deployments (roll-outs) by kind and state: running "
+                                        "and paused ones, and how the others ended.", labels=["kind", "state"])
+        counted = {(kind, state): n for kind, state, n in
+                   Deployment.objects.values_list("kind", "state").annotate(n=Count("id")).order_by()}
+        for kind in ("definition", "scale"):
+            for state in Deployment.State.values:
+                deployments.add_metric([kind, state], counted.get((kind, state), 0))
+        yield deployments
 
         stats = list(LoopStat.objects.all())
         passes = CounterMetricFamily("boatload_reconcile_passes", "Passes of each reconciler loop.", labels=["loop"])

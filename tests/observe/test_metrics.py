@@ -196,3 +196,21 @@ def test_a_scrape_reads_the_same_rows_whatever_the_number_of_containers(db, flee
     assert len(labelled(many_series, "boatload_container_memory_usage_bytes")) == 300
     assert value(many_series, "boatload_container_memory_usage_bytes", container="c299") == 300
     assert many == few
+
+
+def test_deployments_are_counted_by_kind_and_state(db, api, metrics_on):
+    from django.utils import timezone
+
+    from genisys.models import Deployment, Service
+
+    assert value(scrape(), "boatload_deployments", kind="definition", state="running") == 0
+    service = Service.objects.create(name="web", image="boatload-test/busybox:latest")
+    made = Deployment.objects.create(service=service, kind="definition", to_version=1, target_version=1, policy={},
+                                     progressed=timezone.now())
+    series = scrape()
+    assert value(series, "boatload_deployments", kind="definition", state="running") == 1
+    assert value(series, "boatload_deployments", kind="definition", state="succeeded") == 0
+    Deployment.objects.filter(pk=made.pk).update(state=Deployment.State.ROLLED_BACK, finished=timezone.now())
+    series = scrape()
+    assert value(series, "boatload_deployments", kind="definition", state="running") == 0
+    assert value(series, "boatload_deployments", kind="definition", state="rolled_back") == 1
