@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_delete
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -29,6 +29,7 @@ from observe.models import LogArchive
 
 log = logging.getLogger("boatload.logs")
 PIECE = 64 * 1024
+FINAL = (LogArchive.Reason.DELETED, LogArchive.Reason.LOST, LogArchive.Reason.UNREGISTERED)
 _warned = []
 
 
@@ -88,19 +89,29 @@ def archive(*, row, reason):
             return None
         finally:
             upstream.close()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT lo_create(0)")
-            [oid] = cursor.fetchone()
-            offset = 0
-            for piece in _pieces(ring, total, start, keep):
-                cursor.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, piece])
-                offset += len(piece)
-            old = LogArchive.objects.select_for_update().filter(container=row).first()
-            if old is not None:
-                _unlink(cursor, old.oid)
-            kept, _ = LogArchive.objects.update_or_create(container=row, defaults={
-                "oid": oid, "size": offset, "truncated": total > offset, "reason": reason,
-                "created": timezone.now()})
+        try:
+            return _store(row, reason, ring, total, start, keep)
+        except IntegrityError:  # another process kept this container's first archive meanwhile: replace it
+            return _store(row, reason, ring, total, start, keep)
+
+
+def _store(row, reason, ring, total, start, keep):
+    """The ring's bytes into a new large object that replaces the container's archive, in one transaction."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        old = LogArchive.objects.select_for_update().filter(container=row).first()
+        if reason == LogArchive.Reason.SNAPSHOT and old is not None and old.reason in FINAL:
+            return old  # a snapshot read before the container went never replaces what was kept as it went
+        cursor.execute("SELECT lo_create(0)")
+        [oid] = cursor.fetchone()
+        offset = 0
+        for piece in _pieces(ring, total, start, keep):
+            cursor.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, piece])
+            offset += len(piece)
+        if old is not None:
+            _unlink(cursor, old.oid)
+        kept, _ = LogArchive.objects.update_or_create(container=row, defaults={
+            "oid": oid, "size": offset, "truncated": total > offset, "reason": reason,
+            "created": timezone.now()})
     return kept
 
 

@@ -158,3 +158,17 @@ def test_unregistering_a_host_keeps_its_containers_output(api, fleet, fleet_host
     answer = owner.get(f"/v1/container/{container}/stdout")
     assert answer.status_code == 200 and answer["X-BoatLoad-Archived"] == "unregistered"
     assert b"".join(answer.streaming_content) == before
+
+
+def test_a_snapshot_never_replaces_output_kept_as_the_container_went(api, fleet_hosts):
+    """A reconciler's snapshot, read before a delete or a loss, may land after it: it is dropped."""
+    owner = api("owner")
+    container = make(owner, "echo kept; sleep 300")
+    live_output(owner, container, b"kept\n")
+    row = Container.objects.select_related("host").get(uuid=container)
+    final = logs.archive(row=row, reason="lost")  # as the reconciler keeps it when the container vanished
+    again = logs.archive(row=row, reason="snapshot")
+    assert again.pk == final.pk and again.oid == final.oid
+    assert LogArchive.objects.get(container=row).reason == "lost" and large_object_exists(final.oid)
+    assert logs.archive(row=row, reason="exited").oid != final.oid  # any other archive replaces it
+    assert not large_object_exists(final.oid)
