@@ -44,6 +44,7 @@ def main():
     from django.utils import timezone
 
     from boatload.models import Container, Host
+    from observe import metrics
     from observe.models import ContainerSample, HistoryState, MetricPoint
 
     client = docker.from_env()
@@ -86,11 +87,10 @@ def main():
             Container(owner=user, host=hosts[n % 3], image_name=image_name, name=f"bl-m{n}", state="running",
                       docker_id=f"{n:064x}") for n in range(1000)], batch_size=1000)
         now = timezone.now()
-        ContainerSample.objects.all().delete()
-        ContainerSample.objects.bulk_create([
+        metrics.store_samples([  # as a fleet collection stores them: the samples and their rendered series
             ContainerSample(host=row.host.name, docker_id=row.docker_id, container=str(row.uuid), owner="bench",
                             cpu_seconds=1.5, cpu_percent=0.5, memory_bytes=10 << 20, memory_limit_bytes=1 << 30,
-                            pids=1, collected=now) for row in rows], batch_size=1000)
+                            pids=1, collected=now) for row in rows], now=now)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         assert session.get(f"{base}/metrics", headers=headers).status_code == 200
         scrapes = [timed(lambda: session.get(f"{base}/metrics", headers=headers).content)[0] for _ in range(20)]
@@ -98,7 +98,7 @@ def main():
         print(f"scrape        /metrics with {len(rows)} containers over {len(hosts)} hosts: median "
               f"{median(scrapes) * 1000:.1f} ms, max {max(scrapes) * 1000:.1f} ms, {len(page) / 1024:.0f} KiB "
               f"(target < 250 ms)")
-        ContainerSample.objects.all().delete()
+        metrics.store_samples([], now=now)
         Container.objects.all().delete()
 
         # 3. the history table per container-day

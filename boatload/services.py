@@ -221,11 +221,17 @@ def host_unregister(*, host):
     """Forget a host: its keys stop working at once, and no row of it stays deployed or pending.
 
     Its containers are marked `lost` (BoatLoad no longer knows or manages them; the host may be
-    gone or may still run them), with the reason, before the host row goes.
+    gone or may still run them), with the reason, before the host row goes. First, while its
+    satellite still answers, the end of each deployed container's output is kept (observe/logs.py),
+    so it stays readable once the host is gone; a host that is down keeps what was kept before.
     """
+    deployed = list(Container.objects.filter(host=host, state__in=Container.DEPLOYED).select_related("host"))
+    for row in deployed:  # outside the transaction: reading a host's logs takes time (one archive each)
+        logs.archive(row=row, reason="unregistered")
     with audit.change("host.unregister", target=host.name):
         Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.PENDING)).update(
             state=Container.State.LOST, last_error=f"Host {host.name} was unregistered.", updated=timezone.now())
+        logs.mark_gone(deployed, reason="unregistered")
         host.delete()
 
 
@@ -517,6 +523,7 @@ def container_delete(*, row):
             SatelliteClient(row.host).remove_container(row.uuid)
         row.state = Container.State.DELETED
         row.save(update_fields=["state", "updated"])
+        logs.mark_gone([row], reason="deleted")  # its host did not answer for the archive: the last snapshot
 
 
 def container_action(*, row, action, timeout=None):
@@ -720,7 +727,7 @@ def _settle(row, **fields):
 
 def containers_reconcile_host(*, host):
     """Make the rows of one host say what its engine holds; reap our orphans after the grace."""
-    counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0, "archived": 0}
+    counts = {"updated": 0, "lost": 0, "settled": 0, "reaped": 0, "unknown": 0, "archived": 0, "snapshots": 0}
     tracked = Container.objects.filter(host=host, state__in=(*Container.DEPLOYED, Container.State.LOST,
                                                              Container.State.PENDING))
     if not host.is_healthy:
@@ -730,6 +737,7 @@ def containers_reconcile_host(*, host):
     items = client.list_containers()
     listed = {item["labels"].get("boatload.container"): item for item in items}
     now = timezone.now()
+    running, lost = [], []
     for row in tracked:
         item = listed.get(str(row.uuid))
         if row.state == Container.State.PENDING:
@@ -746,11 +754,17 @@ def containers_reconcile_host(*, host):
                 row.state, row.health = Container.State.LOST, Container.Health.OK
                 row.save(update_fields=["state", "health", "updated"])
                 counts["lost"] += 1
+                lost.append(row)
             continue
         if row.observe(_listed_state(item), docker_id=item["id"]):
             counts["updated"] += 1
             if row.state == Container.State.EXITED:  # its output is final: kept, should it vanish later
                 counts["archived"] += bool(logs.archive(row=row, reason="exited"))
+        if row.state == Container.State.RUNNING:
+            running.append(row)
+    logs.mark_gone(lost, reason="lost")  # what its last snapshot kept is all there is of its output
+    for row in logs.snapshot_due(running, now=now):  # so one that vanishes while running leaves its output
+        counts["snapshots"] += bool(logs.archive(row=row, reason="snapshot"))
     wanted = {str(row.uuid) for row in tracked}
     grace = timedelta(seconds=settings.ORPHAN_GRACE)
     for item in items:

@@ -264,6 +264,10 @@ HISTORY_MAX_POINTS = env_int("BOATLOAD_HISTORY_MAX_POINTS", 10000)
 # container's output, kept LOG_RETENTION (Postgres large objects).
 LOG_KEEP = max(1, env_int("BOATLOAD_LOG_KEEP", 4 * 1024 * 1024))
 LOG_RETENTION = env_duration("BOATLOAD_LOG_RETENTION", 7 * 86400)
+# ...and every LOG_SNAPSHOT_INTERVAL while it runs (0: never), at most LOG_SNAPSHOTS_PER_PASS containers a
+# host in one reconcile pass, so one that vanishes while running leaves its output up to then.
+LOG_SNAPSHOT_INTERVAL = env_duration("BOATLOAD_LOG_SNAPSHOT_INTERVAL", 300)
+LOG_SNAPSHOTS_PER_PASS = max(1, env_int("BOATLOAD_LOG_SNAPSHOTS_PER_PASS", 10))
 
 # Logs: plain lines, or JSON lines for log shippers (BOATLOAD_LOG_FORMAT=json, common/logfmt.py); an access
 # line per request with its user and duration when BOATLOAD_ACCESS_LOG is on (by default with json).

@@ -297,7 +297,7 @@ class AuditMiddleware:
             entry.result = AuditEntry.Result.FAILED
             code, message = _response_error(response)
             entry.error_code, entry.message = code[:64], scrub(message, entry._secrets)[:2000]
-        with _bound(context):
+        with _bound(context), transaction.atomic():  # a savepoint: a failed write leaves any outer transaction usable
             entry.save()
 
 

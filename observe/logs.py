@@ -1,9 +1,11 @@
 """Logs that outlive their container (issue 17, item 3).
 
-When BoatLoad removes a container (a delete), and when the reconciler sees one exit (its output is
-then final, and the container may vanish later: `lost`), the last BOATLOAD_LOG_KEEP bytes of its
-output (stdout and stderr as the engine interleaved them) are kept in a Postgres large object, one
-per container (observe.models.LogArchive). Everything streams: the satellite's answer passes through
+When BoatLoad removes a container (a delete), when the reconciler sees one exit (its output is
+then final, and the container may vanish later: `lost`), when its host is unregistered, and every
+BOATLOAD_LOG_SNAPSHOT_INTERVAL while it runs (so one that vanishes while running, `lost`, leaves its
+output up to the last snapshot), the last BOATLOAD_LOG_KEEP bytes of its output (stdout and stderr
+as the engine interleaved them) are kept in a Postgres large object, one per container
+(observe.models.LogArchive), replaced each time. Everything streams: the satellite's answer passes through
 a ring buffer of LOG_KEEP bytes in a temporary file (asked with `tail` = LOG_KEEP lines, so at most
 that many lines travel, and never less than LOG_KEEP bytes when there are that many), then into the
 large object in 64 KiB pieces (lo_put); reading it back is one lo_get per piece, each its own query,
@@ -16,7 +18,7 @@ from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_delete
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -27,6 +29,7 @@ from observe.models import LogArchive
 
 log = logging.getLogger("boatload.logs")
 PIECE = 64 * 1024
+FINAL = (LogArchive.Reason.DELETED, LogArchive.Reason.LOST, LogArchive.Reason.UNREGISTERED)
 _warned = []
 
 
@@ -86,20 +89,51 @@ def archive(*, row, reason):
             return None
         finally:
             upstream.close()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT lo_create(0)")
-            [oid] = cursor.fetchone()
-            offset = 0
-            for piece in _pieces(ring, total, start, keep):
-                cursor.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, piece])
-                offset += len(piece)
-            old = LogArchive.objects.select_for_update().filter(container=row).first()
-            if old is not None:
-                _unlink(cursor, old.oid)
-            kept, _ = LogArchive.objects.update_or_create(container=row, defaults={
-                "oid": oid, "size": offset, "truncated": total > offset, "reason": reason,
-                "created": timezone.now()})
+        try:
+            return _store(row, reason, ring, total, start, keep)
+        except IntegrityError:  # another process kept this container's first archive meanwhile: replace it
+            return _store(row, reason, ring, total, start, keep)
+
+
+def _store(row, reason, ring, total, start, keep):
+    """The ring's bytes into a new large object that replaces the container's archive, in one transaction."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        old = LogArchive.objects.select_for_update().filter(container=row).first()
+        if reason == LogArchive.Reason.SNAPSHOT and old is not None and old.reason in FINAL:
+            return old  # a snapshot read before the container went never replaces what was kept as it went
+        cursor.execute("SELECT lo_create(0)")
+        [oid] = cursor.fetchone()
+        offset = 0
+        for piece in _pieces(ring, total, start, keep):
+            cursor.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, piece])
+            offset += len(piece)
+        if old is not None:
+            _unlink(cursor, old.oid)
+        kept, _ = LogArchive.objects.update_or_create(container=row, defaults={
+            "oid": oid, "size": offset, "truncated": total > offset, "reason": reason,
+            "created": timezone.now()})
     return kept
+
+
+def snapshot_due(rows, *, now=None):
+    """Of `rows` (running containers), those whose output should be kept again now, oldest first, at most
+    BOATLOAD_LOG_SNAPSHOTS_PER_PASS: a container can vanish while it runs (its host's engine lost it, someone
+    removed it by hand) and take its output along, so the reconciler keeps it every
+    BOATLOAD_LOG_SNAPSHOT_INTERVAL, starting once the container has run that long (0: never). One query."""
+    interval = settings.LOG_SNAPSHOT_INTERVAL
+    if not interval or not rows or not supported():
+        return []
+    cutoff = (now or timezone.now()) - timedelta(seconds=interval)
+    kept = dict(LogArchive.objects.filter(container__in=rows).values_list("container_id", "created"))
+    due = [row for row in rows if kept.get(row.pk, row.created) <= cutoff]
+    due.sort(key=lambda row: kept.get(row.pk, row.created))
+    return due[:settings.LOG_SNAPSHOTS_PER_PASS]
+
+
+def mark_gone(rows, reason):
+    """Say why the snapshots of `rows` are all that is left of their output (they vanished, or their host
+    was unregistered); an archive of an exit or a delete keeps its reason (it is the final output)."""
+    return LogArchive.objects.filter(container__in=rows, reason=LogArchive.Reason.SNAPSHOT).update(reason=reason)
 
 
 def _unlink(cursor, oid):

@@ -6,10 +6,12 @@ Two kinds of series, both on one page:
   workers, so these use prometheus_client's multiprocess mode as its documentation describes
   (PROMETHEUS_MULTIPROC_DIR, set up by boatload/gunicorn_conf.py, make run and the image);
   without that variable (manage.py shell, the test client) the process' own registry is served.
-- what is true of the fleet, read from Postgres on each scrape with a few aggregate queries:
-  hosts, containers, services, scale orders, the reconcilers' totals (observe.models.LoopStat)
-  and the latest per-container samples the reconciler collects from every satellite's
-  GET /stats on an interval (observe.models.ContainerSample). A scrape never calls a satellite.
+- what is true of the fleet, read from Postgres on each scrape with a few GROUP BY queries:
+  hosts, containers, services, scale orders, the reconcilers' totals (observe.models.LoopStat);
+  and the per-container series of the samples the reconciler collects from every satellite's
+  GET /stats on an interval (observe.models.ContainerSample), which that collection renders once
+  into one row (observe.models.SamplePage) that a scrape serves as is. A scrape never calls a
+  satellite, and its work does not grow with the number of containers.
 """
 import hmac
 import ipaddress
@@ -33,9 +35,9 @@ from boatload.models import Container, Host
 from boatload.satellite_client import SatelliteClient
 from common.errors import error_body
 from common.remote import call_all
-from genisys.models import Compute, Desired, ScaleOrder
+from genisys.models import Compute, Deployment, Desired, ScaleOrder
 from observe import history
-from observe.models import ContainerSample, LoopStat
+from observe.models import ContainerSample, LoopStat, SamplePage
 
 log = logging.getLogger("boatload.metrics")
 
@@ -152,11 +154,43 @@ def collect_fleet():
                 owner=row.get("owner__username") or labels.get("owner", ""),
                 **{field: item.get(key) or 0 for field, key in SAMPLE_FIELDS.items() if field != "cpu_percent"},
                 cpu_percent=item.get("cpu_percent")))
-    with transaction.atomic():
-        ContainerSample.objects.all().delete()
-        ContainerSample.objects.bulk_create(samples)
+    store_samples(samples, now=now)
     history.record(samples, now=now)  # the same samples, appended to the history in one bulk INSERT
     return len(samples)
+
+
+def store_samples(samples, *, now):
+    """Replace the latest samples with `samples` (ContainerSample, unsaved) and the per-container series
+    of /metrics with their rendering, in one transaction: the page's text is built here, once per
+    collection, not on each scrape (a scrape of 1,000 containers spent most of its time formatting
+    8,000 sample lines)."""
+    text = render_samples(samples)
+    with transaction.atomic():
+        ContainerSample.objects.all().delete()
+        ContainerSample.objects.bulk_create(samples, batch_size=1000)
+        fields = {"text": text, "samples": len(samples), "collected": now}
+        if not SamplePage.objects.filter(pk=1).update(**fields):
+            SamplePage.objects.update_or_create(pk=1, defaults=fields)
+
+
+def render_samples(samples):
+    """The per-container series of `samples` in Prometheus' text format, by prometheus_client itself."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SampleCollector(sorted(samples, key=lambda sample: (sample.host, sample.container))))
+    return generate_latest(registry).decode()
+
+
+class _SampleCollector:
+    def __init__(self, samples):
+        self.samples = samples
+
+    def collect(self):
+        for name, help, field, family in _SAMPLE_SERIES:
+            series = _named(family)(name, help, _SAMPLE_LABELS)
+            for sample in self.samples:
+                series.add_metric([sample.host, sample.container, sample.service, sample.owner],
+                                  getattr(sample, field))
+            yield series
 
 
 # ---- what a scrape reads from Postgres ---------------------------------------------------------
@@ -187,7 +221,9 @@ def _named(family):
 
 
 class DatabaseCollector:
-    """Fleet series from Postgres: read on each scrape, a handful of aggregate queries."""
+    """Fleet series from Postgres: read on each scrape, a handful of GROUP BY queries whose answers grow
+    with hosts, services and states, not with containers. The per-container series are not built
+    here: the collection that wrote them rendered them (store_samples), and metrics_view adds that text."""
 
     def collect(self):
         hosts = GaugeMetricFamily("boatload_hosts", "Hosts by state.", labels=["state"])
@@ -211,7 +247,7 @@ class DatabaseCollector:
         running = GaugeMetricFamily("boatload_service_running_resources",
                                     "Running containers of a service per compute, from the last fleet collection.",
                                     labels=["service", "compute"])
-        compute_of_host = {compute.host.name: compute.name for compute in Compute.objects.all() if compute.host}
+        compute_of_host = dict(Compute.objects.exclude(host=None).values_list("host__name", "name"))
         for host, service, n in (ContainerSample.objects.exclude(service="").values_list("host", "service")
                                  .annotate(n=Count("id")).order_by("host", "service")):
             running.add_metric([service, compute_of_host.get(host, host)], n)
@@ -222,6 +258,15 @@ class DatabaseCollector:
         for source, result, n in ScaleOrder.objects.values_list("source", "result").annotate(n=Count("id")):
             orders.add_metric([source, result], n)
         yield orders
+
+        deployments = GaugeMetricFamily("boatload_deployments", "Deployments (roll-outs) by kind and state: running "
+                                        "and paused ones, and how the others ended.", labels=["kind", "state"])
+        counted = {(kind, state): n for kind, state, n in
+                   Deployment.objects.values_list("kind", "state").annotate(n=Count("id")).order_by()}
+        for kind in ("definition", "scale"):
+            for state in Deployment.State.values:
+                deployments.add_metric([kind, state], counted.get((kind, state), 0))
+        yield deployments
 
         stats = list(LoopStat.objects.all())
         passes = CounterMetricFamily("boatload_reconcile_passes", "Passes of each reconciler loop.", labels=["loop"])
@@ -237,14 +282,6 @@ class DatabaseCollector:
             if stat.last_pass:
                 last.add_metric([stat.loop], stat.last_pass.timestamp())
         yield from (passes, failures, duration, last)
-
-        samples = list(ContainerSample.objects.order_by("host", "container"))
-        for name, help, field, family in _SAMPLE_SERIES:
-            series = _named(family)(name, help, _SAMPLE_LABELS)
-            for sample in samples:
-                series.add_metric([sample.host, sample.container, sample.service, sample.owner],
-                                  getattr(sample, field))
-            yield series
 
 
 # ---- /metrics ----------------------------------------------------------------------------------
@@ -288,4 +325,6 @@ def metrics_view(request):
         multiprocess.MultiProcessCollector(processes)
     else:
         processes = REGISTRY
-    return HttpResponse(generate_latest(processes) + generate_latest(database), content_type=CONTENT_TYPE_LATEST)
+    fleet = SamplePage.objects.filter(pk=1).values_list("text", flat=True).first() or ""
+    return HttpResponse(generate_latest(processes) + generate_latest(database) + fleet.encode(),
+                        content_type=CONTENT_TYPE_LATEST)

@@ -75,6 +75,16 @@ class ContainerSample(ContainerMetrics):
         constraints = [models.UniqueConstraint(fields=["host", "docker_id"], name="one_sample_per_container")]
 
 
+class SamplePage(models.Model):
+    """The per-container series of /metrics in Prometheus' text format, rendered by the fleet collection
+    that wrote the samples (observe.metrics.store_samples), in the same transaction: a scrape serves this
+    one row as is, so its cost does not grow with the fleet. One row (pk 1)."""
+
+    text = models.TextField(blank=True)
+    samples = models.PositiveIntegerField(default=0)
+    collected = models.DateTimeField(null=True)
+
+
 class LoopStat(models.Model):
     """Totals of one reconciler loop (`reconcile`, `genisys`, `fleet`), summed over every process running it."""
 
@@ -126,11 +136,15 @@ class HistoryState(models.Model):
 
 class LogArchive(models.Model):
     """The last BOATLOAD_LOG_KEEP bytes of a container's output, kept in a Postgres large object
-    (observe/logs.py) when it was deleted or exited, so its output outlives it."""
+    (observe/logs.py) when it was deleted, exited or its host unregistered, and now and then while it
+    runs, so its output outlives it."""
 
     class Reason(models.TextChoices):
         DELETED = "deleted"
         EXITED = "exited"
+        SNAPSHOT = "snapshot"  # kept while it ran (BOATLOAD_LOG_SNAPSHOT_INTERVAL), in case it vanishes
+        LOST = "lost"  # it vanished from its host: the last snapshot (or exit) is what is left
+        UNREGISTERED = "unregistered"  # its host was unregistered
 
     container = models.OneToOneField("boatload.Container", on_delete=models.CASCADE, related_name="log_archive")
     oid = models.BigIntegerField(help_text="The large object holding the bytes.")

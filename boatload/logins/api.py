@@ -14,6 +14,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from boatload.logins.models import APIKey
 from boatload.logins.throttles import CREDENTIAL_THROTTLES
+from observe import audit
 
 
 class UsedKeySerializer(serializers.ModelSerializer):
@@ -69,8 +70,10 @@ class APIKeyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retri
     def create(self, request, *args, **kwargs):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row, key = APIKey.objects.issue(user=request.user, name=data.validated_data["name"],
-                                        expires=data.validated_data.get("expiry_date"))
+        with audit.change("apikey.create") as entry:  # in the key's own transaction: never one without the other
+            row, key = APIKey.objects.issue(user=request.user, name=data.validated_data["name"],
+                                            expires=data.validated_data.get("expiry_date"))
+            entry.target = row.prefix
         row.key = key
         return Response(IssuedAPIKeySerializer(row).data, status=status.HTTP_201_CREATED)
 
@@ -79,5 +82,6 @@ class APIKeyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retri
     def revoke(self, request, id=None):
         """Revoke the key for good: it is refused from now on, and stays listed as revoked."""
         row = self.get_object()
-        row.revoke()
+        with audit.change("apikey.revoke", target=row.prefix):
+            row.revoke()
         return Response(self.get_serializer(row).data)

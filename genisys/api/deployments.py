@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from genisys import deploy
 from genisys.api.views import ServiceView
 from genisys.api.waiting import WAIT, DeploymentSerializer, VersionSerializer, answer, wait_of
+from observe import audit
 
 
 class ServiceVersionsView(ServiceView):
@@ -46,5 +47,6 @@ class DeploymentActionView(DeploymentView):
     def post(self, request, name, id, action):
         """pause: no new batch starts. resume: go on. rollback: back to from_version, health-gated."""
         wait = wait_of(request)
-        row = ACTIONS[action](deployment=self.deployment(id))
+        with audit.change(f"deployment.{action}", target=f"{name}#{id}"):  # its entry in the change's transaction
+            row = ACTIONS[action](deployment=self.deployment(id))
         return answer(request, None, row, wait, success=SUCCESS[action])

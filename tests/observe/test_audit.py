@@ -103,3 +103,62 @@ def test_audit_list_is_scoped_filtered_paged_and_exported(api, users):
     assert lines[0].startswith("id,created,actor_name") and len(lines) == 4
     assert api("staff").get("/v1/audit/?result=nonsense").status_code == 400
     assert api().get("/v1/audit/").status_code == 401
+
+
+def refuse_audit_writes():
+    """Make every INSERT into the audit log fail, as a full disk or a lost connection would."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit refused'; "
+                       "END $$ LANGUAGE plpgsql")
+        cursor.execute(f"CREATE TRIGGER refuse_audit BEFORE INSERT ON {AuditEntry._meta.db_table} "
+                       "FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
+
+
+def status_of(call):
+    from django.db import DatabaseError
+
+    try:
+        return call().status_code
+    except DatabaseError:  # the test client re-raises what the view raised
+        return 500
+
+
+def test_api_keys_and_deployment_actions_are_never_made_without_their_entry(api, users):
+    """Their entry is written in the change's own transaction: when it can not be written, nothing changed."""
+    from django.utils import timezone
+
+    from boatload.logins.models import APIKey
+    from genisys.models import Deployment, Service
+
+    service = Service.objects.create(name="web", image=f"{IMAGE_NAME}:{IMAGE_TAG}")
+    deployment = Deployment.objects.create(service=service, kind="definition", to_version=1, target_version=1,
+                                           policy={}, progressed=timezone.now())
+    key = api("owner").post("/v1/apikey/", {"name": "first"}, format="json").json()
+    refuse_audit_writes()
+    assert status_of(lambda: api("owner").post("/v1/apikey/", {"name": "ci"}, format="json")) == 500
+    assert not APIKey.objects.filter(name="ci").exists()
+    assert status_of(lambda: api("owner").post(f"/v1/apikey/{key['id']}/revoke")) == 500
+    assert not APIKey.objects.get(name="first").revoked
+    assert status_of(lambda: api("staff").post(f"/service/web/deployments/{deployment.pk}/pause")) == 500
+    assert Deployment.objects.get(pk=deployment.pk).state == Deployment.State.RUNNING
+
+
+def test_api_keys_and_deployment_actions_have_one_entry_each(api, users):
+    from django.utils import timezone
+
+    from genisys.models import Deployment, Service
+
+    service = Service.objects.create(name="web", image=f"{IMAGE_NAME}:{IMAGE_TAG}")
+    deployment = Deployment.objects.create(service=service, kind="definition", to_version=1, target_version=1,
+                                           policy={}, progressed=timezone.now())
+    key = api("owner").post("/v1/apikey/", {"name": "ci"}, format="json").json()
+    assert api("owner").post(f"/v1/apikey/{key['id']}/revoke").status_code == 200
+    assert api("staff").post(f"/service/web/deployments/{deployment.pk}/pause").status_code == 200
+    assert api("staff").post(f"/service/web/deployments/{deployment.pk}/pause").status_code == 409
+    assert [(e.action, e.result, e.target, e.status_code) for e in entries()] == [
+        ("apikey.create", "ok", key["id"], 201), ("apikey.revoke", "ok", key["id"], 200),
+        ("deployment.pause", "ok", f"web#{deployment.pk}", 200),
+        ("deployment.pause", "failed", f"web#{deployment.pk}", 409)]
+    assert_no_secret(key["key"])

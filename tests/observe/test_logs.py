@@ -115,3 +115,60 @@ def test_a_container_row_that_goes_takes_its_large_object(api, users, fleet_host
     oid = LogArchive.objects.get(container__uuid=container).oid
     users["owner"].delete()  # cascades to the row and its archive
     assert not large_object_exists(oid)
+
+
+def test_a_running_container_that_vanishes_keeps_its_output_up_to_the_last_snapshot(api, fleet, fleet_hosts,
+                                                                                      settings):
+    settings.LOG_SNAPSHOT_INTERVAL = 0.001  # every pass, once it has run that long
+    owner = api("owner")
+    container = make(owner, CHATTY)
+    before = live_output(owner, container, b"err 300\n")
+    host = fleet_hosts["host-b"]
+    Reconcile().process_one_host(host)
+    assert LogArchive.objects.get(container__uuid=container).reason == "snapshot"
+    row = Container.objects.get(uuid=container)
+    assert row.state == Container.State.RUNNING
+    assert owner.get(f"/v1/container/{container}/stdout").get("X-BoatLoad-Archived") is None  # still live
+    fleet["host-b"].docker.containers.get(row.docker_id).remove(force=True)  # gone while it ran
+    Reconcile().process_one_host(host)
+    assert Container.objects.get(uuid=container).state == Container.State.LOST
+
+    answer = owner.get(f"/v1/container/{container}/stdout")
+    assert answer.status_code == 200 and answer["X-BoatLoad-Archived"] == "lost"
+    assert b"".join(answer.streaming_content) == before
+
+
+def test_running_containers_are_not_snapshot_before_they_ran_the_interval(api, fleet_hosts, settings):
+    settings.LOG_SNAPSHOT_INTERVAL = 3600
+    owner = api("owner")
+    container = make(owner, "echo kept; sleep 300")
+    live_output(owner, container, b"kept\n")
+    Reconcile().process_one_host(fleet_hosts["host-b"])
+    assert not LogArchive.objects.filter(container__uuid=container).exists()
+
+
+def test_unregistering_a_host_keeps_its_containers_output(api, fleet, fleet_hosts):
+    owner = api("owner")
+    container = make(owner, CHATTY)
+    before = live_output(owner, container, b"err 300\n")
+    assert api("staff").post("/v1/host/host-b/unregister/").status_code == 204
+    row = Container.objects.get(uuid=container)
+    assert row.state == Container.State.LOST and row.host is None
+
+    answer = owner.get(f"/v1/container/{container}/stdout")
+    assert answer.status_code == 200 and answer["X-BoatLoad-Archived"] == "unregistered"
+    assert b"".join(answer.streaming_content) == before
+
+
+def test_a_snapshot_never_replaces_output_kept_as_the_container_went(api, fleet_hosts):
+    """A reconciler's snapshot, read before a delete or a loss, may land after it: it is dropped."""
+    owner = api("owner")
+    container = make(owner, "echo kept; sleep 300")
+    live_output(owner, container, b"kept\n")
+    row = Container.objects.select_related("host").get(uuid=container)
+    final = logs.archive(row=row, reason="lost")  # as the reconciler keeps it when the container vanished
+    again = logs.archive(row=row, reason="snapshot")
+    assert again.pk == final.pk and again.oid == final.oid
+    assert LogArchive.objects.get(container=row).reason == "lost" and large_object_exists(final.oid)
+    assert logs.archive(row=row, reason="exited").oid != final.oid  # any other archive replaces it
+    assert not large_object_exists(final.oid)

@@ -163,3 +163,54 @@ def test_the_workers_of_gunicorn_are_counted_together(gunicorn_api):
         answer = requests.get(f"{gunicorn_api.url}/v1/container/", headers={"Connection": "close"}, timeout=10)
         assert answer.status_code == 401
     assert [unauthenticated_lists() for _ in range(6)] == [40] * 6
+
+
+def test_a_scrape_reads_the_same_rows_whatever_the_number_of_containers(db, fleet_hosts, api, metrics_on):
+    """The per-container series are rendered by the collection that wrote them, not on each scrape: a scrape
+    of 300 collected containers fetches no more rows from Postgres than one of 3, yet serves all 300."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from observe import metrics
+    from observe.models import ContainerSample
+
+    def scrape_counting_rows(containers):
+        metrics.store_samples([ContainerSample(host="host-a", docker_id=f"{n:064x}", container=f"c{n}", owner="owner",
+                                               memory_bytes=n + 1, pids=1, collected=timezone.now())
+                               for n in range(containers)], now=timezone.now())
+        fetched = []
+
+        def count_rows(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            if context["cursor"].description is not None:  # a SELECT: how many rows it answered
+                fetched.append(context["cursor"].rowcount)
+            return result
+
+        with connection.execute_wrapper(count_rows):
+            series = scrape()
+        return sum(fetched), series
+
+    few, few_series = scrape_counting_rows(3)
+    many, many_series = scrape_counting_rows(300)
+    assert len(labelled(few_series, "boatload_container_memory_usage_bytes")) == 3
+    assert len(labelled(many_series, "boatload_container_memory_usage_bytes")) == 300
+    assert value(many_series, "boatload_container_memory_usage_bytes", container="c299") == 300
+    assert many == few
+
+
+def test_deployments_are_counted_by_kind_and_state(db, api, metrics_on):
+    from django.utils import timezone
+
+    from genisys.models import Deployment, Service
+
+    assert value(scrape(), "boatload_deployments", kind="definition", state="running") == 0
+    service = Service.objects.create(name="web", image="boatload-test/busybox:latest")
+    made = Deployment.objects.create(service=service, kind="definition", to_version=1, target_version=1, policy={},
+                                     progressed=timezone.now())
+    series = scrape()
+    assert value(series, "boatload_deployments", kind="definition", state="running") == 1
+    assert value(series, "boatload_deployments", kind="definition", state="succeeded") == 0
+    Deployment.objects.filter(pk=made.pk).update(state=Deployment.State.ROLLED_BACK, finished=timezone.now())
+    series = scrape()
+    assert value(series, "boatload_deployments", kind="definition", state="running") == 0
+    assert value(series, "boatload_deployments", kind="definition", state="rolled_back") == 1
