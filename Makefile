@@ -37,3 +37,4 @@ bench: venv
 	$(PY) -m bench.scale
 	$(PY) -m bench.streams
 	$(PY) -m bench.observability
+	$(PY) -m bench.fleet

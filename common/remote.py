@@ -8,10 +8,11 @@ a domain error: its own error shape back into the same error (status, code, mess
 into `not_found_error`), connection failures into `unavailable_error` and timeouts into
 `timeout_error`, naming the remote, with `outcome_unknown` set on mutating calls.
 """
+import contextvars
 import functools
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+import time
 from urllib.parse import quote
 
 import requests
@@ -162,29 +163,56 @@ class RemoteClient:
         return response, response.iter_content(STREAM_CHUNK)
 
 
-_call_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="remote-calls")  # reused: no start-up per call
-
-
 def call_all(calls, *, timeout):
-    """Run every `(key, call)` at once on one shared pool; [(key, answer, error)] in their order.
+    """Run every `(key, call)` at once, each on its own worker; [(key, answer, error)] in their order.
 
-    One deadline for them all: a call still running after `timeout` seconds is given up as a 504
-    naming its key, so one slow remote never holds the rest. A call raising a BoatLoadError has
-    it as its error. The calls must not touch the database (make clients before, in the
-    caller's thread).
+    One hard deadline for them all, counted from the call: a call still running after `timeout`
+    seconds is given up as a 504 naming its key, so one slow remote never holds the rest, and the
+    caller has its answer then whatever the fleet size. Every call gets its own worker (a thread; a
+    greenlet in the API's gevent workers, which patch threading), started at once: no shared pool
+    whose workers earlier fan-outs' frozen remotes still hold, nor a queue that starts the
+    fifty-first host after the first fifty. A given-up worker ends by itself at its client's own
+    timeout (the cluster reads give theirs the same deadline); nothing waits for it. Each worker
+    runs in a copy of the caller's context, so the request id reaches every remote. A call
+    raising a BoatLoadError has it as its error; any other exception is raised here. The calls
+    must not touch the database (make clients before, in the caller's thread).
     """
-    futures = [(key, _call_pool.submit(call)) for key, call in calls]
-    wait([future for _, future in futures], timeout=timeout)
+    calls = list(calls)
+    deadline = time.monotonic() + timeout
+    outcomes = [None] * len(calls)  # (answer, error, unexpected exception) once the call ended
+    finished = threading.Condition()
+    pending = [len(calls)]
+
+    def run(index, call):
+        try:
+            outcome = (call(), None, None)
+        except BoatLoadError as error:
+            outcome = (None, error, None)
+        except BaseException as exc:  # raised in the caller's thread, as it would have been there
+            outcome = (None, None, exc)
+        with finished:
+            outcomes[index] = outcome
+            pending[0] -= 1
+            if not pending[0]:
+                finished.notify_all()
+
+    for index, (_, call) in enumerate(calls):
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(run, index, call), daemon=True,
+                         name=f"remote-call-{index}").start()
+    with finished:
+        while pending[0] and (left := deadline - time.monotonic()) > 0:
+            finished.wait(left)
+        ended = list(outcomes)  # what ended by the deadline; a later end changes nothing here
     results = []
-    for key, future in futures:
-        if not future.done():
-            future.cancel()
+    for (key, _), outcome in zip(calls, ended):
+        if outcome is None:
             name = getattr(key, "name", str(key))
             results.append((key, None, RemoteError(f"{name} did not answer within {timeout:g} s.", remote=name,
                                                    status_code=504, code="timeout")))
             continue
-        try:
-            results.append((key, future.result(), None))
-        except BoatLoadError as error:
-            results.append((key, None, error))
+        answer, error, unexpected = outcome
+        if unexpected is not None:
+            raise unexpected
+        results.append((key, answer, error))
     return results
