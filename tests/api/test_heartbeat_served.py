@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from common import signing
-from tests.conftest import long_ago
+from tests.conftest import long_ago, wait_until
 from tests.live import ApiServer
 
 PATH = "/v1/host/heartbeat/"
@@ -51,6 +51,7 @@ def beat(server, host, body=None, *, key_id=None, secret=None, **signed):
 def api_backends():
     """Pids of the Postgres connections to the test database other than this test's own."""
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees its first snapshot throughout
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
                        " AND backend_type = 'client backend'")
         return {pid for (pid,) in cursor.fetchall()}
@@ -124,3 +125,18 @@ def test_bad_heartbeats_are_refused_in_the_one_error_shape_and_change_nothing(se
     refused = row(host)
     assert (refused.last_seen, refused.cpus, refused.memory_bytes, refused.heartbeat_nonces) == (
         accepted.last_seen, 4, 1 << 30, accepted.heartbeat_nonces)
+
+
+@pytest.mark.django_db
+def test_a_pooled_connection_that_postgres_ended_is_replaced_unnoticed(served):
+    """As after a Postgres restart: the pool's check on checkout finds the connection dead and opens another."""
+    server, host = served["server"], served["hosts"][0]
+    assert beat(server, host).status_code == 200
+    pooled = api_backends()
+    with connection.cursor() as cursor:
+        for pid in pooled:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert pooled
+    wait_until(lambda: not (api_backends() & pooled), timeout=30, message="Postgres to end the pooled connections")
+    answers = [beat(server, host).status_code for _ in range(3)]
+    assert answers == [200, 200, 200], answers
