@@ -34,8 +34,9 @@ class HostFactsSerializer(serializers.Serializer):
     """What a satellite reports about its host when it enrols and on every heartbeat."""
 
     docker_version = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    cpus = serializers.IntegerField(required=False, min_value=0)
-    memory_bytes = serializers.IntegerField(required=False, min_value=0)
+    # The columns' ranges (PositiveIntegerField, BigIntegerField): a larger number is a 400, not a database error.
+    cpus = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    memory_bytes = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
     address_internal = serializers.CharField(required=False, allow_blank=True, max_length=255)
     address_cloud = serializers.CharField(required=False, allow_blank=True, max_length=255)
     address_public = serializers.CharField(required=False, allow_blank=True, max_length=255)

@@ -116,6 +116,7 @@ def test_bad_heartbeats_are_refused_in_the_one_error_shape_and_change_nothing(se
     for answer, status, code in cases:
         assert_refused(answer, status, code)
     for body, field in (({"cpus": -1}, "cpus"), ({"cpus": 7, "memory_bytes": "lots"}, "memory_bytes"),
+                        ({"cpus": 1 << 40}, "cpus"), ({"memory_bytes": 1 << 70}, "memory_bytes"),
                         ({"saturated": ["everything"]}, "saturated[0]"),
                         ({"docker_version": "x" * 65}, "docker_version"),
                         ({"satellite_url": "ftp://127.0.0.1/"}, "satellite_url"), ([1, 2], "")):
