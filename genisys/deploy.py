@@ -506,7 +506,8 @@ def rebalance_start(*, service, user=None, reason=""):
             version_record(service=service, user=user)
         deployment = deployment_create(service=service, kind="rebalance", from_version=service.version,
                                        to_version=service.version, user=user)
-        deployment.spread, deployment.reason = {"from": current, "to": target}, reason
+        deployment.spread = {"from": current, "to": target}
+        deployment.reason = reason or deployment.reason
         if deployment.state == State.RUNNING and current == target:
             deployment.state, deployment.finished = State.SUCCEEDED, timezone.now()
             deployment.reason = "evenly spread already"
