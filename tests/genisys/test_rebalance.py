@@ -13,7 +13,8 @@ import pytest
 from genisys.management.commands.genisys import Command as Reconciler
 from genisys.models import Deployment, Desired, Service
 from tests.conftest import RUN_ID
-from tests.genisys.test_deployments import HEALTHCHECK, build_image, step_until_settled
+from tests.genisys.test_crash_safety import STEADY
+from tests.genisys.test_deployments import build_image, step_until_settled
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ def lopsided(api, hosts, connectors, good_everywhere, service_name, settings):
     staff = api("staff")
     staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
     created = staff.post("/service", {"name": service_name, "image": good_everywhere, "command": "sleep 3600",
-                                      "healthcheck": HEALTHCHECK,
+                                      "healthcheck": STEADY,
                                       "update": {"min_healthy_time": "500ms", "parallelism": 1}}, format="json")
     assert created.status_code == 201, created.json()
     scaled = staff.post(f"/service/{service_name}/scale", {"number": 4, "compute": "*"}, format="json")
