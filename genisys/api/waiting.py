@@ -66,6 +66,9 @@ class ComputeProgressSerializer(serializers.Serializer):
                                      help_text="Containers per version on the compute now.")
     error = serializers.CharField(required=False, help_text="Its connector's failure at the last step.")
     slots = serializers.BooleanField(required=False, help_text="False: a connector without slot routes.")
+    swarm = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
+                                  help_text="A Swarm compute: its service's UpdateStatus (state, message) at the "
+                                            "last step.")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
