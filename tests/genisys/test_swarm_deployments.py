@@ -16,11 +16,13 @@ from boatload.models import Host
 from genisys.management.commands.genisys import Command as Reconciler
 from genisys.models import Deployment, Service
 from tests.conftest import RUN_ID, SatelliteProcess, wait_until
-from tests.genisys.test_deployments import HEALTHCHECK, build_image
+from tests.genisys.test_deployments import build_image
 from tests.swarm_cluster import SwarmCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a cluster start, then Swarm's own pace
 REPLICAS = 6
+# test_deployments' check, with retries: six engines' worth of tasks on two cores may miss one probe.
+HEALTHCHECK = {"test": "test -f /healthy", "interval": "300ms", "timeout": "5s", "retries": 3}
 GOOD, BAD = f"boatload-test/swarm-{RUN_ID}:good", f"boatload-test/swarm-{RUN_ID}:bad"
 
 
@@ -108,7 +110,7 @@ class Census:
     let stop on another before that was read, would both be missed."""
 
     def __init__(self, manager, name):
-        self.manager, self.name, self.samples, self.running = manager, name, [], True
+        self.manager, self.name, self.samples, self.running, self.empty = manager, name, [], True, 0
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
@@ -116,7 +118,10 @@ class Census:
         client = self.manager.client()
         while self.running:
             tasks = client.api.tasks(filters={"service": f"bl-{self.name}"})
-            self.samples.append(sum(1 for task in tasks if task["Status"]["State"] == "running"))
+            if tasks:  # the service always has tasks: an empty answer is no observation (the manager busy)
+                self.samples.append(sum(1 for task in tasks if task["Status"]["State"] == "running"))
+            else:
+                self.empty += 1
             time.sleep(0.1)
 
     def stop(self):
@@ -137,7 +142,7 @@ def test_a_good_version_rolls_out_start_first_with_swarms_update_config(web, clu
         state = settle(service_name, deployment["id"])
     finally:
         census.stop()
-    assert state == "succeeded"
+    assert state == "succeeded", Deployment.objects.get(pk=deployment["id"]).reason
     assert min(census.samples) >= REPLICAS  # start-first: never below the desired number
     [service] = swarm.manager.client().services.list(filters={"name": f"bl-{service_name}"})
     spec = service.attrs["Spec"]
@@ -163,7 +168,7 @@ def test_a_version_whose_healthcheck_fails_is_rolled_back_by_swarm(web, cluster,
     finally:
         census.stop()
     assert state == "rolled_back"
-    assert min(census.samples) >= REPLICAS  # start-first: the old ones kept serving
+    assert min(census.samples) >= REPLICAS, (census.samples, census.empty)  # start-first: the old ones served
     shown = web.get(deployment["url"]).json()
     assert "Swarm rolled the update back" in shown["reason"], shown
     assert shown["rolling_back"] is True and shown["target_version"] == 1
@@ -193,3 +198,22 @@ def test_a_worker_stopped_mid_rollout_is_rescheduled_and_status_counts_only_runn
         return running == REPLICAS and answer["running_resources"] == running
     wait_until(status_matches, timeout=120, interval=0.5, message="Swarm rescheduling onto the live nodes")
     assert {index for index, _ in containers(swarm.engines, service_name)} <= {e.index for e in swarm.engines[:2]}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"number": 1, "policy": {"parallelism": 0}}, "policy.parallelism"),
+    ({"number": 1, "policy": {"order": "random"}}, "policy.order"),
+    ({"number": -1, "policy": {}}, "number"),
+    ({"number": 1, "policy": {}, "definition": {"image": GOOD}}, "definition.version"),
+    ({"number": 1, "policy": {}, "definition": {"image": GOOD, "version": 2, "ports": ["x"]}}, "definition.ports"),
+])
+def test_a_bad_rollout_is_400_naming_the_field_and_changes_nothing(cluster, service_name, body, field):
+    swarm, satellite = cluster
+    session = satellite.signed()
+    defined = session.put(f"{satellite.url}/service/{service_name}", json={"image": GOOD})
+    assert defined.status_code == 200, defined.text
+    answer = session.post(f"{satellite.url}/service/{service_name}/rollout",
+                          json={"definition": {"image": GOOD, "version": 2}, **body})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["detail"]["field"] == field
+    assert not swarm.manager.client().services.list(filters={"name": f"bl-{service_name}"})
