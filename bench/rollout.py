@@ -19,7 +19,7 @@ from bench.common import ROOT, TEST_IMAGE, median, setup_api, start_satellite, t
 
 SLOTS = 10
 ROUNDS = int(os.environ.get("BENCH_ROLLOUT_ROUNDS", "2"))  # ABBA rounds: 2 rollouts a path each
-HEALTHCHECK = {"test": "true", "interval": "300ms", "timeout": "2s", "retries": 1}
+HEALTHCHECK = {"test": "true", "interval": "300ms", "timeout": "10s", "retries": 3}  # tolerant of a loaded machine
 POLICY = {"parallelism": 2, "min_healthy_time": "2s", "order": "start-first", "failure_action": "rollback"}
 CLI_POLICY = ["--update-parallelism", "2", "--update-delay", "2s", "--update-monitor", "2s",
               "--update-order", "start-first", "--update-failure-action", "rollback", "--update-max-failure-ratio",
@@ -80,8 +80,8 @@ def run(manager, client, base, session, satellite):
     scaled = session.post(f"{base}/service/bench/scale?wait=5m", json={"number": SLOTS})
     assert scaled.status_code == 200, scaled.text
     subprocess.run([*manager, "service", "create", "-q", "--detach=false", "--name", "bench-cli", "--replicas",
-                    str(SLOTS), "--health-cmd", "true", "--health-interval", "300ms", "--health-timeout", "2s",
-                    "--health-retries", "1", "--env", "RELEASE=0", *CLI_POLICY, TEST_IMAGE, "sleep", "3600"],
+                    str(SLOTS), "--health-cmd", "true", "--health-interval", "300ms", "--health-timeout", "10s",
+                    "--health-retries", "3", "--env", "RELEASE=0", *CLI_POLICY, TEST_IMAGE, "sleep", "3600"],
                    check=True, capture_output=True)
     release = iter(range(1, 100))
     minimums = []
