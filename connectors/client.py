@@ -92,6 +92,23 @@ class ConnectorClient(RemoteClient):
         """Remove the containers of `slot` of every version but `keep` (None: all)."""
         return self.call(op, name=name, slot=slot, params={"keep": keep} if keep is not None else None)
 
+    @operation("POST", "service/<name>/rollout")
+    def rollout(self, op, name, definition, number, policy, observe=False):
+        """A connector that rolls its own updates (the Swarm backend): give the service `definition` (with its
+        version) rolled with `policy`, unless it has it, and answer its progress, checked here: desired,
+        updated, healthy, failed (ints >= 0), versions, state, message, failure (why the update stopped or
+        was rolled back, or None) and done. Anything else is a 502 naming the compute."""
+        body = self.call(op, name=name, json={"definition": definition, "number": number, "policy": policy,
+                                              "observe": observe})
+        counts = ("desired", "updated", "healthy", "failed")
+        if not isinstance(body, dict) or any(type(body.get(key)) is not int or body[key] < 0 for key in counts) \
+                or not isinstance(body.get("versions"), dict) or not isinstance(body.get("failure"), (str, type(None))):
+            raise ConnectorError(f"The connector of {self.remote} answered a rollout that is not a progress: "
+                                 f"{str(body)[:100]!r}", remote=self.remote, code="connector_bad_answer")
+        return {**{key: body[key] for key in counts}, "versions": body["versions"],
+                "state": str(body.get("state") or ""), "message": str(body.get("message") or "")[:2000],
+                "failure": body["failure"], "done": body.get("done") is True}
+
     @operation("GET", "service/<name>/status")
     def status(self, op, name):
         """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""

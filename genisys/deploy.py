@@ -339,7 +339,7 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     except BoatLoadError as error:
         if error.status_code not in (404, 405, 501):
             raise
-        return legacy_step(client, definition, number, rolls)
+        return rollout_step(client, definition, number, policy, rolls)
     healthy_since = dict(entry.get("healthy_since") or {})
     by_slot = {}
     for item in containers:
@@ -388,8 +388,25 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     return entry, failures, done
 
 
+def rollout_step(client, definition, number, policy, rolls):
+    """A connector that rolls its own updates (the Swarm backend: Swarm's UpdateConfig and RollbackConfig
+    with this policy, satellite/connector/swarm_backend.py): (entry, failures, done) from its progress, in
+    the slots' entry shape plus Swarm's UpdateStatus under `swarm`. Without a rollout (an external
+    connector): legacy_step."""
+    try:
+        answer = client.rollout(definition["name"], definition, number, policy, observe=not rolls)
+    except BoatLoadError as error:
+        if error.status_code not in (404, 405, 501):
+            raise
+        return legacy_step(client, definition, number, rolls)
+    entry = {key: answer[key] for key in ("desired", "updated", "healthy", "failed", "versions")}
+    entry["swarm"] = {"state": answer["state"], "message": answer["message"]}
+    failures = [f"{client.remote}: {answer['failure']}"] if rolls and answer["failure"] else []
+    return entry, failures, answer["done"] and not failures
+
+
 def legacy_step(client, definition, number, rolls):
-    """A connector without slots (an external one, or the Swarm backend): the definition and a scale (when
+    """A connector without slots or rollout (an external one): the definition and a scale (when
     rolling), done when its status says `number` run."""
     running = client.scale(definition["name"], number) if rolls else None
     if running is None:

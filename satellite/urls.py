@@ -42,6 +42,7 @@ urlpatterns = [
     re_path(r"^service/(?P<name>[^/]+)/scale/?$", connector.ServiceScaleView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/status/?$", connector.ServiceStatusView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/slots/?$", connector.SlotsView.as_view()),
+    re_path(r"^service/(?P<name>[^/]+)/rollout/?$", connector.RolloutView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/slots/(?P<slot>[0-9]{1,6})/?$", connector.SlotView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/?$", connector.ServiceDetailView.as_view()),
 ]

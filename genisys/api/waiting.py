@@ -67,6 +67,9 @@ class ComputeProgressSerializer(serializers.Serializer):
     error = serializers.CharField(required=False, help_text="Its connector's failure at the last step.")
     slots = serializers.BooleanField(required=False, help_text="False: a connector without slot routes.")
     target = serializers.IntegerField(required=False, help_text="A rebalance: the number the even spread gives it.")
+    swarm = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
+                                  help_text="A Swarm compute: its service's UpdateStatus (state, message) at the "
+                                            "last step.")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -151,6 +151,47 @@ class SlotView(ConnectorView):
         return Response({"removed": slot_backend().slot_clear(name, int(slot), query.validated_data.get("keep"))})
 
 
+class RolloutPolicySerializer(serializers.Serializer):
+    """What of a deployment's update policy Swarm's UpdateConfig takes (other keys, deploy.py's deadlines, are
+    BoatLoad's own and ignored here)."""
+
+    parallelism = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    min_healthy_time = definitions.DurationField(required=False, min_seconds=0, max_seconds=86400)
+    order = serializers.ChoiceField(required=False, choices=["stop-first", "start-first"])
+    failure_action = serializers.ChoiceField(required=False, choices=["rollback", "pause"])
+    auto_revert = serializers.BooleanField(required=False)
+
+
+class RolloutSerializer(ScaleSerializer):
+    definition = serializers.DictField()
+    policy = RolloutPolicySerializer()
+    observe = serializers.BooleanField(required=False, default=False)
+
+
+class RolloutView(ConnectorView):
+    """POST (Swarm backend): give the service the body's versioned definition, rolled by Swarm with the update
+    policy, and answer its progress (an observation only with `observe`). Idempotent."""
+
+    def post(self, request, name):
+        if settings.CONNECTOR != "swarm":
+            raise BoatLoadError("The plain Docker backend rolls by slots (/slots); it has no rollout.",
+                                code="not_implemented", status_code=501)
+        self.definition(name)
+        if not isinstance(request.data, dict):
+            raise BadInput("definition", "the body must be a JSON object")
+        body = RolloutSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = definitions.DefinitionSerializer(data={**body.validated_data["definition"], "name": name})
+        if not data.is_valid():
+            field, errors = next(iter(data.errors.items()))
+            raise BadInput(f"definition.{field}", "; ".join(str(e) for e in errors))
+        if data.validated_data.get("version") is None:
+            raise BadInput("definition.version", "a rollout is of a versioned definition only")
+        return Response(swarm_backend.rollout(dict(data.validated_data), body.validated_data["number"],
+                                              dict(body.validated_data["policy"]),
+                                              observe=body.validated_data["observe"]))
+
+
 def slot_backend():
     if settings.CONNECTOR == "swarm":
         raise BoatLoadError("The Swarm backend rolls its own updates; it has no slots.", code="not_implemented",

@@ -1,0 +1,118 @@
+"""Rollout benchmark, in one run: a 10-slot rolling update (parallelism 2, min_healthy_time 2s,
+start-first, a healthcheck) on one real three-node Swarm (tests/swarm_cluster.py), through BoatLoad
+(`PUT /service/<name>?wait=` against a swarm satellite on the manager, the Genisys reconciler
+advancing the deployment) against `docker service update` with the same settings on the same
+Swarm. Rounds go ABBA (BoatLoad, docker, docker, BoatLoad) so both see the same cluster state on
+average. While BoatLoad rolls, the manager's running tasks are counted every 50 ms.
+
+Targets: ratio BoatLoad / docker ≤ 1.0; the minimum running count during the start-first
+rollout equals the desired number (10).
+Run: .venv/bin/python -m bench.rollout   (BOATLOAD_TEST_ENGINE_OFFSET shifts the engines, as in tests)
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from bench.common import ROOT, TEST_IMAGE, median, setup_api, start_satellite, timed
+
+SLOTS = 10
+ROUNDS = int(os.environ.get("BENCH_ROLLOUT_ROUNDS", "2"))  # ABBA rounds: 2 rollouts a path each
+HEALTHCHECK = {"test": "true", "interval": "300ms", "timeout": "10s", "retries": 3}  # tolerant of a loaded machine
+POLICY = {"parallelism": 2, "min_healthy_time": "2s", "order": "start-first", "failure_action": "rollback"}
+CLI_POLICY = ["--update-parallelism", "2", "--update-delay", "2s", "--update-monitor", "2s",
+              "--update-order", "start-first", "--update-failure-action", "rollback", "--update-max-failure-ratio",
+              "0"]
+
+
+class RunningCount:
+    """The service's running tasks, in one answer of the manager, every 50 ms."""
+
+    def __init__(self, client, service):
+        self.client, self.service, self.samples, self.going = client, service, [], True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while self.going:
+            tasks = self.client.api.tasks(filters={"service": self.service})
+            self.samples.append(sum(1 for task in tasks if task["Status"]["State"] == "running"))
+            time.sleep(0.05)
+
+    def stop(self):
+        self.going = False
+        self.thread.join()
+        return min(self.samples)
+
+
+def main():
+    from tests.swarm_cluster import SwarmCluster
+
+    swarm = SwarmCluster(indexes=(10, 11, 12))
+    started = []  # every process this bench starts, ended in the finally, whatever failed
+    try:
+        swarm.start()
+        manager = ["docker", "-H", swarm.manager.docker_host]
+        satellite = start_satellite("rollout-mgr", DOCKER_HOST=swarm.manager.docker_host,
+                                    SATELLITE_CONNECTOR="swarm")
+        started.append(satellite.stop)
+        base, session, api, _ = setup_api([satellite])
+        started.append(lambda: (api.terminate(), api.wait()))
+        reconciler = subprocess.Popen([sys.executable, "manage.py", "genisys"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                      env={**os.environ, "GENISYS_POLL_INTERVAL": "250ms",
+                                           "GENISYS_COMPUTE_FILE": "", "GENISYS_CONSUL_HOST": ""})
+        started.append(lambda: (reconciler.terminate(), reconciler.wait()))
+        client = swarm.manager.client()
+        run(manager, client, base, session, satellite)
+    finally:
+        for stop in reversed(started):
+            stop()
+        swarm.stop()
+
+
+def run(manager, client, base, session, satellite):
+    """Both paths' rollouts, ABBA, and the figures."""
+    session.post(f"{base}/compute", json={"name": "swarm", "connector": satellite.url}).raise_for_status()
+    definition = {"name": "bench", "image": TEST_IMAGE, "command": "sleep 3600", "healthcheck": HEALTHCHECK,
+                  "environment": {"RELEASE": "0"}, "update": POLICY}
+    session.post(f"{base}/service", json=definition).raise_for_status()
+    scaled = session.post(f"{base}/service/bench/scale?wait=5m", json={"number": SLOTS})
+    assert scaled.status_code == 200, scaled.text
+    subprocess.run([*manager, "service", "create", "-q", "--detach=false", "--name", "bench-cli", "--replicas",
+                    str(SLOTS), "--health-cmd", "true", "--health-interval", "300ms", "--health-timeout", "10s",
+                    "--health-retries", "3", "--env", "RELEASE=0", *CLI_POLICY, TEST_IMAGE, "sleep", "3600"],
+                   check=True, capture_output=True)
+    release = iter(range(1, 100))
+    minimums = []
+
+    def boatload():
+        counter = RunningCount(client, "bl-bench")
+        answer = session.put(f"{base}/service/bench?wait=10m",
+                             json={**definition, "environment": {"RELEASE": str(next(release))}})
+        minimums.append(counter.stop())
+        assert answer.status_code == 200 and answer.json()["deployment"]["state"] == "succeeded", answer.text
+
+    def cli():
+        subprocess.run([*manager, "service", "update", "-q", "--detach=false", "--env-add",
+                        f"RELEASE={next(release)}", *CLI_POLICY, "bench-cli"], check=True, capture_output=True)
+
+    ours, theirs = [], []
+    for _ in range(ROUNDS):
+        ours.append(timed(boatload)[0])
+        theirs.append(timed(cli)[0])
+        theirs.append(timed(cli)[0])
+        ours.append(timed(boatload)[0])
+    ratio = median(ours) / median(theirs)
+    print(f"rollout of {SLOTS} slots, parallelism 2, min_healthy_time 2s, start-first, on a 3-node Swarm")
+    print(f"  BoatLoad (PUT ?wait=, reconciler every 250ms): median {median(ours):.2f}s  "
+          f"{' '.join(f'{t:.2f}' for t in ours)}")
+    print(f"  docker service update --detach=false:        median {median(theirs):.2f}s  "
+          f"{' '.join(f'{t:.2f}' for t in theirs)}")
+    print(f"  ratio BoatLoad / docker: {ratio:.2f} (target ≤ 1.0)")
+    print(f"  minimum running during BoatLoad's start-first rollouts: {min(minimums)} of {SLOTS} "
+          f"(target {SLOTS})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Deployments on the Swarm backend, on a real three-node Swarm (tests/swarm_cluster.py).
+
+A satellite with SATELLITE_CONNECTOR=swarm on the manager runs the service as one Swarm service;
+a deployment is Swarm's own rolling update with the policy mapped onto UpdateConfig and
+RollbackConfig, its progress read back from UpdateStatus. The images are test_deployments'
+(`good` passes the healthcheck, `bad` does not), imported on every node. A poller counts, all the
+while, the service's tasks the manager reports running (healthy), so the minimum during a start-first
+rollout is asserted, not assumed.
+"""
+import threading
+import time
+
+import pytest
+
+from boatload.models import Host
+from genisys.management.commands.genisys import Command as Reconciler
+from genisys.models import Deployment, Service
+from tests.conftest import RUN_ID, SatelliteProcess, wait_until
+from tests.genisys.test_deployments import build_image
+from tests.swarm_cluster import SwarmCluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a cluster start, then Swarm's own pace
+REPLICAS = 6
+# test_deployments' check, with retries: six engines' worth of tasks on two cores may miss one probe.
+HEALTHCHECK = {"test": "test -f /healthy", "interval": "300ms", "timeout": "5s", "retries": 3}
+GOOD, BAD = f"boatload-test/swarm-{RUN_ID}:good", f"boatload-test/swarm-{RUN_ID}:bad"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The three-node Swarm, the images on every node, and the swarm satellite on the manager."""
+    swarm = SwarmCluster().start()
+    try:
+        swarm.load(lambda client: (build_image(client, GOOD, healthy=True), build_image(client, BAD, healthy=False)))
+        satellite = SatelliteProcess(tmp_path_factory.mktemp("swarm3"), name="swarm3", address="127.0.0.37",
+                                     env={"DOCKER_HOST": swarm.manager.docker_host,
+                                          "SATELLITE_CONNECTOR": "swarm"}).start()
+    except BaseException:
+        swarm.stop()
+        raise
+    yield swarm, satellite
+    satellite.stop()
+    swarm.stop()
+
+
+@pytest.fixture
+def web(api, db, cluster, service_name):
+    """The service of the good image at REPLICAS healthy replicas over the cluster (version 1), as staff."""
+    swarm, satellite = cluster
+    Host.objects.create(name="swarm3", satellite_url=satellite.url, key_id=satellite.key_id,
+                        secret=satellite.secret, last_seen=time_now())
+    staff = api("staff")
+    staff.post("/compute", {"name": "swarm3", "connector": satellite.url}, format="json")
+    created = staff.post("/service", {"name": service_name, "image": GOOD, "command": "sleep 3600",
+                                      "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "1s"}},
+                         format="json")
+    assert created.status_code == 201, created.json()
+    scaled = staff.post(f"/service/{service_name}/scale", {"number": REPLICAS}, format="json")
+    assert scaled.status_code == 200, scaled.json()
+    assert settle(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
+    yield staff
+    for service in swarm.manager.client().services.list(filters={"name": f"bl-{service_name}"}):
+        service.remove()
+
+
+def time_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def settle(name, deployment_id, timeout=240):
+    """Reconciler steps until the deployment is no longer running."""
+    def step():
+        Reconciler().process_one_service(Service.objects.get(name=name))
+        state = Deployment.objects.get(pk=deployment_id).state
+        return state if state != "running" else None
+    try:
+        return wait_until(step, timeout=timeout, interval=0.3, message=f"deployment {deployment_id} to end")
+    except AssertionError:
+        row = Deployment.objects.get(pk=deployment_id)
+        raise AssertionError(f"deployment {deployment_id} still {row.state} ({row.reason}): {row.progress}") from None
+
+
+def put(client, name, **changes):
+    current = client.get(f"/service/{name}").json()
+    body = {key: current[key] for key in ("image", "command", "environment", "ports", "healthcheck", "update")}
+    return client.put(f"/service/{name}", {**body, **changes}, format="json")
+
+
+def containers(engines, name, healthy_only=True):
+    """[(engine index, version)] of the service's running (and healthy) containers on the engines that answer."""
+    found = []
+    for engine in engines:
+        if engine.process is None or engine.process.poll() is not None:
+            continue
+        try:
+            rows = engine.client().api.containers(filters={"label": f"boatload.service={name}"})
+        except Exception:  # noqa: BLE001 - an engine being stopped by the test
+            continue
+        found += [(engine.index, row["Labels"].get("boatload.version")) for row in rows
+                  if row["State"] == "running" and (not healthy_only or "(healthy)" in row["Status"])]
+    return found
+
+
+class Census:
+    """Counts every 100 ms the service's tasks that run, in one answer of the manager (with a healthcheck,
+    Swarm reports a task running only once it is healthy). Polling the three engines one after the other
+    is no snapshot: a replacement that became healthy on one node after it was read, and the old task it
+    let stop on another before that was read, would both be missed."""
+
+    def __init__(self, manager, name):
+        self.manager, self.name, self.samples, self.running, self.empty = manager, name, [], True, 0
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        client = self.manager.client()
+        while self.running:
+            tasks = client.api.tasks(filters={"service": f"bl-{self.name}"})
+            if tasks:  # the service always has tasks: an empty answer is no observation (the manager busy)
+                self.samples.append(sum(1 for task in tasks if task["Status"]["State"] == "running"))
+            else:
+                self.empty += 1
+            time.sleep(0.1)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self
+
+
+def test_a_good_version_rolls_out_start_first_with_swarms_update_config(web, cluster, service_name):
+    swarm, _ = cluster
+    assert len({index for index, _ in containers(swarm.engines, service_name)}) > 1  # spread over the nodes
+    changed = put(web, service_name, environment={"RELEASE": "2"},
+                  update={"parallelism": 2, "min_healthy_time": "1s", "order": "start-first"})
+    assert changed.status_code == 200, changed.json()
+    deployment = changed.json()["deployment"]
+    census = Census(swarm.manager, service_name)
+    try:
+        state = settle(service_name, deployment["id"])
+    finally:
+        census.stop()
+    assert state == "succeeded", Deployment.objects.get(pk=deployment["id"]).reason
+    assert min(census.samples) >= REPLICAS  # start-first: never below the desired number
+    [service] = swarm.manager.client().services.list(filters={"name": f"bl-{service_name}"})
+    spec = service.attrs["Spec"]
+    assert spec["UpdateConfig"] == {"Parallelism": 2, "Delay": 1_000_000_000, "Monitor": 1_000_000_000,
+                                    "FailureAction": "rollback", "MaxFailureRatio": 0, "Order": "start-first"}
+    assert spec["RollbackConfig"]["FailureAction"] == "pause" and spec["RollbackConfig"]["Order"] == "start-first"
+    assert spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /healthy"]
+    assert sorted(version for _, version in containers(swarm.engines, service_name)) == ["2"] * REPLICAS
+    shown = web.get(deployment["url"]).json()
+    assert shown["computes"]["swarm3"] == {"desired": REPLICAS, "updated": REPLICAS, "healthy": REPLICAS,
+                                           "failed": 0, "versions": {"2": REPLICAS},
+                                           "swarm": {"state": "completed", "message": "update completed"}}
+
+
+def test_a_version_whose_healthcheck_fails_is_rolled_back_by_swarm(web, cluster, service_name):
+    swarm, _ = cluster
+    changed = put(web, service_name, image=BAD, update={"parallelism": 1, "min_healthy_time": "1s",
+                                                         "order": "start-first"})
+    deployment = changed.json()["deployment"]
+    census = Census(swarm.manager, service_name)
+    try:
+        state = settle(service_name, deployment["id"])
+    finally:
+        census.stop()
+    assert state == "rolled_back"
+    assert min(census.samples) >= REPLICAS, (census.samples, census.empty)  # start-first: the old ones served
+    shown = web.get(deployment["url"]).json()
+    assert "Swarm rolled the update back" in shown["reason"], shown
+    assert shown["rolling_back"] is True and shown["target_version"] == 1
+    assert shown["computes"]["swarm3"]["swarm"]["state"] == "rollback_completed"
+    assert sorted(version for _, version in containers(swarm.engines, service_name)) == ["1"] * REPLICAS
+    service = web.get(f"/service/{service_name}").json()
+    assert service["image"] == GOOD and service["version"] == 1
+
+
+def test_a_worker_stopped_mid_rollout_is_rescheduled_and_status_counts_only_running(web, cluster, service_name):
+    swarm, _ = cluster
+    worker = swarm.workers[-1]
+    assert any(index == worker.index for index, _ in containers(swarm.engines, service_name))
+    changed = put(web, service_name, environment={"RELEASE": "2"},
+                  update={"parallelism": 1, "min_healthy_time": "1s", "order": "start-first",
+                          "progress_deadline": "120s"})
+    deployment = changed.json()["deployment"]
+    wait_until(lambda: Reconciler().process_one_service(Service.objects.get(name=service_name)).progress[
+        "swarm3"]["updated"] >= 1, timeout=60, message="the first batch")
+    swarm.stop_engine(worker)
+    state = settle(service_name, deployment["id"], timeout=300)
+    assert state in ("succeeded", "rolled_back", "failed")
+
+    def status_matches():
+        running = len(containers(swarm.engines, service_name, healthy_only=False))
+        answer = web.get(f"/service/{service_name}/status").json()
+        return running == REPLICAS and answer["running_resources"] == running
+    wait_until(status_matches, timeout=120, interval=0.5, message="Swarm rescheduling onto the live nodes")
+    assert {index for index, _ in containers(swarm.engines, service_name)} <= {e.index for e in swarm.engines[:2]}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"number": 1, "policy": {"parallelism": 0}}, "policy.parallelism"),
+    ({"number": 1, "policy": {"order": "random"}}, "policy.order"),
+    ({"number": -1, "policy": {}}, "number"),
+    ({"number": 1, "policy": {}, "definition": {"image": GOOD}}, "definition.version"),
+    ({"number": 1, "policy": {}, "definition": {"image": GOOD, "version": 2, "ports": ["x"]}}, "definition.ports"),
+])
+def test_a_bad_rollout_is_400_naming_the_field_and_changes_nothing(cluster, service_name, body, field):
+    swarm, satellite = cluster
+    session = satellite.signed()
+    defined = session.put(f"{satellite.url}/service/{service_name}", json={"image": GOOD})
+    assert defined.status_code == 200, defined.text
+    answer = session.post(f"{satellite.url}/service/{service_name}/rollout",
+                          json={"definition": {"image": GOOD, "version": 2}, **body})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["detail"]["field"] == field
+    assert not swarm.manager.client().services.list(filters={"name": f"bl-{service_name}"})
