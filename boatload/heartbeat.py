@@ -32,6 +32,7 @@ from django.urls import resolve
 from rest_framework import exceptions
 
 from boatload import services
+from boatload.api.serializers import HeartbeatSerializer
 from boatload.auth import HEARTBEAT_NONCE
 from boatload.models import Host
 from common import errors, signing
@@ -143,8 +144,6 @@ def host_for_key(key_id):
 
 def validated_facts(request, body, host):
     """The heartbeat's fields, checked as HeartbeatSerializer checks them (BadInput or ValidationError)."""
-    from boatload.api.serializers import HeartbeatSerializer
-
     if not body:
         data = {}
     elif "json" not in request.content_type:

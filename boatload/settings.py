@@ -1,5 +1,6 @@
 """Settings of the BoatLoad API server, read from the environment (see README, Configuration)."""
 import ipaddress
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -83,11 +84,8 @@ TEMPLATES = [
 
 def _gevent_patched():
     """True in a process gevent monkey-patched (gunicorn's gevent worker patches before it loads the app)."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("threading")
+    monkey = sys.modules.get("gevent.monkey")  # imported by whoever patched; never imported here
+    return monkey is not None and monkey.is_module_patched("threading")
 
 
 _database_url = env_str("DATABASE_URL")

@@ -1007,8 +1007,10 @@ def test_hosts_drain_rotate_a_key_and_unregister_after_a_confirmation(world, bro
             assert held.state == "lost" and name in held.last_error
 
             b.get("/console/")
-            link = b.wait.until(lambda d: [a for a in b.all("#last-failures a") if a.text == held.name])[0]
-            assert urlsplit(link.get_attribute("href")).path == f"/console/container/{held.uuid}/"
+            # The panel refreshes itself: the link is read whole inside the wait, which retries a swapped-out one.
+            href = b.wait.until(lambda d: [a.get_attribute("href") for a in b.all("#last-failures a")
+                                           if a.text == held.name])[0]
+            assert urlsplit(href).path == f"/console/container/{held.uuid}/"
         finally:
             Container.objects.filter(pk=held.pk).delete()
             Host.objects.filter(name=name).delete()
@@ -1077,7 +1079,7 @@ def test_the_dashboard_lists_the_last_failures_with_links(world, browser, django
             assert BROKEN in items[2] and "scale order failed" in items[2], items
             assert f"hidden-{RUN_ID}" not in panel and hidden.name not in panel
             b.shot("dashboard-failures")
-            b.driver.find_element(By.LINK_TEXT, FAILS).click()
+            b.wait.until(lambda d: d.find_element(By.LINK_TEXT, FAILS).click() or True)  # again if swapped meanwhile
             b.wait.until(lambda d: b.find("#platform-state").text == "failed")
         finally:
             Deployment.objects.filter(reason__contains=RUN_ID).delete()
