@@ -4,6 +4,7 @@ Every container a test run makes carries the label `boatload.test-run=<id>` (set
 SATELLITE_CONTAINER_LABELS on the satellites the tests start), and all of them are removed
 at the end of the session, even when tests fail.
 """
+import contextlib
 import json
 import os
 import secrets
@@ -196,6 +197,21 @@ def host(db, satellite):
                                secret=satellite.secret, state=Host.State.ACTIVE, last_seen=timezone.now(),
                                address_internal="127.0.0.1")
 
+
+
+@contextlib.contextmanager
+def started_satellites(tmp_path_factory, names):
+    """Satellites named `names`, started on the main engine ({name: SatelliteProcess}); thawed and
+    stopped at the end, also when one froze it."""
+    started = []
+    try:
+        for name in names:
+            started.append(SatelliteProcess(tmp_path_factory.mktemp(name), name=name).start())
+        yield dict(zip(names, started))
+    finally:
+        for satellite in started:
+            satellite.freeze(False)
+            satellite.stop()
 
 @pytest.fixture
 def users(db):

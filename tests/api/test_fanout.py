@@ -4,14 +4,13 @@ gives every call its own worker). Three real satellites share the main engine; t
 of such an answer at 1, 10 and 50 hosts) are bench/fleet.py's."""
 from concurrent.futures import ThreadPoolExecutor
 
-import psutil
 import pytest
 from django.utils import timezone
 
 from boatload import services
 from boatload.models import Host
 from boatload.satellite_client import SatelliteClient
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, SatelliteProcess
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, started_satellites
 
 NAMES = ["fan-0", "fan-1", "fan-2"]
 FROZEN = "fan-2"
@@ -20,22 +19,8 @@ IN_FLIGHT = 24  # more fan-outs at once than the 16 workers the shared pool had
 
 @pytest.fixture(scope="module")
 def satellites(tmp_path_factory):
-    started = []
-    try:
-        for name in NAMES:
-            started.append(SatelliteProcess(tmp_path_factory.mktemp(name), name=name).start())
-        yield dict(zip(NAMES, started))
-    finally:
-        for satellite in started:
-            freeze(satellite, False)
-            satellite.stop()
-
-
-def freeze(satellite, frozen=True):
-    """SIGSTOP (or SIGCONT) the satellite and its gunicorn worker: it accepts connections and answers none."""
-    root = psutil.Process(satellite.process.pid)
-    for process in [root, *root.children(recursive=True)]:
-        process.suspend() if frozen else process.resume()
+    with started_satellites(tmp_path_factory, NAMES) as started:
+        yield started
 
 
 @pytest.fixture
@@ -53,7 +38,7 @@ def test_a_frozen_host_is_named_while_many_fan_outs_are_in_flight(api, fan_hosts
     assert made.status_code == 201 and made.json()["created"] == 3, made.content
     made = {item["host"]: item["container"]["id"] for item in made.json()["results"]}
     clients = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT)) for host in fan_hosts.values()]
-    freeze(satellites[FROZEN])
+    satellites[FROZEN].freeze()
     try:
         with ThreadPoolExecutor(IN_FLIGHT) as pool:  # other callers' fan-outs, each waiting on the frozen host
             others = [pool.submit(services.cluster_calls, [(host, client.list_containers) for host, client in clients])
@@ -61,7 +46,7 @@ def test_a_frozen_host_is_named_while_many_fan_outs_are_in_flight(api, fan_hosts
             answer = staff.get("/v1/container/cluster/?limit=1000")
             others = [future.result() for future in others]
     finally:
-        freeze(satellites[FROZEN], False)
+        satellites[FROZEN].freeze(False)
     assert answer.status_code == 200, answer.content
     body = answer.json()
     assert [failure["host"] for failure in body["failures"]] == [FROZEN], body["failures"]

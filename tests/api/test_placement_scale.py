@@ -6,26 +6,15 @@ from django.utils import timezone
 
 from boatload import services
 from boatload.models import Container, Host
-from tests.conftest import IMAGE_NAME, IMAGE_TAG, SatelliteProcess
+from tests.conftest import IMAGE_NAME, IMAGE_TAG, started_satellites
 
 NAMES = ["spread-0", "spread-1", "spread-2", "spread-3"]
 
 
 @pytest.fixture(scope="module")
 def satellites(tmp_path_factory):
-    started = []
-    try:
-        for name in NAMES:
-            started.append(SatelliteProcess(tmp_path_factory.mktemp(name), name=name).start())
-        yield dict(zip(NAMES, started))
-    finally:
-        for satellite in started:
-            freeze(satellite, False)
-            satellite.stop()
-
-
-def freeze(satellite, frozen=True):
-    satellite.freeze(frozen)
+    with started_satellites(tmp_path_factory, NAMES) as started:
+        yield started
 
 
 @pytest.fixture
@@ -61,12 +50,12 @@ def test_instances_even_out_what_each_host_already_runs(api, users, spread_hosts
 def test_a_frozen_host_holds_only_its_own_creates(users, satellites, spread_hosts, settings):
     settings.SATELLITE_TIMEOUT = 5  # the frozen host's creates give up after this (and the clean-up call too)
     settings.CREATE_PARALLELISM = 1
-    freeze(satellites["spread-3"])
+    satellites["spread-3"].freeze()
     try:
         _, spec, rows = services.container_create_checked(user=users["owner"], fields=fields(instances=8))
         order = [(row.host.name, error) for row, error in services.container_create_each(rows, spec)]
     finally:
-        freeze(satellites["spread-3"], False)
+        satellites["spread-3"].freeze(False)
     assert sorted(name for name, _ in order) == sorted(NAMES * 2)
     first_frozen = next(n for n, (name, _) in enumerate(order) if name == "spread-3")
     assert all(name == "spread-3" for name, _ in order[first_frozen:]), order  # the others all ended first
