@@ -132,7 +132,12 @@ def setup_api(satellites):
         except requests.RequestException:  # not up yet, or slow to answer its first request
             return False
 
-    wait_until(api_up, message="the API")
+    try:
+        wait_until(api_up, message="the API")
+    except BaseException:  # not up in time, or interrupted: never leave its gunicorn running
+        process.terminate()
+        process.wait(timeout=30)
+        raise
     token = requests.post(f"{base}/v1/auth/token/", json={"username": "bench", "password": "bench-password-1"}
                           ).json()["access"]
     session = requests.Session()
