@@ -64,11 +64,28 @@ def images(docker_client):
             pass
 
 
+def remove_containers_of(service_name, docker_client):
+    for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
+        container.remove(force=True)
+
+
 @pytest.fixture(autouse=True)
 def remove_service_containers(service_name, docker_client):
     yield
-    for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
-        container.remove(force=True)
+    remove_containers_of(service_name, docker_client)
+
+
+@pytest.fixture
+def made_images(service_name, docker_client):
+    """The ids of the images a test builds (it appends them), removed after the containers that run them."""
+    made = []
+    yield made
+    remove_containers_of(service_name, docker_client)
+    for image_id in made:
+        try:
+            docker_client.images.remove(image_id, force=True)
+        except Exception:  # noqa: BLE001 - gone already
+            pass
 
 
 class Census:
@@ -407,83 +424,66 @@ def test_a_sigkilled_reconciler_mid_rollout_is_resumed_by_the_next_without_twins
 
 
 def test_the_hook_redeploys_after_a_retag_and_refuses_a_wrong_secret(api, hosts, connectors, service_name,
-                                                                     docker_client):
+                                                                     docker_client, made_images):
     tag = f"boatload-test/deploy-{RUN_ID}:hooked-{service_name}"
     build_image(docker_client, tag, healthy=True, release=b"1")
-    made_images = [docker_client.images.get(tag).id]
-    try:
-        staff, anonymous = api("staff"), api()
-        staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
-        staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
-                                "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms"}}, format="json")
-        scaled = staff.post(f"/service/{service_name}/scale", {"number": 2}, format="json")
-        assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
-        made = staff.post(f"/service/{service_name}/hook")
-        assert made.status_code == 201 and "/hooks/blrh_" in made.json()["url"]
-        assert api("other").post(f"/service/{service_name}/hook").status_code == 404  # not theirs
-        wrong = anonymous.post("/hooks/blrh_" + "x" * 43)
-        assert wrong.status_code == 404 and wrong.json()["error"]["code"] == "not_found"
-        assert Deployment.objects.filter(service__name=service_name).count() == 1
-        first = anonymous.post(made.json()["url"])  # records the image the tag names now: version 2
-        assert first.status_code == 202, first.json()
-        assert first["Location"] == first.json()["url"] and first.json()["deployment"]["to_version"] == 2
-        assert step_until_settled(service_name, first.json()["deployment"]["id"]) == "succeeded"
-        same = anonymous.post(made.json()["url"])  # the same image: no new version
-        assert same.status_code == 202 and same.json()["deployment"]["to_version"] == 2
-        assert step_until_settled(service_name, same.json()["deployment"]["id"]) == "succeeded"
-        build_image(docker_client, tag, healthy=True, release=b"2")  # a new image under the same tag
-        new_id = docker_client.images.get(tag).id
-        made_images.append(new_id)
-        assert new_id != made_images[0]
-        again = anonymous.post(made.json()["url"])
-        assert again.status_code == 202 and again.json()["deployment"]["to_version"] == 3
-        assert step_until_settled(service_name, again.json()["deployment"]["id"]) == "succeeded"
-        assert service_versions(docker_client, service_name) == [(0, "3"), (1, "3")]
-        rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
-        assert {row["ImageID"] for row in rows} == {new_id}
-        assert staff.delete(f"/service/{service_name}/hook").status_code == 204
-        assert anonymous.post(made.json()["url"]).status_code == 404  # revoked
-        assert Deployment.objects.filter(service__name=service_name).count() == 4
-    finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
-            container.remove(force=True)
-        for image_id in made_images:
-            try:
-                docker_client.images.remove(image_id, force=True)
-            except Exception:  # noqa: BLE001 - gone already
-                pass
+    made_images.append(docker_client.images.get(tag).id)
+    staff, anonymous = api("staff"), api()
+    staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+    staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
+                            "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms"}}, format="json")
+    scaled = staff.post(f"/service/{service_name}/scale", {"number": 2}, format="json")
+    assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
+    made = staff.post(f"/service/{service_name}/hook")
+    assert made.status_code == 201 and "/hooks/blrh_" in made.json()["url"]
+    assert api("other").post(f"/service/{service_name}/hook").status_code == 404  # not theirs
+    wrong = anonymous.post("/hooks/blrh_" + "x" * 43)
+    assert wrong.status_code == 404 and wrong.json()["error"]["code"] == "not_found"
+    assert Deployment.objects.filter(service__name=service_name).count() == 1
+    first = anonymous.post(made.json()["url"])  # records the image the tag names now: version 2
+    assert first.status_code == 202, first.json()
+    assert first["Location"] == first.json()["url"] and first.json()["deployment"]["to_version"] == 2
+    assert step_until_settled(service_name, first.json()["deployment"]["id"]) == "succeeded"
+    same = anonymous.post(made.json()["url"])  # the same image: no new version
+    assert same.status_code == 202 and same.json()["deployment"]["to_version"] == 2
+    assert step_until_settled(service_name, same.json()["deployment"]["id"]) == "succeeded"
+    build_image(docker_client, tag, healthy=True, release=b"2")  # a new image under the same tag
+    new_id = docker_client.images.get(tag).id
+    made_images.append(new_id)
+    assert new_id != made_images[0]
+    again = anonymous.post(made.json()["url"])
+    assert again.status_code == 202 and again.json()["deployment"]["to_version"] == 3
+    assert step_until_settled(service_name, again.json()["deployment"]["id"]) == "succeeded"
+    assert service_versions(docker_client, service_name) == [(0, "3"), (1, "3")]
+    rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
+    assert {row["ImageID"] for row in rows} == {new_id}
+    assert staff.delete(f"/service/{service_name}/hook").status_code == 204
+    assert anonymous.post(made.json()["url"]).status_code == 404  # revoked
+    assert Deployment.objects.filter(service__name=service_name).count() == 4
 
 
 def test_a_hook_redeploy_of_a_bad_image_rolls_back_to_the_image_id_before_not_the_tag(api, hosts, connectors,
-                                                                                       service_name, docker_client):
+                                                                                       service_name, docker_client,
+                                                                                       made_images):
     tag = f"boatload-test/deploy-{RUN_ID}:revert-{service_name}"
     build_image(docker_client, tag, healthy=True)
-    made_images = [docker_client.images.get(tag).id]
-    try:
-        staff, anonymous = api("staff"), api()
-        staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
-        staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
-                                "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms",
-                                                                       "order": "start-first"}}, format="json")
-        scaled = staff.post(f"/service/{service_name}/scale", {"number": 2}, format="json")
-        assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
-        url = staff.post(f"/service/{service_name}/hook").json()["url"]
-        first = anonymous.post(url)  # version 2: the good image's id, as the tag names it now
-        assert step_until_settled(service_name, first.json()["deployment"]["id"]) == "succeeded"
-        build_image(docker_client, tag, healthy=False)  # a bad image pushed under the same tag
-        made_images.append(docker_client.images.get(tag).id)
-        bad = anonymous.post(url)
-        assert bad.status_code == 202 and bad.json()["deployment"]["to_version"] == 3
-        assert step_until_settled(service_name, bad.json()["deployment"]["id"]) == "rolled_back", \
-            Deployment.objects.get(pk=bad.json()["deployment"]["id"]).reason
-        assert service_versions(docker_client, service_name) == [(0, "2"), (1, "2")]
-        rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
-        assert {row["ImageID"] for row in rows} == {made_images[0]}  # the image version 2 had, not the tag's now
-    finally:
-        for container in docker_client.containers.list(all=True, filters={"label": f"boatload.service={service_name}"}):
-            container.remove(force=True)
-        for image_id in made_images:
-            try:
-                docker_client.images.remove(image_id, force=True)
-            except Exception:  # noqa: BLE001 - gone already
-                pass
+    made_images.append(docker_client.images.get(tag).id)
+    staff, anonymous = api("staff"), api()
+    staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+    staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
+                            "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms",
+                                                                   "order": "start-first"}}, format="json")
+    scaled = staff.post(f"/service/{service_name}/scale", {"number": 2}, format="json")
+    assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
+    url = staff.post(f"/service/{service_name}/hook").json()["url"]
+    first = anonymous.post(url)  # version 2: the good image's id, as the tag names it now
+    assert step_until_settled(service_name, first.json()["deployment"]["id"]) == "succeeded"
+    build_image(docker_client, tag, healthy=False)  # a bad image pushed under the same tag
+    made_images.append(docker_client.images.get(tag).id)
+    bad = anonymous.post(url)
+    assert bad.status_code == 202 and bad.json()["deployment"]["to_version"] == 3
+    assert step_until_settled(service_name, bad.json()["deployment"]["id"]) == "rolled_back", \
+        Deployment.objects.get(pk=bad.json()["deployment"]["id"]).reason
+    assert service_versions(docker_client, service_name) == [(0, "2"), (1, "2")]
+    rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
+    assert {row["ImageID"] for row in rows} == {made_images[0]}  # the image version 2 had, not the tag's now
