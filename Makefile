@@ -38,3 +38,4 @@ bench: venv
 	$(PY) -m bench.streams
 	$(PY) -m bench.observability
 	$(PY) -m bench.fleet
+	$(PY) -m bench.concurrency
