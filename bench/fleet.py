@@ -16,7 +16,7 @@ creates of 200 containers spread by hand, 20 a host, in one pool of BENCH_CREATE
 Targets (issue 18): listing at 50 hosts <= 2.0x one host; frozen host answered within the deadline
 + 10% and named; fleet metrics of 50 hosts x 20 containers < 2 s; placement max - min <= 1.
 
-  BENCH_SIZES (1,10,50), BENCH_PER_HOST (20), BENCH_ENGINES (4,5,6,10,11), BENCH_REPEAT (20), BENCH_DEADLINE (5 s),
+  BENCH_SIZES (1,10,50), BENCH_PER_HOST (20), BENCH_ENGINES (4,5,6,13,14), BENCH_REPEAT (20), BENCH_DEADLINE (5 s),
   BENCH_PLACE (200/10: instances/hosts), BENCH_CREATE_PARALLELISM (4)
 Run: .venv/bin/python -m bench.fleet   (needs Postgres as `make test` starts it and dockerd installed;
 its engines are tests.engines.ExtraEngine numbers BENCH_ENGINES, shifted by BOATLOAD_TEST_ENGINE_OFFSET)
@@ -32,9 +32,9 @@ from bench.common import RUN_LABEL, TEST_IMAGE, setup_api, timed
 SIZES = [int(size) for size in os.environ.get("BENCH_SIZES", "1,10,50").split(",")]
 PER_HOST = int(os.environ.get("BENCH_PER_HOST", "20"))
 # Extra engines of their own (tests.engines numbers, shifted by BOATLOAD_TEST_ENGINE_OFFSET): the tests take
-# 1, 2, 3, 7, 8 and 9, bench.scale 3, so a bench run beside a test run never stops an engine a test uses. Five,
+# 1, 2, 3, 7, 8 and 9, bench.scale 3, bench.rollout 10, 11 and 12, so a bench run beside a test run never stops an engine a test uses. Five,
 # because each engine's bridge is a /24: 253 addresses, and 50 hosts x 20 containers (+ placement's) need 1,020.
-ENGINES = [int(index) for index in os.environ.get("BENCH_ENGINES", "4,5,6,10,11").split(",")]
+ENGINES = [int(index) for index in os.environ.get("BENCH_ENGINES", "4,5,6,13,14").split(",")]
 REPEAT = int(os.environ.get("BENCH_REPEAT", "20"))
 DEADLINE = float(os.environ.get("BENCH_DEADLINE", "5"))  # BOATLOAD_CLUSTER_READ_TIMEOUT's default
 PLACED, PLACED_OVER = (int(n) for n in os.environ.get("BENCH_PLACE", "200/10").split("/"))
