@@ -32,8 +32,9 @@ from bench.common import RUN_LABEL, TEST_IMAGE, setup_api, timed
 SIZES = [int(size) for size in os.environ.get("BENCH_SIZES", "1,10,50").split(",")]
 PER_HOST = int(os.environ.get("BENCH_PER_HOST", "20"))
 # Extra engines of their own (tests.engines numbers, shifted by BOATLOAD_TEST_ENGINE_OFFSET): the tests take
-# 1, 2, 3, 7, 8 and 9, bench.scale 3, bench.rollout 10, 11 and 12, so a bench run beside a test run never stops an engine a test uses. Five,
-# because each engine's bridge is a /24: 253 addresses, and 50 hosts x 20 containers (+ placement's) need 1,020.
+# 1, 2, 3, 7, 8 and 9, bench.scale 3, bench.rollout 10, 11 and 12, so a bench run beside a test run never stops
+# an engine a test uses. Five, because each engine's bridge is a /24: 253 addresses, and 50 hosts x 20
+# containers (+ placement's) need 1,020.
 ENGINES = [int(index) for index in os.environ.get("BENCH_ENGINES", "4,5,6,13,14").split(",")]
 REPEAT = int(os.environ.get("BENCH_REPEAT", "20"))
 DEADLINE = float(os.environ.get("BENCH_DEADLINE", "5"))  # BOATLOAD_CLUSTER_READ_TIMEOUT's default
