@@ -10,6 +10,7 @@ into `not_found_error`), connection failures into `unavailable_error` and timeou
 """
 import contextvars
 import functools
+import logging
 import re
 import threading
 import time
@@ -24,6 +25,8 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
 _sessions = {}
 _sessions_lock = threading.Lock()
+
+log = logging.getLogger("boatload.remote")
 
 
 def shared_session(key, auth, certificate=None):
@@ -123,6 +126,7 @@ class RemoteClient:
                                      status_code=504, code=f"{self.kind}_timeout",
                                      outcome_unknown=method in MUTATING) from None
         except requests.RequestException as exc:
+            log.warning("%s %s %s%s failed: %r", self.kind, self.remote, method, path, exc)  # the answer says less
             raise self.unavailable_error(f"The {self.kind} of {self.remote} is unreachable: "
                                          f"{exc.__class__.__name__}.", remote=self.remote,
                                          code=f"{self.kind}_unavailable", outcome_unknown=method in MUTATING) from None
