@@ -119,7 +119,7 @@ def service_scale(*, service, number, compute=None, user=None, source="api"):
         if service.spread != (compute == "*"):  # a rebalance on join follows a spread service only
             service.spread = compute == "*"
             Service.objects.filter(pk=service.pk).update(spread=service.spread)
-        entry.detail = {"number": number, "computes": [c.name for c in targets]}
+        entry.detail = {**entry.detail, "number": number, "computes": [c.name for c in targets]}
     try:
         return _scale_send(service, number, targets, before, source, user)
     except BoatLoadError as error:
