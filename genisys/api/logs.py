@@ -26,6 +26,7 @@ class SlotLogSerializer(serializers.Serializer):
     version = serializers.IntegerField(allow_null=True)
     state = serializers.ChoiceField(choices=["live", "archived"],
                                     help_text="live: on its host now; archived: removed, its last output kept.")
+    docker_state = serializers.CharField(required=False, help_text="Docker's state of a live one (running, exited, …).")
     created = serializers.IntegerField(allow_null=True, help_text="Unix time Docker made it.")
     removed_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.ChoiceField(choices=["replaced", "removed", "dead"], allow_null=True,
