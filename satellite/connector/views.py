@@ -226,7 +226,11 @@ class SlotLogView(APIView):
         if found is None:
             raise NotFound(f"No container {container} of service {name} on this host, and no output kept of one.")
         meta, path = found
-        response = FileResponse(open(path, "rb"), content_type="text/plain")
+        try:
+            kept = open(path, "rb")  # FileResponse closes it when the answer ends
+        except FileNotFoundError:  # pruned since it was found
+            raise NotFound(f"The output kept of container {container} is gone (pruned).") from None
+        response = FileResponse(kept, content_type="text/plain")
         response.block_size = 64 * 1024
         response["X-BoatLoad-Archived"] = meta["reason"]
         response["X-BoatLoad-Archived-At"] = meta["removed_at"]
