@@ -3,7 +3,8 @@ satellite/urls.py, each route written once (`@operation`). Requests are signed w
 over HTTPS pinned to the certificate the satellite enrolled with (plain HTTP only for loopback
 satellites). Failures arrive as SatelliteUnavailable, SatelliteTimeout or ContainerNotFound.
 
-The connector routes a satellite also serves belong to connectors.client.ConnectorClient.
+The connector routes a satellite also serves belong to connectors.client.ConnectorClient; the output of a
+service's containers (service/<name>/logs) is the satellite's own, always signed, so it is here.
 """
 from django.conf import settings
 
@@ -87,6 +88,15 @@ class SatelliteClient(RemoteClient):
             raise ValueError(f"not an action: {action}")
         return self.call(op, container_id=container_id, action=action,
                          params={"timeout": timeout} if timeout is not None else None)
+
+    service_logs = plain("GET", "service/<name>/logs",
+                         "[{container, name, slot, version, state: live|archived, created, removed_at, reason, …}] "
+                         "of the service's containers on the host, the removed ones whose output was kept too.")
+
+    @operation("GET", "service/<name>/logs/<container>")
+    def service_log(self, op, name, container, **query):
+        """(response, chunks) of one container's output: live, or its kept copy (X-BoatLoad-Archived)."""
+        return self.stream(op, name=name, container=container, params=query)
 
     def _page(self, op, container_id, limit, cursor):
         params = {"limit": limit, **({"cursor": cursor} if cursor is not None else {})}

@@ -9,10 +9,11 @@ import logging
 import re
 
 SECRET = re.compile(r"\b(bl[kh]_[A-Za-z0-9]{1,16})\.[A-Za-z0-9]+")
+REDEPLOY_SECRET = re.compile(r"\bblrh_[A-Za-z0-9_-]+")  # a redeploy hook's URL secret has no public prefix
 
 
 def mask_secrets(text):
-    return SECRET.sub(r"\1.***", text)
+    return REDEPLOY_SECRET.sub("blrh_***", SECRET.sub(r"\1.***", text))
 
 
 class SecretMaskFilter(logging.Filter):

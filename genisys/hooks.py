@@ -8,13 +8,13 @@ is a new version, rolled out by a deployment like any definition change.
 import hashlib
 import secrets
 
-from django.db import transaction
 from django.utils import timezone
 
 from boatload.satellite_client import SatelliteClient
 from common.errors import Conflict, NotFound
 from genisys import deploy
 from genisys.models import RedeployHook
+from observe import audit
 
 PREFIX = "blrh_"
 
@@ -65,10 +65,13 @@ def hook_redeploy(*, hook):
     """A deployment of the service's current definition with its image re-resolved (a new version when the
     tag now names another image)."""
     service = hook.service
-    resolved = image_ids(service)
-    with transaction.atomic():
+    resolved = image_ids(service)  # a failure here is recorded by the request's audit entry (failed)
+    # The deployment and its audit entry in one transaction: neither is ever committed without the other.
+    with audit.change("service.redeploy", target=service.name, actor=hook.created_by) as entry:
         before, now = deploy.version_record(service=service, user=hook.created_by, image_ids=resolved)
         deployment = deploy.deployment_create(service=service, kind="definition", from_version=before or now,
                                               to_version=now, user=hook.created_by)
         RedeployHook.objects.filter(pk=hook.pk).update(last_used=timezone.now())
+        entry.detail = {**entry.detail, "deployment": deployment.pk, "from_version": before or now,
+                        "to_version": now}
     return deployment

@@ -8,11 +8,13 @@ import logging
 from collections import namedtuple
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from boatload import loop, outage
 from boatload import services as boatload_services
+from boatload.satellite_client import SatelliteClient
 from common.errors import BadInput, BoatLoadError, NotFound, RemoteError
 from connectors.client import ConnectorClient
 from connectors.definitions import SERVICE_NAME
@@ -119,7 +121,7 @@ def service_scale(*, service, number, compute=None, user=None, source="api"):
         if service.spread != (compute == "*"):  # a rebalance on join follows a spread service only
             service.spread = compute == "*"
             Service.objects.filter(pk=service.pk).update(spread=service.spread)
-        entry.detail = {"number": number, "computes": [c.name for c in targets]}
+        entry.detail = {**entry.detail, "number": number, "computes": [c.name for c in targets]}
     try:
         return _scale_send(service, number, targets, before, source, user)
     except BoatLoadError as error:
@@ -306,3 +308,49 @@ def consul_sync(*, registry, service_prefix, resources_key_prefix):
             desired_write(service=service, targets=targets_for(service=service, number=number))
             changed.append(name)
     return changed
+
+
+def service_computes(service):
+    """The satellite computes the service has ever been on (a desired number, even 0, or an order), by
+    position: where its containers run or ran, and so where their output is."""
+    computes = Compute.objects.filter(Q(desired__service=service) | Q(orders__service=service)).distinct()
+    return [compute for compute in computes.order_by("position", "id") if compute.satellite() is not None]
+
+
+def service_logs(*, service):
+    """Every container of the service whose output can be read, per satellite compute, asked in parallel
+    within the cluster-read deadline: live ones and removed ones (their output kept by the satellite).
+    {"results": [{compute, container, name, slot, version, state: live|archived, …}], "failures": [{compute,
+    code, message}]}: a compute that fails is named, never raised."""
+    calls = [(compute, partial(SatelliteClient(compute.host, timeout=settings.CLUSTER_READ_TIMEOUT).service_logs,
+                               service.name)) for compute in service_computes(service)]
+    results, failures = [], []
+    for compute, listed, error in boatload_services.cluster_calls(calls):
+        if error is not None:
+            failures.append({"compute": compute.name, "code": error.code, "message": error.message})
+            continue
+        results += [{"compute": compute.name, **item} for item in listed if isinstance(item, dict)]
+    return {"results": results, "failures": failures}
+
+
+def service_log(*, service, container, compute=None, as_user="", **query):
+    """(compute, upstream response, chunks) of one container's output, from the satellite compute that has
+    it live or kept (`compute`: only that one). NotFound when none has it; a compute that failed meanwhile
+    is raised (it may be the one holding it)."""
+    computes = service_computes(service)
+    if compute is not None:
+        computes = [c for c in computes if c.name == compute]
+        if not computes:
+            raise BadInput("compute", f"the service has no satellite compute named {compute}")
+    failed = None
+    for candidate in computes:
+        try:
+            return (candidate, *SatelliteClient(candidate.host).service_log(service.name, container,
+                                                                           as_user=as_user, **query))
+        except NotFound:
+            continue
+        except RemoteError as error:
+            failed = error
+    if failed is not None:
+        raise failed
+    raise NotFound(f"No container {container} of service {service.name} on its computes, nor output kept of one.")

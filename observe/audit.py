@@ -35,7 +35,7 @@ CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that change nothing anybody needs to answer for (a satellite's heartbeat, token refresh and checks).
 UNAUDITED_ROUTES = {"host-heartbeat", "token-refresh", "token-verify"}
 ROUTE_ACTIONS = {"token-obtain": "auth.login", "token-revoke": "auth.logout", "login": "auth.login",
-                 "logout": "auth.logout"}
+                 "logout": "auth.logout", "service-scale-hook": "service.scale", "hook-trigger": "service.redeploy"}
 BODY_LIMIT = 256 * 1024  # larger JSON bodies are recorded as their size only
 
 # Keys whose values are secrets wherever they appear; env/environment keep their names, not their values.
@@ -49,6 +49,9 @@ class Context:
     request: object
     body: object = None
     entries: list = field(default_factory=list)
+    actor: object = None  # whom a hook acts for (act_as): its request has no user of its own
+    target: str = ""
+    detail: dict = field(default_factory=dict)
 
 
 _context = contextvars.ContextVar("audit_context", default=None)
@@ -128,10 +131,22 @@ def _request_record(context, request):
     return record, found
 
 
+def act_as(user, *, target="", **detail):
+    """Within the current request, changes are `user`'s: a hook's secret stands for its maker, so every entry
+    the request writes (its change's, or the middleware's when it is refused) names the maker, and
+    `detail` (which hook) goes along."""
+    context = _context.get()
+    if context is not None:
+        context.actor, context.target, context.detail = user, str(target), detail
+
+
 def _new_entry(action, *, target="", target_type="", request=None, actor=None, actor_name=""):
     context = _context.get()
     request = getattr(request, "_request", request)  # a DRF request: the Django request it wraps
     request = request if request is not None else (context.request if context else None)
+    acting = context if context is not None and context.request is request else None
+    if actor is None and acting is not None and acting.actor is not None:
+        actor = acting.actor
     if actor is None and request is not None:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
@@ -142,7 +157,7 @@ def _new_entry(action, *, target="", target_type="", request=None, actor=None, a
                        address=_client_address(request) if request is not None else None,
                        method=(getattr(request, "method", None) or "") if request is not None else "",
                        path=mask_secrets(getattr(request, "path", None) or "")[:500] if request is not None else "",
-                       request=record,
+                       request=record, detail=dict(acting.detail) if acting is not None else {},
                        request_id=requestid.current() if requestid.current() != "-" else "")
     entry._secrets = found
     return entry
@@ -179,10 +194,11 @@ def _save_failed(entry, error):
 
 
 @contextmanager
-def change(action, *, target="", target_type=""):
+def change(action, *, target="", target_type="", actor=None):
     """Run a change and write its audit entry in the same transaction; yields the entry (unsaved), which
-    the caller may complete (target, detail, result). A change that raises is recorded as failed."""
-    entry = _new_entry(action, target=target, target_type=target_type or action.partition(".")[0])
+    the caller may complete (target, detail, result). A change that raises is recorded as failed.
+    `actor`: whom the change is for when it is not the request's user (a hook's maker)."""
+    entry = _new_entry(action, target=target, target_type=target_type or action.partition(".")[0], actor=actor)
     try:
         with transaction.atomic():
             yield entry
@@ -222,7 +238,9 @@ def _route_action(request):
     return f"{base}.{suffix}" if suffix else base
 
 
-def _route_target(request):
+def _route_target(request, context=None):
+    if context is not None and context.target:
+        return context.target
     match = getattr(request, "resolver_match", None)
     kwargs = match.kwargs if match else {}
     return next((str(kwargs[key]) for key in ("uuid", "name", "pk") if key in kwargs), "")
@@ -288,7 +306,9 @@ class AuditMiddleware:
             AuditEntry.objects.filter(pk__in=context.entries, status_code__isnull=True).update(
                 status_code=response.status_code)
             return
-        entry = _new_entry(_route_action(request), target=_route_target(request), request=request)
+        entry = _new_entry(_route_action(request), target=_route_target(request, context), request=request,
+                           actor=context.actor)
+        entry.detail = {**context.detail, **entry.detail}
         entry.target_type = entry.action.partition(".")[0]
         entry.status_code = response.status_code
         if response.status_code < 400:

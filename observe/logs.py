@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from boatload.satellite_client import SatelliteClient
 from common.errors import BoatLoadError
+from common.ring import keep_last, pieces
 from observe.models import LogArchive
 
 log = logging.getLogger("boatload.logs")
@@ -42,34 +43,6 @@ def supported():
     return False
 
 
-def _keep_last(chunks, keep, ring):
-    """Write the last `keep` bytes of `chunks` into `ring` (a file of at most `keep` bytes, used as a ring);
-    (total bytes seen, where the oldest kept byte is)."""
-    total = 0
-    for chunk in chunks:
-        rest = chunk[-keep:]
-        total += len(chunk) - len(rest)  # bytes no ring could keep
-        while rest:
-            at = total % keep
-            ring.seek(at)
-            part = rest[:keep - at]
-            ring.write(part)
-            total += len(part)
-            rest = rest[len(part):]
-    return total, (total % keep if total > keep else 0)
-
-
-def _pieces(ring, total, start, keep):
-    """The kept bytes in order, PIECE at a time."""
-    size = min(total, keep)
-    done = 0
-    while done < size:
-        ring.seek((start + done) % keep)
-        piece = ring.read(min(PIECE, size - done, keep - (start + done) % keep))
-        done += len(piece)
-        yield piece
-
-
 def archive(*, row, reason):
     """Keep the end of `row`'s output; the LogArchive, or None (not on Postgres, or the host failed: logged).
     Replaces an earlier archive of the same container."""
@@ -83,7 +56,7 @@ def archive(*, row, reason):
         return None
     with tempfile.TemporaryFile() as ring:
         try:
-            total, start = _keep_last(chunks, keep, ring)
+            total, start = keep_last(chunks, keep, ring)
         except (BoatLoadError, requests.RequestException, OSError) as error:  # the stream broke off
             log.warning("container %s: output not archived: %s", row.uuid, getattr(error, "message", error))
             return None
@@ -104,7 +77,7 @@ def _store(row, reason, ring, total, start, keep):
         cursor.execute("SELECT lo_create(0)")
         [oid] = cursor.fetchone()
         offset = 0
-        for piece in _pieces(ring, total, start, keep):
+        for piece in pieces(ring, total, start, keep, PIECE):
             cursor.execute("SELECT lo_put(%s, %s, %s)", [oid, offset, piece])
             offset += len(piece)
         if old is not None:

@@ -105,3 +105,8 @@ SERVICES_FILE = env_str("SATELLITE_SERVICES_FILE")  # services.py (seed format) 
 MAX_SCALE = env_int("SATELLITE_MAX_SCALE", 100)
 SCALE_PARALLELISM = env_int("SATELLITE_SCALE_PARALLELISM", 16)
 SCALE_TIMEOUT = env_duration("SATELLITE_SCALE_TIMEOUT", 120)
+# Output of the service slots the connector removes (satellite/connector/slot_logs.py): the last
+# SLOT_LOG_KEEP bytes of each (0: none kept), at most SLOT_LOG_COUNT a service, none older than SLOT_LOG_RETENTION.
+SLOT_LOG_KEEP = max(0, env_int("SATELLITE_SLOT_LOG_KEEP", 1024 * 1024))
+SLOT_LOG_COUNT = max(1, env_int("SATELLITE_SLOT_LOG_COUNT", 50))
+SLOT_LOG_RETENTION = env_duration("SATELLITE_SLOT_LOG_RETENTION", 7 * 86400)

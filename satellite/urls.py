@@ -44,6 +44,9 @@ urlpatterns = [
     re_path(r"^service/(?P<name>[^/]+)/slots/?$", connector.SlotsView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/rollout/?$", connector.RolloutView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/slots/(?P<slot>[0-9]{1,6})/?$", connector.SlotView.as_view()),
+    # Output of a service's containers here, the removed ones' kept copies too (signed: not the protocol's).
+    re_path(r"^service/(?P<name>[^/]+)/logs/?$", connector.SlotLogListView.as_view()),
+    re_path(r"^service/(?P<name>[^/]+)/logs/(?P<container>[0-9a-f]{64})/?$", connector.SlotLogView.as_view()),
     re_path(r"^service/(?P<name>[^/]+)/?$", connector.ServiceDetailView.as_view()),
 ]
 

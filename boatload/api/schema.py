@@ -76,6 +76,7 @@ CALLS_REMOTE = {
     "ServiceViewSet": {"scale", "status"},
     "ServiceHookScaleView": {"post"},
     "HookTriggerView": {"post"},  # the image tag is resolved on each satellite
+    "ServiceLogView": {"get"},  # a service container's output, from its satellite
 }
 
 # Operations that answer 409 when the object's state (or an existing one) is in the way.
@@ -93,7 +94,8 @@ CONFLICTS = {
 NO_HEALTHY = {"ServiceViewSet": {"rebalance"}}
 
 # Operations a busy satellite can refuse with 429 (its fair shares of fetches, follow streams, downloads).
-BUSY = {"ContainerViewSet": {"create", "stdout", "file_by_path", "filebynum", "archive"}}
+BUSY = {"ContainerViewSet": {"create", "stdout", "file_by_path", "filebynum", "archive"},
+        "ServiceLogView": {"get"}}  # a follow stream
 
 # Operations that check credentials of their own (a join token) rather than an authentication class.
 OWN_CREDENTIALS = {"EnrolView": {"post"}}

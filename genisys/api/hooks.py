@@ -21,6 +21,7 @@ from common.errors import NotFound
 from genisys import deploy
 from genisys.api.serializers import ScaleResultSerializer, ScaleSerializer
 from genisys.models import ScaleHook, Service
+from observe import audit
 
 
 class ScaleHookSerializer(UsedKeySerializer):
@@ -100,6 +101,7 @@ class ServiceHookScaleView(APIView):
         hook = throttled_key_check(request, lambda: ScaleHook.objects.usable_for(secret, service_name=name))
         if hook is None:
             raise NotFound("No such hook (or it is revoked or expired).")
+        audit.act_as(hook.created_by, target=hook.service.name, via="scale-hook", hook=hook.prefix)
         data = ScaleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         hook.mark_used()

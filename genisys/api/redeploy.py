@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from genisys import hooks
 from genisys.api.views import ServiceView
 from genisys.api.waiting import DeploymentSerializer
+from observe import audit
 
 
 class HookSerializer(serializers.Serializer):
@@ -40,7 +41,9 @@ class HookTriggerView(APIView):
     @extend_schema(request=None, responses={202: HookTriggerSerializer}, auth=[])
     def post(self, request, secret):
         """Redeploy the hook's service: its current definition, the image tag resolved again on its hosts."""
-        deployment = hooks.hook_redeploy(hook=hooks.hook_find(secret))
+        hook = hooks.hook_find(secret)
+        audit.act_as(hook.created_by, target=hook.service.name, via="redeploy-hook")  # also when it fails
+        deployment = hooks.hook_redeploy(hook=hook)
         shown = DeploymentSerializer(deployment, context={"request": request}).data
         return Response({"url": shown["url"], "deployment": shown}, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": shown["url"]})

@@ -2,7 +2,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from genisys.api import deployments, hooks, redeploy, views
+from genisys.api import deployments, hooks, logs, redeploy, views
 
 NAME = rf"(?P<name>{views.NAME})"
 
@@ -31,6 +31,9 @@ urlpatterns = [
             name="deployment-detail"),
     re_path(rf"^service/{NAME}/deployments/(?P<id>[0-9]{{1,12}})/(?P<action>(?:pause|resume|rollback))/?$",
             deployments.DeploymentActionView.as_view(), name="deployment-action"),
+    re_path(rf"^service/{NAME}/logs/?$", logs.ServiceLogListView.as_view(), name="service-logs"),
+    re_path(rf"^service/{NAME}/logs/(?P<container>[0-9a-f]{{64}})/?$", logs.ServiceLogView.as_view(),
+            name="service-log"),
     re_path(rf"^service/{NAME}/hook/?$", redeploy.ServiceHookView.as_view(), name="service-hook"),
     re_path(r"^hooks/(?P<secret>.+?)/?$", redeploy.HookTriggerView.as_view(), name="hook-trigger"),
     *router.urls,

@@ -12,6 +12,8 @@ slot, with its version and Docker's health), `slot_start` (a container of one ve
 slot, idempotent: a slot never gets two of one version) and `slot_clear` (remove a slot's
 containers of other versions). Its scales then leave running containers of other versions
 alone, and a slot may briefly hold two containers (start-first).
+
+Every container a scale or a slot operation removes has its last output kept first (slot_logs).
 """
 import re
 import threading
@@ -24,6 +26,7 @@ from common.errors import Conflict
 from common.spec import DOCKER_UP, ContainerSpecSerializer, spec_hash
 from connectors.definitions import docker_healthcheck, spec_fields
 from satellite import containers
+from satellite.connector import slot_logs
 from satellite.engine import client, docker_errors
 
 _locks = defaultdict(threading.Lock)
@@ -76,13 +79,13 @@ def scale(definition, number):
                 del items[1:]
         for item in strays + [item for slot in sorted(by_slot, reverse=True) if slot >= number
                               for item in by_slot.pop(slot)]:
-            containers.container_action(item["id"], "remove")
+            slot_logs.remove(item, name, slot_logs.REMOVED)
         for slot, items in list(by_slot.items()):
             # Dead, or created and never started (a scale killed between create and start: its
             # script may be missing): replaced below. A scale in flight holds the lock, so a
             # `created` slot seen here is never one being made right now.
             for item in [item for item in items if item["state"] not in DOCKER_UP]:
-                containers.container_action(item["id"], "remove")
+                slot_logs.remove(item, name, slot_logs.DEAD)
                 items.remove(item)
             if not items:
                 del by_slot[slot]
@@ -94,7 +97,7 @@ def scale(definition, number):
             return running(name)  # other versions are rolled by the deployment (slot_start / slot_clear)
         for slot, [item] in sorted(by_slot.items()):
             if item["labels"].get(containers.LABEL_SPEC_HASH) != wanted_hash:
-                containers.container_action(item["id"], "remove")  # one at a time: the rest keep serving
+                slot_logs.remove(item, name, slot_logs.REPLACED)  # one at a time: the rest keep serving
                 _create(definition, slot)
     return running(name)
 
@@ -141,7 +144,7 @@ def slot_start(definition, slot):
         items = by_slot.get(slot, [])
         for item in list(items):
             if _version(item) == version and item["state"] == "created":
-                containers.container_action(item["id"], "remove")
+                slot_logs.remove(item, name, slot_logs.DEAD)
                 items.remove(item)
             elif _version(item) == version:
                 return {"slot": slot, "id": item["id"], "name": item["name"], "created": False}
@@ -155,7 +158,7 @@ def slot_clear(name, slot, keep=None):
         by_slot, _ = service_containers(name)
         gone = [item for item in by_slot.get(slot, []) if keep is None or _version(item) != keep]
         for item in gone:
-            containers.container_action(item["id"], "remove")
+            slot_logs.remove(item, name, slot_logs.REMOVED if keep is None else slot_logs.REPLACED)
     return len(gone)
 
 

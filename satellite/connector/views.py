@@ -11,14 +11,18 @@ import binascii
 import hmac
 
 from django.conf import settings
+from django.http import FileResponse, StreamingHttpResponse
 from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import BadInput, BoatLoadError, NotFound
+from common.spec import LogsQuerySerializer
+from common.streams import iter_closing
 from connectors import definitions
+from satellite import containers, limits
 from satellite.auth import SignatureAuthentication
-from satellite.connector import docker_backend, swarm_backend
+from satellite.connector import docker_backend, slot_logs, swarm_backend
 from satellite.connector.store import store
 
 
@@ -190,6 +194,57 @@ class RolloutView(ConnectorView):
         return Response(swarm_backend.rollout(dict(data.validated_data), body.validated_data["number"],
                                               dict(body.validated_data["policy"]),
                                               observe=body.validated_data["observe"]))
+
+
+class SlotLogListView(APIView):
+    """The service's containers here whose output can be read: live ones, and the removed ones whose last output
+    was kept (slot_logs). Signed like every satellite route, whatever SATELLITE_CONNECTOR_AUTH says: output is
+    not part of the connector protocol."""
+
+    def get(self, request, name):
+        if slot_logs.folder(name) is None:
+            raise NotFound(f"No service named {name} on this connector.")
+        live = [{"container": item["id"], "name": item["name"], "slot": item["slot"], "version": item["version"],
+                 "state": "live", "docker_state": item["state"], "created": item["created"], "removed_at": None,
+                 "reason": None} for item in docker_backend.slots(name)]
+        archived = [{**meta, "state": "archived"} for meta in slot_logs.kept(name)]
+        return Response(live + archived)
+
+
+class SlotLogView(APIView):
+    """One container's output: a live one's from the engine (the query as for a container's logs), a removed
+    one's kept copy, marked `X-BoatLoad-Archived: <why it went>` (the query does not apply)."""
+
+    def get(self, request, name, container):
+        query = LogsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        live = next((item for items in docker_backend.service_containers(name)[0].values() for item in items
+                     if item["id"] == container), None) if slot_logs.folder(name) else None
+        if live is not None:
+            return self.live(request, live["id"], query.validated_data)
+        found = slot_logs.kept_one(name, container)
+        if found is None:
+            raise NotFound(f"No container {container} of service {name} on this host, and no output kept of one.")
+        meta, path = found
+        try:
+            kept = open(path, "rb")  # FileResponse closes it when the answer ends
+        except FileNotFoundError:  # pruned since it was found
+            raise NotFound(f"The output kept of container {container} is gone (pruned).") from None
+        response = FileResponse(kept, content_type="text/plain")
+        response.block_size = 64 * 1024
+        response["X-BoatLoad-Archived"] = meta["reason"]
+        response["X-BoatLoad-Archived-At"] = meta["removed_at"]
+        response["X-BoatLoad-Archive-Truncated"] = "true" if meta["truncated"] else "false"
+        return response
+
+    def live(self, request, container_id, query):
+        user = request.query_params.get("as_user", "")
+        if not query["follow"]:
+            stream = containers.logs_stream(container_id, **query)
+            return StreamingHttpResponse(iter_closing(stream, stream, request.META), content_type="text/plain")
+        stream, lease = limits.gate.opening("follow", user, lambda: containers.logs_stream(container_id, **query))
+        return StreamingHttpResponse(iter_closing(stream, lease.holding(stream), request.META, follow=True),
+                                     content_type="text/plain")
 
 
 def slot_backend():

@@ -175,6 +175,8 @@ def test_an_external_compute_that_is_not_an_enrolled_satellite(api, db, tmp_path
 
         headers = {"Authorization": "Bearer s3cret-token"}
         assert requests.get(f"{external.url}/containers", headers=headers, timeout=10).status_code == 401
+        for path in (f"service/{service_name}/logs", f"service/{service_name}/logs/{'0' * 64}"):  # output: signed
+            assert requests.get(f"{external.url}/{path}", headers=headers, timeout=10).status_code == 401
         if auth == "token":
             assert requests.get(f"{external.url}/service", timeout=10).status_code == 401
             assert requests.get(f"{external.url}/service", headers={"Authorization": "Bearer nope"},

@@ -5,6 +5,7 @@ from django.db import connection
 
 from boatload.management.commands.reconcile import Command as Reconcile
 from boatload.models import Container
+from common import ring as ring_buffer
 from observe import logs
 from observe.models import LogArchive
 from tests.conftest import IMAGE_NAME, IMAGE_TAG, wait_until
@@ -68,9 +69,9 @@ def test_the_ring_keeps_the_end_of_any_chunking(tmp_path, keep):
     data = bytes(range(256)) * 40
     chunks = [data[:1], data[1:5001], data[5001:5004], data[5004:]]
     with open(tmp_path / "ring", "w+b") as ring:
-        total, start = logs._keep_last(iter(chunks), keep, ring)
+        total, start = ring_buffer.keep_last(iter(chunks), keep, ring)
         assert total == len(data)
-        assert b"".join(logs._pieces(ring, total, start, keep)) == data[-keep:]
+        assert b"".join(ring_buffer.pieces(ring, total, start, keep)) == data[-keep:]
 
 
 def test_an_exited_container_that_vanishes_keeps_its_output(api, fleet, fleet_hosts):
