@@ -7,7 +7,10 @@ object. These parsers refuse, in one place, what no view can use:
 - a JSON body that is not an object (`[1,2]`, `"abc"`, `123`, `null`);
 - JSON nested deeper than MAX_DEPTH, in a body or in a form field (multipart forms carry
   JSON-valued fields that views and DRF's JSONField decode later);
-- malformed JSON, with the field named (the empty field is the body as a whole).
+- malformed JSON, with the field named (the empty field is the body as a whole);
+- a NUL character in any string or key of a JSON body, or in any form field, with its path named
+  (`environment.A`): Postgres' text and jsonb can not hold one (the insert would fail: a 500), and
+  what BoatLoad hands Docker (environment, labels, commands) are C strings.
 
 A body over DATA_UPLOAD_MAX_MEMORY_SIZE raises Django's RequestDataTooBig, which the
 exception handler (common.errors) answers as 413 `too_large`.
@@ -24,19 +27,32 @@ MAX_DEPTH = 64  # Docker create bodies nest about 5 deep; Python's decoder gives
 BODY = ""  # the field name of the body as a whole
 
 
-def json_depth(value):
-    """How deep the arrays and objects of a decoded JSON value nest (no recursion: it is what we guard)."""
-    deepest, stack = 0, [(value, 1)]
+def json_problem(value, field=BODY):
+    """The first thing in a decoded JSON value that no view can take, as a BadInput, or None: arrays and
+    objects nested deeper than MAX_DEPTH (named by `field`), or a NUL character in a string or a key
+    (named by its path below `field`). No recursion: depth is what this guards."""
+    stack = [(value, 1, field)]
     while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        item, depth, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return _nul(path)
+            continue
+        children = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else None
         if children is None:
             continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+        if depth > MAX_DEPTH:
+            return _too_deep(field)
+        for key, child in children:
+            inner = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return _nul(inner)
+            stack.append((child, depth + 1, inner))
+    return None
+
+
+def _nul(path):
+    return BadInput(path.replace("\x00", "\\0"), "must not contain NUL characters (\\u0000)")
 
 
 def _too_deep(field):
@@ -55,8 +71,9 @@ class JSONParser(parsers.JSONParser):
             raise BadInput(BODY, f"the body is not valid JSON ({exc.detail})") from None
         except RecursionError:
             raise _too_deep(BODY) from None
-        if json_depth(data) > MAX_DEPTH:
-            raise _too_deep(BODY)
+        problem = json_problem(data)
+        if problem is not None:
+            raise problem
         if self.objects_only and not isinstance(data, dict):
             raise BadInput(BODY, f"the body must be a JSON object, not {_json_type(data)}")
         return data
@@ -86,7 +103,11 @@ def _check_fields(data):
     """Form fields may hold JSON that a view or DRF's JSONField decodes later: refuse what can not decode safely."""
     for field, values in data.lists():
         for value in values:
-            if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
+            if not isinstance(value, str):
+                continue
+            if "\x00" in value or "\x00" in field:
+                raise _nul(field)
+            if value.lstrip()[:1] not in ("[", "{"):
                 continue
             try:
                 decoded = json.loads(value)
@@ -94,8 +115,9 @@ def _check_fields(data):
                 continue  # not JSON: the view says whether that is fine for this field
             except RecursionError:
                 raise _too_deep(field) from None
-            if json_depth(decoded) > MAX_DEPTH:
-                raise _too_deep(field)
+            problem = json_problem(decoded, field)
+            if problem is not None:
+                raise problem
 
 
 def _json_type(value):

@@ -12,6 +12,8 @@ from drf_spectacular.generators import SchemaGenerator
 NOT_OBJECTS = ["[1, 2]", '"abc"', "123", "null", "true"]
 NESTED = "[" * 100_000 + "]" * 100_000
 MALFORMED = ['{"a": 1', "{bad", "\u00ff\u00fe"]
+# NUL characters (JSON's \u0000), which Postgres' text and jsonb can not hold, in a value and in a key
+NULS = ['{"name": "a", "labels": {"k": ["ok", "bad\\u0000"]}}', '{"environment": {"A\\u0000": "1"}}']
 
 
 def assert_error(answer, status, field=""):
@@ -36,7 +38,7 @@ def test_every_operation_with_a_body_refuses_bad_json_with_a_4xx(api):
     client = api("staff")
     checked = 0
     for method, path in operations_with_a_body():
-        for body in [*NOT_OBJECTS, NESTED, *MALFORMED]:
+        for body in [*NOT_OBJECTS, NESTED, *MALFORMED, *NULS]:
             answer = getattr(client, method)(path, body, content_type="application/json")
             assert 400 <= answer.status_code < 500, f"{method} {path} {body[:12]!r}: {answer.status_code}"
             assert set(answer.json()["error"]) == {"code", "message", "detail"}
@@ -70,6 +72,23 @@ def test_malformed_json_gets_400_naming_the_body(api):
     for body in MALFORMED:
         error = assert_error(client.post("/v1/container/", body, content_type="application/json"), 400)
         assert "not valid JSON" in error["message"]
+
+
+def test_a_nul_character_anywhere_in_a_body_gets_400_naming_its_path_and_makes_nothing(api):
+    from boatload.models import Container, JoinToken
+    from genisys.models import Service
+
+    client = api("staff")
+    for path, body, field in [
+            ("/v1/container/", {"image_name": "img", "environment": {"A": "x\x00"}}, "environment.A"),
+            ("/v1/container/", {"image_name": "img", "labels": {"k\x00": "v"}}, "labels.k\\0"),
+            ("/v1/container/", {"image_name": "img", "command": ["sh", "-c", "\x00"]}, "command.2"),
+            ("/service", {"name": "svc", "image": "img", "environment": {"A": "\x00"}}, "environment.A"),
+            ("/v1/jointoken/", {"note": "\x00"}, "note")]:
+        error = assert_error(client.post(path, body, format="json"), 400, field)
+        assert "NUL" in error["message"], error
+    assert_error(client.post("/v1/jointoken/", {"note": "a\x00b"}, format="multipart"), 400, "note")
+    assert not Container.objects.exists() and not Service.objects.exists() and not JoinToken.objects.exists()
 
 
 def test_a_body_over_the_upload_limit_gets_413(api, settings):
@@ -124,6 +143,15 @@ def test_a_satellite_refuses_nested_and_malformed_json(sat):
                                           headers={"Content-Type": "application/json"})
             assert answer.status_code == 400, (path, body[:12], answer.text[:300])
             assert answer.json()["error"]["detail"]["field"] == ""
+
+
+def test_a_satellite_refuses_nul_characters_naming_their_path(sat):
+    for method, path in SATELLITE_OBJECT_BODIES:
+        for body, field in zip(NULS, ["labels.k.1", "environment.A\\0"]):
+            answer = getattr(sat, method)(sat.base + path, data=body.encode(),
+                                          headers={"Content-Type": "application/json"})
+            assert answer.status_code == 400, (path, body, answer.text[:300])
+            assert answer.json()["error"]["detail"]["field"] == field and "NUL" in answer.json()["error"]["message"]
 
 
 def test_a_satellite_answers_413_to_a_body_over_its_limit(sat):
