@@ -96,10 +96,11 @@ if _database_url:
         # Under gevent (the API's gunicorn workers) every request is a greenlet of its own, so Django's
         # per-thread connections would connect to Postgres for every request (most of a heartbeat's
         # CPU). A per-process pool of gevent-aware connections instead (django-db-geventpool): a request
-        # takes one (checked with `SELECT 1`) and gives it back when it ends (CONN_MAX_AGE 0 makes Django
-        # "close" it, which returns it). At most DB_POOL_MAX at once per worker (the next request waits
-        # for one), DB_POOL_KEEP kept open between requests.
-        DATABASES["default"].update(ENGINE="django_db_geventpool.backends.postgresql_psycopg2", CONN_MAX_AGE=0,
+        # takes one and gives it back when it ends (CONN_MAX_AGE 0 makes Django "close" it, which returns
+        # it); one given back moments ago with nothing to read is taken as it is, any other is checked
+        # with `SELECT 1` first (boatload/dbpool). At most DB_POOL_MAX at once per worker (the next
+        # request waits for one), DB_POOL_KEEP kept open between requests.
+        DATABASES["default"].update(ENGINE="boatload.dbpool", CONN_MAX_AGE=0,
                                     CONN_HEALTH_CHECKS=False)
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             MAX_CONNS=env_int("BOATLOAD_DB_POOL_MAX", 32), REUSE_CONNS=env_int("BOATLOAD_DB_POOL_KEEP", 8))
