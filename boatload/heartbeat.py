@@ -1,11 +1,12 @@
-"""The heartbeat (POST /v1/host/heartbeat/), served by HeartbeatMiddleware ahead of the rest of the stack.
+"""The heartbeat (POST /v1/host/heartbeat/), served by HeartbeatApplication ahead of Django's request handler
+(HeartbeatMiddleware ahead of the rest of the stack under any other handler).
 
 1,000 hosts every 10 s are 100 heartbeats a second, and they must take under 10% of one API core:
 under 1 ms of CPU each (bench/heartbeats.py measures it). Through DRF a heartbeat cost ~15 ms, most of
 it building the ORM's UPDATE, DRF's request and serializer machinery, and the middleware a satellite
-needs none of (sessions, CSRF, messages, audit, which skips heartbeats anyway). So the middleware
-answers it right after the request metrics, the request id and the access log, with every check of
-before and the same code doing them:
+needs none of (sessions, CSRF, messages, audit, which skips heartbeats anyway). So it is answered right
+after the request metrics, the request id and the access log, with every check of before and the same
+code doing them:
 
 - the Host header against ALLOWED_HOSTS (as CommonMiddleware checks);
 - the HMAC signature over method, path, query, body, timestamp, nonce and key id, and the timestamp
@@ -14,7 +15,8 @@ before and the same code doing them:
   none when this worker saw the key before (`_known`): the UPDATE then requires the key and its
   secret to be still the host's, so a key retired or a host unregistered meanwhile writes nothing
   and is asked again from the row, which says why it is refused;
-- the body: a JSON object (common.parsers.JSONParser), its fields checked by HeartbeatSerializer;
+- the body: a JSON object (common.parsers.JSONParser), its fields checked by HeartbeatSerializer (a body
+  equal byte for byte to the last one its key sent, which passed, gives the facts it gave then);
 - the replay check and the facts in the host row's one UPDATE (services.host_heartbeat);
 - the answer signed back with the key the request was signed with (common.signing).
 
@@ -25,10 +27,14 @@ through `serve` too, should the middleware not be installed.
 import io
 import json
 
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.db import connection
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIRequest
+from django.db import close_old_connections, connection
 from django.http import HttpResponse, JsonResponse
 from django.urls import resolve
+from django.utils.module_loading import import_string
 from rest_framework import exceptions
 
 from boatload import services
@@ -48,8 +54,45 @@ HOST_FIELDS = tuple(field.attname for field in Host._meta.concrete_fields if fie
 KEY_COLUMN = HOST_FIELDS.index("key_id")
 
 
+class HeartbeatApplication:
+    """The API's WSGI application (boatload.wsgi): a heartbeat is answered here, ahead of Django's request
+    handler; every other request goes to `application`, Django's.
+
+    A heartbeat passes the middleware configured ahead of HeartbeatMiddleware in MIDDLEWARE (the request
+    metrics, the request id, the access log), each wrapped as Django's handler wraps it (an exception
+    becomes Django's response for it: a DisallowedHost its 400, a database outage its 503), then `serve`.
+    What Django's handler would add and a heartbeat never uses, it skips: the URL resolver's script
+    prefix, the rest of the middleware, the request signals (their receivers close the database
+    connections, done here: the pooled one goes back to its pool, and reset caches and DEBUG's query log,
+    which a heartbeat does not use), the response's closing callbacks.
+    """
+
+    def __init__(self, application):
+        self.application = application
+        self.handler = convert_exception_to_response(serve)
+        ahead = settings.MIDDLEWARE[:settings.MIDDLEWARE.index(f"{__name__}.{HeartbeatMiddleware.__name__}")]
+        for path in reversed(ahead):
+            self.handler = convert_exception_to_response(import_string(path)(self.handler))
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.application(environ, start_response)
+        try:
+            response = self.handler(WSGIRequest(environ))
+        finally:
+            close_old_connections()  # the pooled connection goes back to its pool
+        if not response.has_header("Content-Length"):
+            response["Content-Length"] = str(len(response.content))
+        cookies = [("Set-Cookie", cookie.output(header="")) for cookie in response.cookies.values()]
+        headers = [*response.items(), *cookies]
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        return [response.content]
+
+
 class HeartbeatMiddleware:
-    """Answers POST /v1/host/heartbeat/ itself (see the module); every other request passes on."""
+    """Answers POST /v1/host/heartbeat/ itself (see the module); every other request passes on. Served by
+    HeartbeatApplication, a heartbeat never reaches it; under any other handler (Django's test client,
+    another WSGI entry point) it does, after the middleware listed before it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -101,7 +144,7 @@ def _beat(request, *, remembered=True):
         raise exceptions.AuthenticationFailed(str(exc)) from None
     host = hosts[key_id]
     secret = host.secret if key_id == host.key_id else host.next_secret  # as verified
-    facts = validated_facts(request, body, host)
+    facts = validated_facts(request, body, host, key_id)
     signed_at = (int(headers[signing.HEADER_TIMESTAMP]), headers[signing.HEADER_NONCE])
     try:  # the UPDATE also checks that the key is still the host's, so a remembered one needs no read
         host = services.host_heartbeat(host=host, key_id=key_id, secret=secret, signed_at=signed_at, **facts)
@@ -127,6 +170,13 @@ def remember(key_id, host):
     _known[key_id] = host
 
 
+# The last body each key sent that passed the checks, with its facts as checked, in this process: a
+# satellite sends the same body (facts, URL, certificate, seal key) beat after beat, and the checks of a
+# body give the same facts whatever else is true (the pinned certificate and seal key only spare parsing
+# them again), so a body equal byte for byte to the last one is not parsed and checked again.
+_checked_bodies = {}
+
+
 def host_for_key(key_id):
     """The host whose key (or key being rotated in) is `key_id`, with HOST_FIELDS only; None if none is.
 
@@ -142,21 +192,27 @@ def host_for_key(key_id):
     return Host.from_db(connection.alias, HOST_FIELDS, rows[0]) if rows else None
 
 
-def validated_facts(request, body, host):
-    """The heartbeat's fields, checked as HeartbeatSerializer checks them (BadInput or ValidationError)."""
-    if not body:
-        data = {}
-    elif "json" not in request.content_type:
+def validated_facts(request, body, host, key_id=None):
+    """The heartbeat's fields, checked as HeartbeatSerializer checks them (BadInput or ValidationError);
+    those of the last body `key_id` sent, when this one is the same (`_checked_bodies`)."""
+    if body and "json" not in request.content_type:
         raise exceptions.UnsupportedMediaType(request.content_type)
-    else:
-        data = JSONParser().parse(io.BytesIO(body))
+    checked = _checked_bodies.get(key_id)
+    if checked is not None and checked[0] == body:
+        return dict(checked[1])
+    data = JSONParser().parse(io.BytesIO(body)) if body else {}
     checker = _checkers.pop() if _checkers else HeartbeatSerializer()
     checker._context = {"host": host}  # the pinned certificate and seal key are not parsed again
     try:
-        return checker.run_validation(data)
+        facts = checker.run_validation(data)
     finally:
         checker._context = {}
         _checkers.append(checker)
+    if key_id is not None:
+        if len(_checked_bodies) >= KNOWN_MAX:
+            _checked_bodies.clear()
+        _checked_bodies[key_id] = (body, dict(facts))
+    return facts
 
 
 # HeartbeatSerializers ready to check a body: making one (DRF copies its fields) costs more than the check.

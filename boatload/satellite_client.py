@@ -29,7 +29,8 @@ class SatelliteClient(RemoteClient):
     def __init__(self, host, timeout=None):
         self.host = host
         super().__init__(host.satellite_url, remote=host.name, auth=HmacAuth(host.key_id, host.secret),
-                         timeout=timeout or settings.SATELLITE_TIMEOUT, certificate=host.tls_certificate or None)
+                         timeout=timeout or settings.SATELLITE_TIMEOUT, certificate=host.tls_certificate or None,
+                         connect_timeout=settings.CONNECT_TIMEOUT)
 
     healthz = plain("GET", "healthz", "Unsigned liveness of the satellite and its engine.")
     info = plain("GET", "info", "The engine's facts and the satellite's own.")

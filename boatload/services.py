@@ -4,10 +4,10 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
 from rest_framework import exceptions
@@ -85,13 +85,14 @@ def host_heartbeat(*, host, key_id=None, secret=None, signed_at=None, satellite_
     Returns `host` as this heartbeat left it: its keys, state and channel as the UPDATE returned
     them, its facts as this heartbeat reported them.
     """
-    update = _HostUpdate()
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the `connection` proxy looks it up again
+    update = _HostUpdate(db)
     now = timezone.now()
-    update.set("last_seen", "%s", connection.ops.adapt_datetimefield_value(now))
+    update.set("last_seen", "%s", db.ops.adapt_datetimefield_value(now))
     update.set("state", "CASE WHEN state = %s THEN %s ELSE state END", Host.State.DOWN, Host.State.ACTIVE)
     for field in HOST_FACTS:
         if facts.get(field) is not None:
-            update.set(field, "%s", Host._meta.get_field(field).get_db_prep_save(facts[field], connection))
+            update.set(field, "%s", _HOST_FACT_FIELDS[field].get_db_prep_save(facts[field], db))
     upgrade = bool(satellite_url and satellite_url.startswith("https://") and certificate)
     if upgrade and not host.tls_certificate:
         update.set("satellite_url", "CASE WHEN tls_certificate = '' THEN %s ELSE satellite_url END", satellite_url)
@@ -105,7 +106,7 @@ def host_heartbeat(*, host, key_id=None, secret=None, signed_at=None, satellite_
                              ("next_secret", "''")):
             update.set(column, f"CASE WHEN next_key_id = %s THEN {then} ELSE {column} END", key_id)
     if signed_at is not None:
-        _fresh_signature(update, *signed_at)
+        _fresh_signature(update, *signed_at, db=db)
     if secret is not None:
         update.also_where("((key_id = %s AND secret = %s) OR (next_key_id = %s AND next_secret = %s))",
                           key_id, secret, key_id, secret)
@@ -138,16 +139,26 @@ HEARTBEAT_RETURNS = ("name", "state", "key_id", "secret", "next_key_id", "next_s
 HEARTBEAT_BUCKET = 10  # seconds: heartbeats signed up to 10-20 s before the newest one still count, once each
 
 
+_HOST_FACT_FIELDS = {field: Host._meta.get_field(field) for field in HOST_FACTS}
+
+
+@cache
+def _quoted(name):
+    """A column or table name as the database quotes it, once per name (a process has one database)."""
+    return connection.ops.quote_name(name)
+
+
 class _HostUpdate:
     """One UPDATE of one host row, written as SQL: the ORM spent ~5 ms of CPU building the heartbeat's
     (a CASE per conditional column), more than the whole heartbeat may cost. Every SET sees the row as
     it is when written (SQL evaluates them all on the old row), as the ORM's CASEs did."""
 
-    def __init__(self):
+    def __init__(self, db):
+        self.db = db
         self.sets, self.set_params, self.where, self.where_params = [], [], [], []
 
     def set(self, column, sql, *params):
-        self.sets.append(f"{connection.ops.quote_name(column)} = {sql}")
+        self.sets.append(f"{_quoted(column)} = {sql}")
         self.set_params.extend(params)
 
     def also_where(self, sql, *params):
@@ -157,14 +168,14 @@ class _HostUpdate:
     def run(self, pk, returning):
         """The `returning` columns of the row as written, or None when the conditions refused it."""
         conditions = " AND ".join(["id = %s", *self.where])
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {connection.ops.quote_name(Host._meta.db_table)} SET {', '.join(self.sets)} "
+        with self.db.cursor() as cursor:
+            cursor.execute(f"UPDATE {_quoted(Host._meta.db_table)} SET {', '.join(self.sets)} "
                            f"WHERE {conditions} RETURNING {', '.join(returning)}",
                            [*self.set_params, pk, *self.where_params])
             return cursor.fetchone()
 
 
-def _fresh_signature(update, timestamp, nonce):
+def _fresh_signature(update, timestamp, nonce, *, db):
     """The replay check of a heartbeat, in its own UPDATE: narrows `update` to a fresh signature and records it.
 
     Signatures fall into HEARTBEAT_BUCKET-second buckets; the row keeps the newest bucket and the
@@ -175,7 +186,7 @@ def _fresh_signature(update, timestamp, nonce):
     nonce never counts twice.
     """
     bucket, token = timestamp // HEARTBEAT_BUCKET, f" {nonce} "
-    seen = f"%{connection.ops.prep_for_like_query(token)}%"  # LIKE as the ORM's __contains writes it
+    seen = f"%{db.ops.prep_for_like_query(token)}%"  # LIKE as the ORM's __contains writes it
     update.also_where("(heartbeat_at IS NULL OR heartbeat_at < %s"
                       " OR (heartbeat_at = %s AND NOT (heartbeat_nonces LIKE %s ESCAPE '\\'))"
                       " OR (heartbeat_at = %s AND NOT (heartbeat_nonces_before LIKE %s ESCAPE '\\')))",

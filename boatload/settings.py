@@ -96,10 +96,11 @@ if _database_url:
         # Under gevent (the API's gunicorn workers) every request is a greenlet of its own, so Django's
         # per-thread connections would connect to Postgres for every request (most of a heartbeat's
         # CPU). A per-process pool of gevent-aware connections instead (django-db-geventpool): a request
-        # takes one (checked with `SELECT 1`) and gives it back when it ends (CONN_MAX_AGE 0 makes Django
-        # "close" it, which returns it). At most DB_POOL_MAX at once per worker (the next request waits
-        # for one), DB_POOL_KEEP kept open between requests.
-        DATABASES["default"].update(ENGINE="django_db_geventpool.backends.postgresql_psycopg2", CONN_MAX_AGE=0,
+        # takes one and gives it back when it ends (CONN_MAX_AGE 0 makes Django "close" it, which returns
+        # it); one given back moments ago with nothing to read is taken as it is, any other is checked
+        # with `SELECT 1` first (boatload/dbpool). At most DB_POOL_MAX at once per worker (the next
+        # request waits for one), DB_POOL_KEEP kept open between requests.
+        DATABASES["default"].update(ENGINE="boatload.dbpool", CONN_MAX_AGE=0,
                                     CONN_HEALTH_CHECKS=False)
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             MAX_CONNS=env_int("BOATLOAD_DB_POOL_MAX", 32), REUSE_CONNS=env_int("BOATLOAD_DB_POOL_KEEP", 8))
@@ -200,6 +201,9 @@ SATELLITE_TIMEOUT = env_duration("BOATLOAD_SATELLITE_TIMEOUT", 30)
 SATELLITE_STOP_GRACE = env_duration("BOATLOAD_SATELLITE_STOP_GRACE", 10)
 CREATE_PARALLELISM = env_int("BOATLOAD_CREATE_PARALLELISM", 16)
 CLUSTER_READ_TIMEOUT = env_duration("BOATLOAD_CLUSTER_READ_TIMEOUT", 5)
+# How long a call to a satellite or connector waits for its connection, at most: never longer than the
+# call's own timeout, nor than what is left of a fan-out's deadline (common.remote.RemoteClient.timeouts).
+CONNECT_TIMEOUT = env_duration("BOATLOAD_CONNECT_TIMEOUT", 5)
 SCRIPT_MAX_BYTES = env_int("BOATLOAD_SCRIPT_MAX_BYTES", 4096)
 MAX_INSTANCES = env_int("BOATLOAD_MAX_INSTANCES", 100)
 ORPHAN_GRACE = env_duration("BOATLOAD_ORPHAN_GRACE", 300)
@@ -249,6 +253,7 @@ except ValueError as _error:
     raise ImproperlyConfigured(f"BOATLOAD_METRICS_ALLOW: {_error} (give addresses or CIDRs, comma-separated)") from None
 METRICS_TOKEN = env_str("BOATLOAD_METRICS_TOKEN", "")
 FLEET_INTERVAL = env_duration("BOATLOAD_FLEET_INTERVAL", 15)
+FLEET_WORKERS = max(1, env_int("BOATLOAD_FLEET_WORKERS", 32))  # threads of one fleet collection pass, at most
 AUDIT_PAGE_SIZE = env_int("BOATLOAD_AUDIT_PAGE_SIZE", 100)
 # Metrics history (observe/history.py): every fleet collection kept raw for HISTORY_RAW_RETENTION,
 # rolled up to HISTORY_ROLLUP_STEP buckets kept for HISTORY_RETENTION; written and pruned by the

@@ -8,6 +8,7 @@ a domain error: its own error shape back into the same error (status, code, mess
 into `not_found_error`), connection failures into `unavailable_error` and timeouts into
 `timeout_error`, naming the remote, with `outcome_unknown` set on mutating calls.
 """
+import collections
 import contextvars
 import functools
 import logging
@@ -23,6 +24,9 @@ from common.errors import BoatLoadError, NotFound, RemoteError
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 STREAM_CHUNK = 64 * 1024
+CONNECT_TIMEOUT = 5  # seconds, unless the client is given another (the API: BOATLOAD_CONNECT_TIMEOUT)
+# When the fan-out (call_all) running this call gives up on it (time.monotonic()); None outside one.
+_deadline = contextvars.ContextVar("remote_deadline", default=None)
 _sessions = {}
 _sessions_lock = threading.Lock()
 
@@ -100,10 +104,11 @@ class RemoteClient:
     not_found_error = NotFound
     observe = None  # the API sets a context manager timing every call (observe.apps); satellites keep None
 
-    def __init__(self, base_url, *, remote, auth=None, timeout=30, certificate=None):
+    def __init__(self, base_url, *, remote, auth=None, timeout=30, certificate=None, connect_timeout=None):
         self.base_url = base_url.rstrip("/")
         self.remote = remote
         self.timeout = timeout
+        self.connect_timeout = connect_timeout or CONNECT_TIMEOUT
         self.session = shared_session((self.base_url, repr(getattr(auth, "key_id", None)),
                                        getattr(auth, "secret", None) or getattr(auth, "token", None),
                                        certificate or None), auth, certificate)
@@ -115,12 +120,27 @@ class RemoteClient:
         with self.observe(self.kind, self.remote, method, route or "(unnamed)"):
             return self._request(method, path, params, json, stream, read_timeout)
 
+    def timeouts(self, read_timeout):
+        """(connect, read) timeouts of one call: the connect timeout is the client's, at most the call's own
+        timeout (its deadline), and both at most what is left of the fan-out's deadline (call_all), so a
+        host that drops connection attempts costs no call more than it may take."""
+        connect = self.connect_timeout if read_timeout is None else min(self.connect_timeout, read_timeout)
+        deadline = _deadline.get()
+        if deadline is not None:
+            left = max(deadline - time.monotonic(), 0.001)
+            connect, read_timeout = min(connect, left), left if read_timeout is None else min(read_timeout, left)
+        return connect, read_timeout
+
     def _request(self, method, path, params, json, stream, read_timeout):
-        read_timeout = self.timeout if read_timeout == -1 else read_timeout
+        connect, read_timeout = self.timeouts(self.timeout if read_timeout == -1 else read_timeout)
         headers = {"X-Request-ID": requestid.current()} if requestid.current() != "-" else None
         try:
             response = self.session.request(method, f"{self.base_url}{path}", params=params, json=json,
-                                            stream=stream, timeout=(5, read_timeout), headers=headers)
+                                            stream=stream, timeout=(connect, read_timeout), headers=headers)
+        except requests.ConnectTimeout:
+            raise self.timeout_error(f"The {self.kind} of {self.remote} did not accept a connection within "
+                                     f"{connect:.3g} s.", remote=self.remote, status_code=504,
+                                     code=f"{self.kind}_timeout", outcome_unknown=False) from None
         except requests.Timeout:
             raise self.timeout_error(f"The {self.kind} of {self.remote} timed out.", remote=self.remote,
                                      status_code=504, code=f"{self.kind}_timeout",
@@ -167,27 +187,35 @@ class RemoteClient:
         return response, response.iter_content(STREAM_CHUNK)
 
 
-def call_all(calls, *, timeout):
-    """Run every `(key, call)` at once, each on its own worker; [(key, answer, error)] in their order.
+def call_all(calls, *, timeout, workers=None):
+    """Run every `(key, call)` in parallel; [(key, answer, error)] in their order.
 
     One hard deadline for them all, counted from the call: a call still running after `timeout`
     seconds is given up as a 504 naming its key, so one slow remote never holds the rest, and the
-    caller has its answer then whatever the fleet size. Every call gets its own worker (a thread; a
-    greenlet in the API's gevent workers, which patch threading), started at once: no shared pool
-    whose workers earlier fan-outs' frozen remotes still hold, nor a queue that starts the
-    fifty-first host after the first fifty. A given-up worker ends by itself at its client's own
-    timeout (the cluster reads give theirs the same deadline); nothing waits for it. Each worker
-    runs in a copy of the caller's context, so the request id reaches every remote. A call
-    raising a BoatLoadError has it as its error; any other exception is raised here. The calls
-    must not touch the database (make clients before, in the caller's thread).
+    caller has its answer then whatever the fleet size. Each remote call made inside knows the
+    deadline (RemoteClient.timeouts): it waits no longer to connect or to read than is left of it,
+    so a given-up worker ends by the deadline too.
+
+    By default every call gets its own worker (a thread; a greenlet in the API's gevent workers,
+    which patch threading), started at once: no shared pool whose workers earlier fan-outs' frozen
+    remotes still hold, nor a queue that starts the fifty-first host after the first fifty. With
+    `workers`, at most that many threads run them, each taking the next call until none is left or
+    the deadline has passed (a call not started by then is given up like a late one): what a
+    process of real threads (the reconciler's fleet collection) uses, so 1,000 hosts are not 1,000
+    threads a pass. Each call runs in a copy of the caller's context, so the request id reaches
+    every remote. A call raising a BoatLoadError has it as its error; any other exception is raised
+    here. The calls must not touch the database (make clients before, in the caller's thread).
     """
     calls = list(calls)
     deadline = time.monotonic() + timeout
     outcomes = [None] * len(calls)  # (answer, error, unexpected exception) once the call ended
     finished = threading.Condition()
     pending = [len(calls)]
+    waiting = collections.deque(enumerate(calls))  # (index, (key, call)) not started yet
+    context = contextvars.copy_context()
 
     def run(index, call):
+        _deadline.set(deadline)
         try:
             outcome = (call(), None, None)
         except BoatLoadError as error:
@@ -200,14 +228,21 @@ def call_all(calls, *, timeout):
             if not pending[0]:
                 finished.notify_all()
 
-    for index, (_, call) in enumerate(calls):
-        context = contextvars.copy_context()
-        threading.Thread(target=context.run, args=(run, index, call), daemon=True,
-                         name=f"remote-call-{index}").start()
+    def work():
+        while True:
+            with finished:
+                if not waiting or time.monotonic() >= deadline:
+                    return
+                index, (_, call) = waiting.popleft()
+            context.copy().run(run, index, call)
+
+    for number in range(len(calls) if workers is None else min(workers, len(calls))):
+        threading.Thread(target=work, daemon=True, name=f"remote-call-{number}").start()
     with finished:
         while pending[0] and (left := deadline - time.monotonic()) > 0:
             finished.wait(left)
         ended = list(outcomes)  # what ended by the deadline; a later end changes nothing here
+        waiting.clear()  # nothing starts after the deadline
     results = []
     for (key, _), outcome in zip(calls, ended):
         if outcome is None:

@@ -35,12 +35,14 @@ class ConnectorClient(RemoteClient):
         host = compute.satellite()
         if host is not None:  # a satellite: signed, at the URL and certificate its host enrolled with
             super().__init__(host.satellite_url, remote=compute.name, auth=HmacAuth(host.key_id, host.secret),
-                             timeout=timeout or settings.CONNECTOR_TIMEOUT, certificate=host.tls_certificate or None)
+                             timeout=timeout or settings.CONNECTOR_TIMEOUT, certificate=host.tls_certificate or None,
+                             connect_timeout=settings.CONNECT_TIMEOUT)
             return
         # An external connector: a bearer token, or the credentials its URL carries (user:password@, sent as
         # HTTP Basic by requests, as the original Genisys does), or none.
         super().__init__(compute.connector, remote=compute.name, auth=BearerAuth(compute.token) if compute.token
-                         else None, timeout=timeout or settings.CONNECTOR_TIMEOUT)
+                         else None, timeout=timeout or settings.CONNECTOR_TIMEOUT,
+                         connect_timeout=settings.CONNECT_TIMEOUT)
 
     services = plain("GET", "service", "{name: definition} of what the connector knows.")
     create_service = plain("POST", "service", "Define a service.")

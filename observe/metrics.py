@@ -123,15 +123,16 @@ SAMPLE_FIELDS = {  # ContainerSample field: key of the satellite's /stats item
     "block_write_bytes": "block_write_bytes", "pids": "pids",
 }
 def collect_fleet():
-    """One GET /stats per healthy host, in parallel; replace the samples with what they answered, and
-    append them to the metrics history (observe/history.py).
+    """One GET /stats per healthy host, in parallel (at most BOATLOAD_FLEET_WORKERS threads: the reconciler's
+    are real threads); replace the samples with what they answered, and append them to the metrics history
+    (observe/history.py). A host not asked or not answered by BOATLOAD_CLUSTER_READ_TIMEOUT is logged.
 
     A host that fails or is down keeps no samples (no stale figures); returns the number of samples.
     """
     hosts = [host for host in Host.objects.exclude(state=Host.State.DOWN) if host.is_healthy]
     calls = [(host, SatelliteClient(host, timeout=settings.CLUSTER_READ_TIMEOUT).stats_all) for host in hosts]
     answers = []
-    for host, answer, error in call_all(calls, timeout=settings.CLUSTER_READ_TIMEOUT):  # in parallel, one deadline
+    for host, answer, error in call_all(calls, timeout=settings.CLUSTER_READ_TIMEOUT, workers=settings.FLEET_WORKERS):
         if error is None:
             answers.append((host, answer))
         else:
