@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from boatload.api.views import IsStaffOrReadOnly
 from common.errors import BadInput
@@ -41,6 +42,10 @@ class ScopedByName:
 
 class ServiceView(ScopedByName, generics.GenericAPIView):
     """A service's own sub-resources (versions, deployments, its redeploy hook) as plain views."""
+
+    # Their bodies are none or their own; the browsable API still asks every view for a serializer to build
+    # its HTML form from (without one, any HTML page of these paths was a 500).
+    serializer_class = Serializer
 
 
 class GenisysViewSet(ScopedByName, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,

@@ -63,6 +63,7 @@ def test_every_endpoint_but_the_public_ones_needs_authentication(api):
         concrete = path.replace("{uuid}", "00000000-0000-4000-8000-000000000001")
         concrete = re.sub(r"\{(number|id)\}", "1", concrete)
         concrete = concrete.replace("{action}", "pause")  # a deployment's actions: pause, resume, rollback
+        concrete = concrete.replace("{container}", "a" * 64)  # a service slot's docker id
         concrete = re.sub(r"\{[^}]+\}", "x1", concrete)
         answer = getattr(client, method)(concrete, {}, format="json")
         assert answer.status_code == 401, f"{method.upper()} {concrete} answered {answer.status_code}"
