@@ -36,5 +36,6 @@ bench: venv
 	$(PY) -m bench.api
 	$(PY) -m bench.scale
 	$(PY) -m bench.streams
+	$(PY) -m bench.archive
 	$(PY) -m bench.observability
 	$(PY) -m bench.fleet
