@@ -36,6 +36,7 @@ bench: venv
 	$(PY) -m bench.api
 	$(PY) -m bench.scale
 	$(PY) -m bench.streams
+	$(PY) -m bench.archive
 	$(PY) -m bench.observability
 	$(PY) -m bench.fleet
 	$(PY) -m bench.concurrency

@@ -23,10 +23,13 @@ from common import requestid, tls
 from common.errors import BoatLoadError, NotFound, RemoteError
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-STREAM_CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5  # seconds, unless the client is given another (the API: BOATLOAD_CONNECT_TIMEOUT)
 # When the fan-out (call_all) running this call gives up on it (time.monotonic()); None outside one.
 _deadline = contextvars.ContextVar("remote_deadline", default=None)
+# A streamed answer is passed on a chunk at a time: each chunk of a chunked answer as it comes (a
+# follow stream's line never waits for more), at most this much of it. Large enough to pass on a
+# satellite's archive chunks (satellite.files.CHUNK) whole rather than cut in 16.
+STREAM_CHUNK = 1024 * 1024
 _sessions = {}
 _sessions_lock = threading.Lock()
 

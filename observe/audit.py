@@ -52,6 +52,7 @@ class Context:
     actor: object = None  # whom a hook acts for (act_as): its request has no user of its own
     target: str = ""
     detail: dict = field(default_factory=dict)
+    completed: dict = field(default_factory=dict)  # pk: entry completed by outcome(), written with the status
 
 
 _context = contextvars.ContextVar("audit_context", default=None)
@@ -215,7 +216,18 @@ def outcome(entry, *, result, message="", **detail):
     entry.result = result
     entry.message = scrub(message, getattr(entry, "_secrets", set()))[:2000]
     entry.detail = {**entry.detail, **detail}
-    type(entry).objects.filter(pk=entry.pk).update(result=entry.result, message=entry.message, detail=entry.detail)
+    context = _context.get()
+    if context is not None and entry.pk in context.entries:
+        # Its request is still being answered: AuditMiddleware writes it once, with the status code
+        # (one UPDATE, not two). Outside a request, or once its answer is streaming, it is written now.
+        context.completed[entry.pk] = entry
+        return
+    _write_outcome(entry)
+
+
+def _write_outcome(entry, **also):
+    type(entry).objects.filter(pk=entry.pk).update(result=entry.result, message=entry.message, detail=entry.detail,
+                                                   **also)
 
 
 # ---- requests ----------------------------------------------------------------------------------
@@ -272,10 +284,14 @@ class AuditMiddleware:
         token = _context.set(context)
         try:
             response = self.get_response(request)
+        except BaseException:
+            self._write_completed(context)  # no answer to take a status code from: the outcomes still count
+            raise
         finally:
             _context.reset(token)
         match = getattr(request, "resolver_match", None)
         if match is not None and match.url_name in UNAUDITED_ROUTES:
+            self._write_completed(context)
             return response
         try:
             self._finish(request, response, context)
@@ -301,10 +317,23 @@ class AuditMiddleware:
         except Exception:  # the stream failed; the view will say so
             return None
 
+    def _write_completed(self, context, **also):
+        for entry in context.completed.values():
+            try:
+                _write_outcome(entry, **also)
+            except DatabaseError:
+                log.exception("audit: could not record the outcome of %s", entry.action)
+
     def _finish(self, request, response, context):
         if context.entries:
-            AuditEntry.objects.filter(pk__in=context.entries, status_code__isnull=True).update(
-                status_code=response.status_code)
+            # An entry completed during the request gets its outcome and status in one write; an entry
+            # written with a status (a failure's own) keeps it.
+            for entry in context.completed.values():
+                _write_outcome(entry, **({} if entry.status_code else {"status_code": response.status_code}))
+            rest = [pk for pk in context.entries if pk not in context.completed]
+            if rest:
+                AuditEntry.objects.filter(pk__in=rest, status_code__isnull=True).update(
+                    status_code=response.status_code)
             return
         entry = _new_entry(_route_action(request), target=_route_target(request, context), request=request,
                            actor=context.actor)

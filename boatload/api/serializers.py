@@ -10,10 +10,11 @@ from boatload.models import Container, Host, JoinToken, Template
 from boatload.template_spec import check_template_body, error_tree, template_to_spec
 from common import docker_policy, sealing, spec, tls
 from common.errors import BadInput, error_body
+from common.serializers import ModelSerializer
 from common.spec import ContainerSpecSerializer
 
 
-class HostSerializer(serializers.ModelSerializer):
+class HostSerializer(ModelSerializer):
     healthy = serializers.BooleanField(source="is_healthy", read_only=True)
     rotating_key = serializers.SerializerMethodField()
 
@@ -123,7 +124,7 @@ class EnrolledSerializer(serializers.Serializer):
                                                           "marked down between two of them.")
 
 
-class JoinTokenSerializer(serializers.ModelSerializer):
+class JoinTokenSerializer(ModelSerializer):
     host = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True,
                                         help_text="The host it enrolled; null while unused.")
     ttl = serializers.IntegerField(write_only=True, required=False, min_value=60, max_value=30 * 24 * 3600,
@@ -220,7 +221,7 @@ class RawCreateSerializer(serializers.Serializer):
         return value
 
 
-class ContainerSerializer(serializers.ModelSerializer):
+class ContainerSerializer(ModelSerializer):
     id = serializers.UUIDField(source="uuid", read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
     host = serializers.CharField(source="host.name", read_only=True, allow_null=True, default=None)
@@ -313,7 +314,7 @@ ActionQuerySerializer = spec.ActionQuerySerializer
 LogsQuerySerializer = spec.LogsQuerySerializer
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(ModelSerializer):
     class Meta:
         model = Template
         fields = ["name", "description", "body", "created", "updated"]

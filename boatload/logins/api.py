@@ -14,10 +14,11 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from boatload.logins.models import APIKey
 from boatload.logins.throttles import CREDENTIAL_THROTTLES
+from common.serializers import ModelSerializer
 from observe import audit
 
 
-class UsedKeySerializer(serializers.ModelSerializer):
+class UsedKeySerializer(ModelSerializer):
     """What API keys and scale hooks share: the public prefix as `id`, an optional expiry in the future."""
 
     id = serializers.CharField(source="prefix", read_only=True, help_text="The public prefix.")

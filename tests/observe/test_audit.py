@@ -162,3 +162,19 @@ def test_api_keys_and_deployment_actions_have_one_entry_each(api, users):
         ("deployment.pause", "ok", f"web#{deployment.pk}", 200),
         ("deployment.pause", "failed", f"web#{deployment.pk}", 409)]
     assert_no_secret(key["key"])
+
+
+def test_a_creates_outcome_and_status_are_one_write(api, fleet_hosts):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner = api("owner")
+    with CaptureQueriesContext(connection) as queries:
+        made = owner.post("/v1/container/", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "host": "host-a",
+                                             "command": ["sleep", "60"]}, format="json")
+    assert made.status_code == 201, made.json()
+    writes = [query["sql"].split()[0] for query in queries.captured_queries if "observe_auditentry" in query["sql"]]
+    assert writes == ["INSERT", "UPDATE"], writes  # the entry with the rows, then its outcome and status at once
+    [create] = entries()
+    assert (create.result, create.status_code, create.detail) == ("ok", 201, {"containers": [made.json()["id"]],
+                                                                               "failed": 0})

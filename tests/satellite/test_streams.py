@@ -1,5 +1,7 @@
 """Streams stay streams: follow logs end with their client, big files pass in bounded memory."""
 import hashlib
+import io
+import tarfile
 
 import pytest
 
@@ -92,3 +94,57 @@ def test_metrics_of_one_container_and_of_all(sat):
     assert every[idle]["cpu_percent"] < 5 and every[idle]["running"] is True
     sat.post(f"{sat.base}/containers/{busy}/stop", params={"timeout": 0})
     assert sat.get(f"{sat.base}/containers/{busy}/stats").json() == {"running": False}
+
+
+# A name over tar's 100 bytes (the engine writes a pax or GNU long-name header for it) and a
+# name that is not ASCII: the satellite reads the engine's headers and passes the data on.
+LONG_NAME = "d" * 120 + "/" + "f" * 150 + ".bin"
+ODD_NAME = "grüße ünd spaß.txt"
+
+
+@pytest.fixture(scope="module")
+def passed_on_container(satellite, docker_client):
+    sat = satellite.signed()
+    sat.base = satellite.url
+    answer = create(sat, script=b64(f"mkdir -p /out/{LONG_NAME.rsplit('/', 1)[0]} && "
+                                    "dd if=/dev/urandom of=/out/big bs=1048576 count=8 2>/dev/null && "
+                                    f"dd if=/dev/urandom of='/out/{LONG_NAME}' bs=1000 count=3 2>/dev/null && "
+                                    f"printf 'odd\\n' > '/out/{ODD_NAME}' && "
+                                    f"sha256sum /out/big '/out/{LONG_NAME}'"))
+    assert answer.status_code == 201, answer.text
+    assert wait_exit(docker_client, answer.json()["id"], timeout=60) == 0
+    container_id = answer.json()["container"]
+    log = sat.get(f"{sat.base}/containers/{container_id}/logs").text.split("\n")
+    digests = {line.split(None, 1)[1]: line.split()[0] for line in log if line}
+    return container_id, digests
+
+
+def chunked_body(answer):
+    """(the HTTP chunks of a chunked answer as they came, their sizes)."""
+    assert answer.headers.get("Transfer-Encoding") == "chunked", answer.headers
+    chunks = [chunk for chunk in answer.raw.read_chunked() if chunk]
+    return b"".join(chunks), [len(chunk) for chunk in chunks]
+
+
+def test_the_engines_archive_is_passed_on_as_it_came_in_mib_chunks(sat, passed_on_container):
+    container_id, digests = passed_on_container
+    with sat.get(f"{sat.base}/containers/{container_id}/archive", stream=True) as answer:
+        assert answer.status_code == 200
+        data, sizes = chunked_body(answer)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        contents = {member.name: archive.extractfile(member).read() for member in archive.getmembers()}
+    assert set(contents) == {"boatload/script", "out/big", f"out/{LONG_NAME}", f"out/{ODD_NAME}"}
+    assert hashlib.sha256(contents["out/big"]).hexdigest() == digests["/out/big"]
+    assert hashlib.sha256(contents[f"out/{LONG_NAME}"]).hexdigest() == digests[f"/out/{LONG_NAME}"]
+    assert contents[f"out/{ODD_NAME}"] == b"odd\n"
+    # The 8 MiB file's data leaves in whole MiB reads of the engine's stream (64 KiB reads and
+    # tarfile's 10 KiB buffer before made 128 chunks of it, and archives 2x slower than docker cp).
+    assert sizes.count(MiB) >= 8, sizes
+    assert len(sizes) <= 8 + 2 * len(contents) + 2, sizes
+    # One file is the same read of the engine's stream, cut exactly at the file's size.
+    for name, expected in (("big", digests["/out/big"]), (LONG_NAME, digests[f"/out/{LONG_NAME}"]),
+                           (ODD_NAME, hashlib.sha256(b"odd\n").hexdigest())):
+        answer = sat.get(f"{sat.base}/containers/{container_id}/files/out/{name}")
+        assert answer.status_code == 200 and hashlib.sha256(answer.content).hexdigest() == expected, name
+        assert answer.headers["Content-Length"] == str(len(answer.content))
+
