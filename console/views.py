@@ -373,7 +373,8 @@ def container_create(request):
         return page(request, "console/create.html", _create_context(request, errors=errors, message=message),
                     status=status)
     if "instances" not in placement:
-        row, error = next(services.container_create_each(rows, spec, as_staff=request.user.is_staff))
+        # Read to its end, so the request's audit entry gets the outcome, as the API's create does.
+        [(row, error)] = services.container_create_each(rows, spec, as_staff=request.user.is_staff)
         if error is not None:
             messages.error(request, f"The create failed on {row.host.name}: {error.message}")
         return redirect("console:container", uuid=row.uuid)

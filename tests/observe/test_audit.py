@@ -178,3 +178,23 @@ def test_a_creates_outcome_and_status_are_one_write(api, fleet_hosts):
     [create] = entries()
     assert (create.result, create.status_code, create.detail) == ("ok", 201, {"containers": [made.json()["id"]],
                                                                                "failed": 0})
+
+
+def test_a_console_create_that_fails_on_its_host_is_audited_as_failed(users, client):
+    """The console's one-container create records its outcome as the API's does (it read only the first
+    outcome, so the entry stayed "ok" whatever the host answered)."""
+    from django.utils import timezone
+
+    from boatload.models import Container, Host
+    from tests.conftest import free_port
+
+    Host.objects.create(name="gone-host", satellite_url=f"http://127.0.0.1:{free_port()}", key_id="gone",
+                        secret="gone-secret", state=Host.State.ACTIVE, last_seen=timezone.now())
+    client.force_login(users["owner"])
+    answer = client.post("/console/containers/new", {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG,
+                                                     "host": "gone-host"})
+    row = Container.objects.get()
+    assert answer.status_code == 302 and row.state == Container.State.FAILED, (answer.status_code, row.state)
+    [create] = [entry for entry in entries() if entry.action == "container.create"]
+    assert (create.result, create.target) == ("failed", str(row.uuid)), (create.result, create.message)
+    assert "gone-host" in create.message, create.message
