@@ -32,7 +32,7 @@ from common.errors import BoatLoadError, Conflict, RemoteError
 from connectors.client import ConnectorClient
 from connectors.definitions import DurationField
 from genisys import services
-from genisys.models import Compute, Deployment, Service, ServiceVersion
+from genisys.models import Compute, Deployment, Service, ServiceVersion, recorded_image
 
 log = logging.getLogger("genisys.deploy")
 # A change of one is a new version. Versions recorded before limits existed have no memory or cpus: read as None.
@@ -105,7 +105,7 @@ def version_record(*, service, user=None, image_ids=None):
         definition["image_ids"] = image_ids
     elif latest is not None and latest.definition.get("image") == service.image and "image_ids" in latest.definition:
         definition["image_ids"] = latest.definition["image_ids"]
-    if latest is not None and latest.definition == definition:
+    if latest is not None and {k: v for k, v in latest.definition.items() if k != "ran_image_ids"} == definition:
         return before, latest.number
     number = (latest.number if latest else 0) + 1
     ServiceVersion.objects.create(service=service, number=number, definition=definition, created_by=user)
@@ -132,13 +132,31 @@ def version_definition(service, number):
 
 
 def pinned(definition, compute):
-    """The definition one compute runs: a version that recorded the image id its tag named there (a redeploy
-    hook's) runs that image, so rolling back to it returns to the image it had, not to what the tag names now."""
-    image_ids = definition.get("image_ids") or {}
-    shown = {key: value for key, value in definition.items() if key != "image_ids"}
-    if image_ids.get(compute.name):
-        shown["image"] = image_ids[compute.name]
+    """The definition one compute runs: a version that recorded an image id there (the one its tag named at a
+    redeploy hook, else the one its first container there ran) runs that image, so rolling back to it returns
+    to the image it had, and a slot started later (a scale, a replacement) runs it too, whatever the tag names
+    now (`recorded_image`)."""
+    shown = {key: value for key, value in definition.items() if key not in ("image_ids", "ran_image_ids")}
+    image = recorded_image(definition, compute.name)
+    if image:
+        shown["image"] = image
     return shown
+
+
+def image_record(*, service_name, number, compute, containers):
+    """Record, once, the image id the version's containers on `compute` run (the lowest slot's), unless the
+    version records one there already: from then on its new containers there start from that id."""
+    ran = next((item.get("image_id") for item in sorted(containers, key=lambda item: item["slot"])
+                if item.get("version") == number and item.get("image_id")), None)
+    if not ran:
+        return
+    with transaction.atomic():
+        row = ServiceVersion.objects.select_for_update().filter(service__name=service_name, number=number).first()
+        if row is None or recorded_image(row.definition, compute.name):
+            return
+        row.definition = {**row.definition, "ran_image_ids": {**(row.definition.get("ran_image_ids") or {}),
+                                                              compute.name: ran}}
+        row.save(update_fields=["definition"])
 
 
 # Starting deployments -------------------------------------------------------------------------------
@@ -330,6 +348,7 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     `rolls` False (a scale's deployment) only observes: the reconciler's scale made the slots, and the
     deployment ends when each of them holds a container healthy for min_healthy_time."""
     client = ConnectorClient(compute, timeout=SLOT_TIMEOUT)
+    recorded = recorded_image(definition, compute.name)
     definition = pinned(definition, compute)
     name, target = definition["name"], definition["version"]
     if rolls:
@@ -344,6 +363,8 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     by_slot = {}
     for item in containers:
         by_slot.setdefault(item["slot"], []).append(item)
+    if not recorded:  # the first time this version runs here: its image id, for every slot started later
+        image_record(service_name=name, number=target, compute=compute, containers=containers)
     new, failures = {}, []
     for slot in range(number):  # one created and never started (its satellite killed meanwhile): pending
         mine = [item for item in by_slot.get(slot, []) if (item["version"] == target or not rolls)

@@ -149,6 +149,18 @@ class Service(models.Model):
                 "version": self.version or None}
 
 
+def recorded_image(definition, compute_name):
+    """The image id a version's definition ({…, "image_ids", "ran_image_ids"}) records for one compute, or None:
+    a redeploy hook's resolution of the tag (`image_ids`) first, else the image its first container there
+    ran (`ran_image_ids`, genisys.deploy.image_record). New containers of that version there start from it, so
+    a tag moved since never mixes images within one version."""
+    for key in ("image_ids", "ran_image_ids"):
+        image = (definition.get(key) or {}).get(compute_name)
+        if image:
+            return image
+    return None
+
+
 class ServiceVersion(models.Model):
     """One version of a service definition: made on every change of what its containers run."""
 
