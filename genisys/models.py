@@ -272,6 +272,8 @@ class Deployment(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
     rolling_back = models.BooleanField(default=False)
     pause_requested = models.BooleanField(default=False)
+    resumed = models.PositiveIntegerField(default=0, help_text="How many times it was resumed (a Swarm compute "
+                                          "resumes an update it paused once per resume).")
     reason = models.TextField(blank=True)
     policy = models.JSONField(help_text="The update policy, with its defaults, as it was when it started.")
     progress = models.JSONField(default=dict, help_text="Per compute: desired, updated, healthy, failed, …")

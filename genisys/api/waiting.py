@@ -70,6 +70,9 @@ class ComputeProgressSerializer(serializers.Serializer):
     swarm = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
                                   help_text="A Swarm compute: its service's UpdateStatus (state, message) at the "
                                             "last step.")
+    nodes = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                  help_text="A Swarm compute, in a scale or rebalance: the service's running tasks per "
+                                            "node Swarm may place one on (node id: number).")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
