@@ -650,6 +650,14 @@ def rebalance_step(*, deployment):
     spreads = {name: entry["nodes"] for name, entry in progress.items() if entry.get("nodes")}
     plan = _rebalance_moves(desired, target, settled, total, policy["parallelism"], spreads) \
         if running and not failures else dict(desired)
+    for name in spreads:  # surges so far: bounded, so a Swarm whose scheduler will not spread churns no longer
+        surges = deployment.progress.get(name, {}).get("surges", 0) + (plan.get(name, 0) > desired.get(name, 0)
+                                                                        == target.get(name))
+        progress[name]["surges"] = surges
+        if surges > 2 * max(target.get(name, 0), 1) and running and uneven(spreads[name]):
+            failures.append(f"{name}: its tasks are still unevenly spread over its nodes after {surges - 1} "
+                            f"surges: {spreads[name]}")
+            plan = dict(desired)
     changes = {"progress": progress}
     if sum(settled.values()) > _settled_total(deployment.progress) or plan != desired:
         changes["progressed"] = now

@@ -73,6 +73,8 @@ class ComputeProgressSerializer(serializers.Serializer):
     nodes = serializers.DictField(child=serializers.IntegerField(), required=False,
                                   help_text="A Swarm compute, in a scale or rebalance: the service's running tasks per "
                                             "node Swarm may place one on (node id: number).")
+    surges = serializers.IntegerField(required=False, help_text="A rebalance of a Swarm compute: how many times its "
+                                      "number was raised to even its nodes out.")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

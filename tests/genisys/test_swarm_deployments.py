@@ -256,6 +256,7 @@ def test_a_rebalance_spreads_the_tasks_over_the_nodes_healthy_and_never_below_de
         entry = shown["computes"]["swarm3"]
         assert (entry["desired"], entry["healthy"], entry["target"]) == (REPLICAS, REPLICAS, REPLICAS), shown
         assert sorted(entry["nodes"].values()) == sorted(counts.values()) and shown["finished"] is not None
+        assert 1 <= entry["surges"] <= 2 * REPLICAS, entry
         # A node joining (made active again after a drain) starts one on its own with the setting on.
         settings.GENISYS_REBALANCE_ON_JOIN = True
         drained_onto_the_rest(swarm, service_name, swarm.workers[-1:])
