@@ -200,6 +200,17 @@ def test_a_worker_stopped_mid_rollout_is_rescheduled_and_status_counts_only_runn
     assert {index for index, _ in containers(swarm.engines, service_name)} <= {e.index for e in swarm.engines[:2]}
 
 
+@pytest.fixture
+def all_nodes(cluster):
+    """Every node of the cluster up and ready (the worker test above stops an engine and leaves it stopped)."""
+    swarm, _ = cluster
+    for engine in swarm.engines:
+        if engine.process is None or engine.process.poll() is not None:
+            swarm.restart_engine(engine)
+    swarm.wait_nodes_ready(len(swarm.engines), timeout=120)
+    return swarm
+
+
 def node_of(engine):
     return engine.client().info()["Swarm"]["NodeID"]
 
@@ -234,8 +245,8 @@ def drained_onto_the_rest(swarm, name, engines):
     return shown
 
 
-def test_a_rebalance_spreads_the_tasks_over_the_nodes_healthy_and_never_below_desired(web, cluster, service_name,
-                                                                                        settings):
+def test_a_rebalance_spreads_the_tasks_over_the_nodes_healthy_and_never_below_desired(all_nodes, web, cluster,
+                                                                                        service_name, settings):
     settings.HOST_DOWN_AFTER = 3600  # the host row is not refreshed by heartbeats here
     swarm, _ = cluster
     try:
@@ -273,7 +284,7 @@ def test_a_rebalance_spreads_the_tasks_over_the_nodes_healthy_and_never_below_de
             availability(swarm, worker, "active")
 
 
-def test_an_update_swarm_paused_shows_paused_and_resume_resumes_it_to_the_end(web, cluster, service_name):
+def test_an_update_swarm_paused_shows_paused_and_resume_resumes_it_to_the_end(all_nodes, web, cluster, service_name):
     swarm, _ = cluster
     flaky = f"boatload-test/swarm-{RUN_ID}:flaky-{service_name}"
     swarm.load(lambda client: build_image(client, flaky, healthy=False))
@@ -300,7 +311,7 @@ def test_an_update_swarm_paused_shows_paused_and_resume_resumes_it_to_the_end(we
                 pass
 
 
-def test_a_task_not_healthy_by_healthy_deadline_fails_the_deployment_with_its_failure_action(web, cluster,
+def test_a_task_not_healthy_by_healthy_deadline_fails_the_deployment_with_its_failure_action(all_nodes, web, cluster,
                                                                                              service_name):
     swarm, _ = cluster
     # Within start_period a failing check keeps the task `starting`: Swarm's updater would wait for it.
