@@ -95,13 +95,13 @@ class ConnectorClient(RemoteClient):
         return self.call(op, name=name, slot=slot, params={"keep": keep} if keep is not None else None)
 
     @operation("POST", "service/<name>/rollout")
-    def rollout(self, op, name, definition, number, policy, observe=False):
+    def rollout(self, op, name, definition, number, policy, observe=False, resume=None):
         """A connector that rolls its own updates (the Swarm backend): give the service `definition` (with its
         version) rolled with `policy`, unless it has it, and answer its progress, checked here: desired,
         updated, healthy, failed (ints >= 0), versions, state, message, failure (why the update stopped or
         was rolled back, or None) and done. Anything else is a 502 naming the compute."""
         body = self.call(op, name=name, json={"definition": definition, "number": number, "policy": policy,
-                                              "observe": observe})
+                                              "observe": observe, **({"resume": resume} if resume else {})})
         counts = ("desired", "updated", "healthy", "failed")
         if not isinstance(body, dict) or any(type(body.get(key)) is not int or body[key] < 0 for key in counts) \
                 or not isinstance(body.get("versions"), dict) or not isinstance(body.get("failure"), (str, type(None))):
@@ -109,14 +109,20 @@ class ConnectorClient(RemoteClient):
                                  f"{str(body)[:100]!r}", remote=self.remote, code="connector_bad_answer")
         return {**{key: body[key] for key in counts}, "versions": body["versions"],
                 "state": str(body.get("state") or ""), "message": str(body.get("message") or "")[:2000],
-                "failure": body["failure"], "done": body.get("done") is True}
+                "failure": body["failure"], "done": body.get("done") is True, "nodes": nodes_of(body)}
+
+    def status(self, name):
+        """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""
+        return self.status_nodes(name)[0]
 
     @operation("GET", "service/<name>/status")
-    def status(self, op, name):
-        """The running number; an answer that is not `{"running_resources": n}` (n an int >= 0) is a 502."""
+    def status_nodes(self, op, name):
+        """(running number, {node: running tasks} or None): a Swarm satellite's status also gives the
+        service's tasks per node it may place one on (`nodes`); any other connector gives None."""
         response = self.request(op.method, op.path(name=name), read_timeout=10, route=op.route)
         try:
-            return running_of(response.json())
+            body = response.json()
+            return running_of(body), nodes_of(body)
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type")
             raise ConnectorError(f"The connector of {self.remote} answered a status that is not "
@@ -132,3 +138,12 @@ def running_of(body):
     if type(running) is not int or running < 0:
         raise ValueError(f"not a running number: {running!r}")
     return running
+
+
+def nodes_of(body):
+    """`nodes` of a Swarm satellite's answer ({node id: int >= 0}), or None when it has none that is one."""
+    nodes = body.get("nodes") if isinstance(body, dict) else None
+    if not isinstance(nodes, dict) or not nodes or any(
+            not isinstance(key, str) or type(value) is not int or value < 0 for key, value in nodes.items()):
+        return None
+    return nodes

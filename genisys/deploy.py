@@ -23,6 +23,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -32,7 +33,7 @@ from common.errors import BoatLoadError, Conflict, RemoteError
 from connectors.client import ConnectorClient
 from connectors.definitions import DurationField
 from genisys import services
-from genisys.models import Compute, Deployment, Service, ServiceVersion
+from genisys.models import Compute, Deployment, Service, ServiceVersion, recorded_image
 
 log = logging.getLogger("genisys.deploy")
 # A change of one is a new version. Versions recorded before limits existed have no memory or cpus: read as None.
@@ -105,7 +106,7 @@ def version_record(*, service, user=None, image_ids=None):
         definition["image_ids"] = image_ids
     elif latest is not None and latest.definition.get("image") == service.image and "image_ids" in latest.definition:
         definition["image_ids"] = latest.definition["image_ids"]
-    if latest is not None and latest.definition == definition:
+    if latest is not None and {k: v for k, v in latest.definition.items() if k != "ran_image_ids"} == definition:
         return before, latest.number
     number = (latest.number if latest else 0) + 1
     ServiceVersion.objects.create(service=service, number=number, definition=definition, created_by=user)
@@ -132,13 +133,31 @@ def version_definition(service, number):
 
 
 def pinned(definition, compute):
-    """The definition one compute runs: a version that recorded the image id its tag named there (a redeploy
-    hook's) runs that image, so rolling back to it returns to the image it had, not to what the tag names now."""
-    image_ids = definition.get("image_ids") or {}
-    shown = {key: value for key, value in definition.items() if key != "image_ids"}
-    if image_ids.get(compute.name):
-        shown["image"] = image_ids[compute.name]
+    """The definition one compute runs: a version that recorded an image id there (the one its tag named at a
+    redeploy hook, else the one its first container there ran) runs that image, so rolling back to it returns
+    to the image it had, and a slot started later (a scale, a replacement) runs it too, whatever the tag names
+    now (`recorded_image`)."""
+    shown = {key: value for key, value in definition.items() if key not in ("image_ids", "ran_image_ids")}
+    image = recorded_image(definition, compute.name)
+    if image:
+        shown["image"] = image
     return shown
+
+
+def image_record(*, service_name, number, compute, containers):
+    """Record, once, the image id the version's containers on `compute` run (the lowest slot's), unless the
+    version records one there already: from then on its new containers there start from that id."""
+    ran = next((item.get("image_id") for item in sorted(containers, key=lambda item: item["slot"])
+                if item.get("version") == number and item.get("image_id")), None)
+    if not ran:
+        return
+    with transaction.atomic():
+        row = ServiceVersion.objects.select_for_update().filter(service__name=service_name, number=number).first()
+        if row is None or recorded_image(row.definition, compute.name):
+            return
+        row.definition = {**row.definition, "ran_image_ids": {**(row.definition.get("ran_image_ids") or {}),
+                                                              compute.name: ran}}
+        row.save(update_fields=["definition"])
 
 
 # Starting deployments -------------------------------------------------------------------------------
@@ -211,6 +230,7 @@ def _transition(deployment, *, only, verb, **changes):
         for field, value in changes.items():
             setattr(row, field, value)
         row.save(update_fields=[*changes, "updated"])
+    row.refresh_from_db()  # an F() change read back
     return row
 
 
@@ -220,8 +240,9 @@ def deployment_pause(*, deployment):
 
 
 def deployment_resume(*, deployment):
+    """Go on; a Swarm compute whose update Swarm paused resumes it (rollout_step passes `resume`)."""
     return _transition(deployment, only=State.PAUSED, verb="resumed", state=State.RUNNING, pause_requested=False,
-                       progressed=timezone.now())
+                       progressed=timezone.now(), resumed=F("resumed") + 1)
 
 
 def deployment_rollback(*, deployment, reason="rollback requested"):
@@ -309,7 +330,8 @@ def deployment_step(*, deployment):
         try:
             entry, compute_failures, compute_done = compute_step(
                 compute=desired.compute, definition=definition, number=desired.number, policy=policy,
-                entry=entry, now=now, may_start=may_start, rolls=deployment.kind == "definition")
+                entry=entry, now=now, may_start=may_start, rolls=deployment.kind == "definition",
+                resume=f"{deployment.pk}.{deployment.resumed}" if deployment.resumed and may_start else None)
         except BoatLoadError as error:  # a connector down: no progress there this time, the deadline runs
             entry, compute_failures, compute_done = {**entry, "error": error.message}, [], False
         progress[desired.compute.name] = entry
@@ -324,12 +346,14 @@ def deployment_step(*, deployment):
     return _save(deployment, changes, failures if may_start else [], done)
 
 
-def compute_step(*, compute, definition, number, policy, entry, now, may_start, rolls=True):
+def compute_step(*, compute, definition, number, policy, entry, now, may_start, rolls=True, resume=None):
     """(progress entry, failures, done) of one compute; acts on it through its connector.
 
     `rolls` False (a scale's deployment) only observes: the reconciler's scale made the slots, and the
-    deployment ends when each of them holds a container healthy for min_healthy_time."""
+    deployment ends when each of them holds a container healthy for min_healthy_time. `resume`: the token
+    of the deployment's last resume (a Swarm compute resumes an update Swarm paused once per token)."""
     client = ConnectorClient(compute, timeout=SLOT_TIMEOUT)
+    recorded = recorded_image(definition, compute.name)
     definition = pinned(definition, compute)
     name, target = definition["name"], definition["version"]
     if rolls:
@@ -339,11 +363,13 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     except BoatLoadError as error:
         if error.status_code not in (404, 405, 501):
             raise
-        return rollout_step(client, definition, number, policy, rolls)
+        return rollout_step(client, definition, number, policy, rolls, resume)
     healthy_since = dict(entry.get("healthy_since") or {})
     by_slot = {}
     for item in containers:
         by_slot.setdefault(item["slot"], []).append(item)
+    if not recorded:  # the first time this version runs here: its image id, for every slot started later
+        image_record(service_name=name, number=target, compute=compute, containers=containers)
     new, failures = {}, []
     for slot in range(number):  # one created and never started (its satellite killed meanwhile): pending
         mine = [item for item in by_slot.get(slot, []) if (item["version"] == target or not rolls)
@@ -388,19 +414,21 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     return entry, failures, done
 
 
-def rollout_step(client, definition, number, policy, rolls):
+def rollout_step(client, definition, number, policy, rolls, resume=None):
     """A connector that rolls its own updates (the Swarm backend: Swarm's UpdateConfig and RollbackConfig
     with this policy, satellite/connector/swarm_backend.py): (entry, failures, done) from its progress, in
     the slots' entry shape plus Swarm's UpdateStatus under `swarm`. Without a rollout (an external
     connector): legacy_step."""
     try:
-        answer = client.rollout(definition["name"], definition, number, policy, observe=not rolls)
+        answer = client.rollout(definition["name"], definition, number, policy, observe=not rolls, resume=resume)
     except BoatLoadError as error:
         if error.status_code not in (404, 405, 501):
             raise
         return legacy_step(client, definition, number, rolls)
     entry = {key: answer[key] for key in ("desired", "updated", "healthy", "failed", "versions")}
     entry["swarm"] = {"state": answer["state"], "message": answer["message"]}
+    if not rolls and answer.get("nodes") is not None:  # a scale or rebalance: the tasks per node (rebalance_step)
+        entry["nodes"] = answer["nodes"]
     failures = [f"{client.remote}: {answer['failure']}"] if rolls and answer["failure"] else []
     return entry, failures, answer["done"] and not failures
 
@@ -495,10 +523,13 @@ def even_spread(total, computes, current):
     return {c.name: share + (1 if c in favoured else 0) for c in computes}
 
 
-def rebalance_plan(service):
+def rebalance_plan(service, across=True):
     """(the desired numbers now {compute name: number}, the even spread of their total over the healthy
-    computes, every compute named 0 that would hold none). 503 when no compute is healthy."""
+    computes, every compute named 0 that would hold none). 503 when no compute is healthy. `across` False
+    keeps every compute's number (a rebalance within Swarm computes only)."""
     current = {d.compute.name: d.number for d in service.desired.select_related("compute")}
+    if not across:
+        return dict(current), dict(current)
     healthy = [c for c in Compute.objects.all() if c.is_healthy]
     if not healthy:
         raise RemoteError("No healthy compute to spread over.", remote="*", status_code=503,
@@ -508,24 +539,48 @@ def rebalance_plan(service):
     return {name: current.get(name, 0) for name in target}, target
 
 
-def rebalance_start(*, service, user=None, reason=""):
-    """A deployment (kind rebalance) moving the service's slots to an even spread over the healthy computes.
-    409 while another deployment of the service is active; one that has nothing to move succeeds at once."""
+def uneven(nodes):
+    """Whether a Swarm compute's tasks per node ({node: running tasks}) differ by more than one."""
+    return bool(nodes) and max(nodes.values()) - min(nodes.values()) > 1
+
+
+def swarm_spreads(service):
+    """{compute name: {node: running tasks}} of the Swarm computes (their satellite's status gives `nodes`)
+    holding some of the service; a compute whose connector fails or is no Swarm is left out."""
+    found = {}
+    for desired in service.desired.select_related("compute").filter(number__gt=0):
+        try:
+            _, nodes = ConnectorClient(desired.compute).status_nodes(service.name)
+        except BoatLoadError:
+            continue
+        if nodes is not None:
+            found[desired.compute.name] = nodes
+    return found
+
+
+def rebalance_start(*, service, user=None, reason="", across=True, spreads=None):
+    """A deployment (kind rebalance) moving the service's slots to an even spread over the healthy computes,
+    and the tasks of each Swarm compute to an even spread over its nodes. 409 while another deployment of
+    the service is active; one that has nothing to move succeeds at once. `across` False (the reconciler's,
+    for a service not spread over computes): within Swarm computes only."""
+    spreads = swarm_spreads(service) if spreads is None else spreads  # asked before any lock is taken
     with transaction.atomic():
         service_lock(service)
         active = deployment_active(service)
         if active is not None:
             raise Conflict(f"Deployment {active.pk} of {service.name} is {active.state}; rebalance once it ended.",
                            detail={"field": "deployment", "deployment": active.pk, "state": active.state})
-        current, target = rebalance_plan(service)
-        Service.objects.filter(pk=service.pk).update(spread=True)
+        current, target = rebalance_plan(service, across=across)
+        if across:
+            Service.objects.filter(pk=service.pk).update(spread=True)
         if not service.version:
             version_record(service=service, user=user)
         deployment = deployment_create(service=service, kind="rebalance", from_version=service.version,
                                        to_version=service.version, user=user)
-        deployment.spread = {"from": current, "to": target}
+        deployment.spread = {"from": current, "to": target,
+                             "nodes": {name: sorted(nodes) for name, nodes in spreads.items()}}
         deployment.reason = reason or deployment.reason
-        if deployment.state == State.RUNNING and current == target:
+        if deployment.state == State.RUNNING and current == target and not any(map(uneven, spreads.values())):
             deployment.state, deployment.finished = State.SUCCEEDED, timezone.now()
             deployment.reason = "evenly spread already"
         deployment.save()
@@ -533,22 +588,30 @@ def rebalance_start(*, service, user=None, reason=""):
 
 
 def rebalance_if_joined(service):
-    """The reconciler's automatic rebalance (GENISYS_REBALANCE_ON_JOIN) of a spread service: started when a
-    healthy compute that the even spread gives a share holds none of the service (a host joined or
-    enrolled, a compute was added), unless the last try at that same spread failed. None otherwise."""
-    if not service.spread or deployment_active(service) is not None:
+    """The reconciler's automatic rebalance (GENISYS_REBALANCE_ON_JOIN): started when a healthy compute that
+    the even spread of a spread service gives a share holds none of it (a host joined or enrolled, a
+    compute was added), or when a node of a Swarm compute holding the service runs none of its tasks while
+    another runs two or more (a node joined the Swarm or was made active: Swarm never moves running tasks),
+    unless the last try at that same spread failed. None otherwise."""
+    if deployment_active(service) is not None:
         return None
+    spreads = swarm_spreads(service)
+    nodes_joined = sorted(f"{node[:12]} of compute {name}" for name, nodes in spreads.items() if uneven(nodes)
+                          for node, count in nodes.items() if count == 0)
     try:
-        current, target = rebalance_plan(service)
+        current, target = rebalance_plan(service, across=service.spread)
     except RemoteError:
         return None
     joined = sorted(name for name, number in target.items() if number and not current.get(name))
+    reasons = ([f"compute {', '.join(joined)} joined"] if joined else []) + (
+        [f"node {', '.join(nodes_joined)} joined"] if nodes_joined else [])
     latest = service.deployments.first()
-    if not joined or (latest is not None and latest.kind == "rebalance" and latest.state == State.FAILED
-                      and latest.spread.get("to") == target):
+    known = {name: sorted(nodes) for name, nodes in spreads.items()}
+    if not reasons or (latest is not None and latest.kind == "rebalance" and latest.state == State.FAILED
+                       and latest.spread.get("to") == target and latest.spread.get("nodes", {}) == known):
         return None
     try:
-        return rebalance_start(service=service, reason=f"compute {', '.join(joined)} joined")
+        return rebalance_start(service=service, reason="; ".join(reasons), across=service.spread, spreads=spreads)
     except Conflict:  # a deployment started meanwhile
         return None
 
@@ -584,8 +647,17 @@ def rebalance_step(*, deployment):
         failures += compute_failures
         done = done and compute_done
     running = deployment.state == State.RUNNING
-    plan = _rebalance_moves(desired, target, settled, total, policy["parallelism"]) if running and not failures \
-        else dict(desired)
+    spreads = {name: entry["nodes"] for name, entry in progress.items() if entry.get("nodes")}
+    plan = _rebalance_moves(desired, target, settled, total, policy["parallelism"], spreads) \
+        if running and not failures else dict(desired)
+    for name in spreads:  # surges so far: bounded, so a Swarm whose scheduler will not spread churns no longer
+        surges = deployment.progress.get(name, {}).get("surges", 0) + (plan.get(name, 0) > desired.get(name, 0)
+                                                                        == target.get(name))
+        progress[name]["surges"] = surges
+        if surges > 2 * max(target.get(name, 0), 1) and running and uneven(spreads[name]):
+            failures.append(f"{name}: its tasks are still unevenly spread over its nodes after {surges - 1} "
+                            f"surges: {spreads[name]}")
+            plan = dict(desired)
     changes = {"progress": progress}
     if sum(settled.values()) > _settled_total(deployment.progress) or plan != desired:
         changes["progressed"] = now
@@ -593,12 +665,16 @@ def rebalance_step(*, deployment):
         failures.append(f"no slot became healthy within progress_deadline ({policy['progress_deadline']})")
     if plan != desired and not _rebalance_write(deployment, service, desired, plan):
         return Deployment.objects.get(pk=deployment.pk)  # changed meanwhile: the next step sees it
-    done = done and all(desired.get(name, 0) == number for name, number in target.items()) and plan == desired
+    done = done and all(desired.get(name, 0) == number for name, number in target.items()) and plan == desired \
+        and not any(map(uneven, spreads.values()))
     return _save(deployment, changes, failures if running else [], done)
 
 
-def _rebalance_moves(desired, target, settled, total, parallelism):
-    """The desired numbers after this step's moves (see rebalance_step)."""
+def _rebalance_moves(desired, target, settled, total, parallelism, spreads=None):
+    """The desired numbers after this step's moves (see rebalance_step). A Swarm compute at its target whose
+    tasks are unevenly spread over its nodes (`spreads`) is surged: raised by up to `parallelism` (Swarm
+    places the new tasks on the nodes running fewest), and, once they are healthy, lowered back by the
+    first rule (Swarm removes the tasks of the nodes running most)."""
     plan = {name: desired.get(name, 0) for name in target}
     surplus = min(sum(plan.values()), sum(settled.values())) - total
     for name in sorted(target, key=lambda n: target[n] - plan[n]):  # the largest excess first
@@ -611,6 +687,12 @@ def _rebalance_moves(desired, target, settled, total, parallelism):
         while batch > 0 and plan[name] < target[name]:
             plan[name] += 1
             batch -= 1
+    for name, nodes in (spreads or {}).items():
+        if batch > 0 and uneven(nodes) and plan.get(name) == target.get(name) == desired.get(name):
+            share = -(-sum(nodes.values()) // len(nodes))  # the most a node holds when even
+            surge = min(batch, max(1, sum(count - share for count in nodes.values() if count > share)))
+            plan[name] += surge
+            batch -= surge
     return plan
 
 

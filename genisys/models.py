@@ -149,6 +149,18 @@ class Service(models.Model):
                 "version": self.version or None}
 
 
+def recorded_image(definition, compute_name):
+    """The image id a version's definition ({…, "image_ids", "ran_image_ids"}) records for one compute, or None:
+    a redeploy hook's resolution of the tag (`image_ids`) first, else the image its first container there
+    ran (`ran_image_ids`, genisys.deploy.image_record). New containers of that version there start from it, so
+    a tag moved since never mixes images within one version."""
+    for key in ("image_ids", "ran_image_ids"):
+        image = (definition.get(key) or {}).get(compute_name)
+        if image:
+            return image
+    return None
+
+
 class ServiceVersion(models.Model):
     """One version of a service definition: made on every change of what its containers run."""
 
@@ -260,6 +272,8 @@ class Deployment(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
     rolling_back = models.BooleanField(default=False)
     pause_requested = models.BooleanField(default=False)
+    resumed = models.PositiveIntegerField(default=0, help_text="How many times it was resumed (a Swarm compute "
+                                          "resumes an update it paused once per resume).")
     reason = models.TextField(blank=True)
     policy = models.JSONField(help_text="The update policy, with its defaults, as it was when it started.")
     progress = models.JSONField(default=dict, help_text="Per compute: desired, updated, healthy, failed, …")

@@ -18,7 +18,7 @@ from boatload.satellite_client import SatelliteClient
 from common.errors import BadInput, BoatLoadError, NotFound, RemoteError
 from connectors.client import ConnectorClient
 from connectors.definitions import SERVICE_NAME
-from genisys.models import Compute, Desired, ScaleOrder, Service
+from genisys.models import Compute, Desired, ScaleOrder, Service, recorded_image
 from observe import audit
 
 log = logging.getLogger("genisys")
@@ -89,7 +89,7 @@ def order_send(*, service, compute, number, source, user=None, observed=None):
     try:
         client = ConnectorClient(compute)
         if service.defined_by == "boatload":  # a connector-defined service has nothing of ours to push
-            client.put_service(service.definition())
+            client.put_service(definition_for(service, compute))
         order.running = client.scale(service.name, number)
         order.result = "ok"
         if order.running is None:  # the connector's 2xx did not say (the original answers an empty body)
@@ -99,6 +99,19 @@ def order_send(*, service, compute, number, source, user=None, observed=None):
         order.refused = not isinstance(error, RemoteError) and error.status_code in (400, 422)
     order.save()
     return order
+
+
+def definition_for(service, compute):
+    """The definition a compute's connector is given: the service's, with the image id its version records
+    there (genisys.models.recorded_image) in place of the tag, so the slots a scale starts run the image the
+    version's other containers run, not whatever the tag names since."""
+    definition = service.definition()
+    recorded = service.versions.filter(number=service.version).values_list("definition", flat=True).first() \
+        if service.version else None
+    image = recorded_image(recorded or {}, compute.name)
+    if image:
+        definition["image"] = image
+    return definition
 
 
 def running_or_none(client, name):

@@ -341,12 +341,13 @@ def container_action(container_id, action, timeout=None):
     return api.inspect_container(container_id)["State"]
 
 
-def containers_list(labels, include_stopped=True):
-    """BoatLoad containers matching every `key=value` label, from one sparse list call."""
+def containers_list(labels, include_stopped=True, image_id=False):
+    """BoatLoad containers matching every `key=value` label, from one sparse list call; with `image_id`, each
+    with the id of the image it runs."""
     filters = {"label": own(LABEL_CONTAINER, *labels)}
     with docker_errors():
         rows = client().api.containers(all=include_stopped, filters=filters)
-    return [{
+    return [{**({"image_id": row.get("ImageID")} if image_id else {}),
         "id": row["Id"], "name": row["Names"][0].lstrip("/") if row.get("Names") else "",
         "image": row["Image"], "state": row["State"], "status": row["Status"], "created": row["Created"],
         "labels": row["Labels"],

@@ -70,6 +70,11 @@ class ComputeProgressSerializer(serializers.Serializer):
     swarm = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False,
                                   help_text="A Swarm compute: its service's UpdateStatus (state, message) at the "
                                             "last step.")
+    nodes = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                  help_text="A Swarm compute, in a scale or rebalance: the service's running tasks per "
+                                            "node Swarm may place one on (node id: number).")
+    surges = serializers.IntegerField(required=False, help_text="A rebalance of a Swarm compute: how many times its "
+                                      "number was raised to even its nodes out.")
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -51,7 +51,7 @@ def container_spec(definition, slot, name=None):
 def service_containers(name):
     """{slot: [listed containers]} of a service, and the ones with no usable slot."""
     by_slot, strays = defaultdict(list), []
-    for item in containers.containers_list([f"{containers.LABEL_SERVICE}={name}"]):
+    for item in containers.containers_list([f"{containers.LABEL_SERVICE}={name}"], image_id=True):
         slot = item["labels"].get(containers.LABEL_SLOT, "")
         if slot.isdigit():
             by_slot[int(slot)].append(item)
@@ -111,11 +111,11 @@ def health_of(status):
 
 
 def slots(name):
-    """Every container of the service: slot, version, Docker's state and health, creation time."""
+    """Every container of the service: slot, version, Docker's state and health, creation time, image id."""
     by_slot, _ = service_containers(name)
     return [{"slot": slot, "id": item["id"], "name": item["name"], "state": item["state"],
              "health": health_of(item["status"]), "created": item["created"],
-             "version": _version(item)}
+             "version": _version(item), "image_id": item["image_id"]}
             for slot in sorted(by_slot) for item in by_slot[slot]]
 
 

@@ -25,6 +25,7 @@ from satellite import containers
 from satellite.engine import client, docker_errors
 
 NANOSECONDS = 1_000_000_000
+LABEL_RESUME = "boatload.resume"  # on the Swarm service: the last resume of a paused update it was given
 UNFINISHED = ("updating", "rollback_started")  # UpdateStatus.State while Swarm is still replacing tasks
 STOPPED = ("paused", "rollback_paused")  # Swarm stopped the update on a failure
 
@@ -109,9 +110,13 @@ def scale(definition, number):
     return running(definition["name"])
 
 
-def rollout(definition, number, policy, observe=False):
+def rollout(definition, number, policy, observe=False, resume=None):
     """Give the service the definition's version (unless it has it, or Swarm rolled back from it) and its
-    progress. `observe`: change nothing (a scale's deployment: the reconciler's scale makes the tasks)."""
+    progress. `observe`: change nothing (a scale's deployment: the reconciler's scale makes the tasks).
+
+    `resume` (a token naming one resume of the deployment): an update of the version that Swarm paused is
+    resumed the way Swarm resumes one, by a new update of the service spec (the same spec, the token in the
+    label `boatload.resume`); once per token, so a repeated step never restarts it."""
     target = definition["version"]
     with docker_errors(mutating=not observe, step="swarm"):
         service = _service(definition["name"])
@@ -120,9 +125,14 @@ def rollout(definition, number, policy, observe=False):
                 client().api.create_service(**_spec(definition, number, policy))
             else:
                 spec = service.attrs["Spec"]
+                state = (service.attrs.get("UpdateStatus") or {}).get("State", "")
                 if _version_of(spec) != target and not _rolled_back_from(service, service.tasks(), target):
                     client().api.update_service(service.id, service.version, fetch_current_spec=False,
                                                 **_spec(definition, number, policy))
+                elif resume and state == "paused" and (spec.get("Labels") or {}).get(LABEL_RESUME) != resume:
+                    again = _spec(definition, number, policy)
+                    again["labels"] = {**again["labels"], LABEL_RESUME: resume}
+                    client().api.update_service(service.id, service.version, fetch_current_spec=False, **again)
                 elif spec["Mode"].get("Replicated", {}).get("Replicas") != number:
                     service.scale(number)
             service = _service(definition["name"])
@@ -151,6 +161,23 @@ def _ready_nodes():
     return {node.id for node in client().nodes.list() if node.attrs.get("Status", {}).get("State") == "ready"}
 
 
+def _placeable_nodes():
+    """Ids of the nodes Swarm may place a task on now: ready, and availability `active` (not drained or paused)."""
+    return {node.id for node in client().nodes.list() if node.attrs.get("Status", {}).get("State") == "ready"
+            and node.attrs.get("Spec", {}).get("Availability", "active") == "active"}
+
+
+def spread(tasks):
+    """{node id: tasks of the service running there} over every node Swarm may place a task on now (0 where it
+    runs none), from the service's tasks: what a rebalance evens out (Swarm never moves running tasks)."""
+    counts = dict.fromkeys(sorted(_placeable_nodes()), 0)
+    for task in tasks:
+        if task.get("DesiredState") == "running" and task["Status"]["State"] == "running" and task.get(
+                "NodeID") in counts:
+            counts[task["NodeID"]] += 1
+    return counts
+
+
 def _task_version(task):
     labels = task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {}
     version = labels.get(containers.LABEL_VERSION, "")
@@ -177,10 +204,13 @@ def progress(service, target, number, policy):
     state, message = status.get("State", ""), status.get("Message", "")
     spec_version = _version_of(service.attrs["Spec"])
     failure = None
+    late = _not_healthy_in_time(wanted, target, policy)
     if state in STOPPED:
         failure = f"Swarm {state.replace('_', ' ')} the update: {message}"
     elif _rolled_back_from(service, tasks, target):
         failure = f"Swarm rolled the update back: {message or 'rollback started'}"
+    elif late:
+        failure = late
     mine = [task for task in up if _task_version(task) == target]
     healthy = [task for task in mine if _since(task["Status"].get("Timestamp")) >= monitor]
     failed = [task for task in tasks if _task_version(task) == target and task["Status"]["State"] in (
@@ -189,16 +219,37 @@ def progress(service, target, number, policy):
             and len(healthy) == number)
     return {"desired": number, "updated": len([t for t in wanted if _task_version(t) == target]),
             "healthy": len(healthy), "failed": len(failed), "versions": versions, "state": state or "none",
-            "message": message, "failure": failure, "done": done}
+            "message": message, "failure": failure, "done": done, "nodes": spread(tasks)}
+
+
+def _not_healthy_in_time(wanted, target, policy):
+    """Why a task of `target` that Swarm wants running is not running (with a healthcheck: healthy) within the
+    policy's healthy_deadline of its creation, or None: BoatLoad's deadline, which Swarm's updater lacks (a
+    task whose check never passes or fails holds Swarm's update as long as it stays `starting`)."""
+    if not policy.get("healthy_deadline"):
+        return None
+    deadline = parse_duration(policy["healthy_deadline"])
+    for task in wanted:
+        if _task_version(task) == target and task["Status"]["State"] != "running" and task["Status"][
+                "State"] not in ("failed", "rejected") and _since(task.get("CreatedAt")) > deadline:
+            return (f"task {task['ID'][:12]} not healthy within healthy_deadline ({policy['healthy_deadline']}): "
+                    f"{task['Status']['State']}")
+    return None
 
 
 def running(name):
     """Tasks of the Swarm service that run now, on nodes that are up: a task of a node that went down
     is not counted, though the manager still lists it running until it reschedules it."""
+    return status(name)["running_resources"]
+
+
+def status(name):
+    """The connector status answer: `running_resources` (see `running`) and `nodes`, the service's running
+    tasks per node Swarm may place one on (`spread`): a node that joined (or was made active) shows 0."""
     with docker_errors():
         service = _service(name)
-        if service is None:
-            return 0
-        tasks = service.tasks(filters={"desired-state": "running"})
+        tasks = service.tasks(filters={"desired-state": "running"}) if service is not None else []
         ready = _ready_nodes()
-    return sum(1 for task in tasks if task.get("Status", {}).get("State") == "running" and task.get("NodeID") in ready)
+        nodes = spread(tasks)
+    return {"running_resources": sum(1 for task in tasks if task.get("Status", {}).get("State") == "running"
+                                     and task.get("NodeID") in ready), "nodes": nodes}

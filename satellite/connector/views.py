@@ -120,6 +120,8 @@ class ServiceScaleView(ConnectorView):
 class ServiceStatusView(ConnectorView):
     def get(self, request, name):
         self.definition(name)
+        if settings.CONNECTOR == "swarm":  # with the tasks per node (a rebalance evens them out)
+            return Response(swarm_backend.status(name))
         return Response({"running_resources": backend().running(name)})
 
 
@@ -156,11 +158,12 @@ class SlotView(ConnectorView):
 
 
 class RolloutPolicySerializer(serializers.Serializer):
-    """What of a deployment's update policy Swarm's UpdateConfig takes (other keys, deploy.py's deadlines, are
-    BoatLoad's own and ignored here)."""
+    """What of a deployment's update policy the Swarm backend takes: UpdateConfig's, and healthy_deadline
+    (checked on the tasks; other keys, progress_deadline, are deploy.py's own and ignored here)."""
 
     parallelism = serializers.IntegerField(required=False, min_value=1, max_value=1000)
     min_healthy_time = definitions.DurationField(required=False, min_seconds=0, max_seconds=86400)
+    healthy_deadline = definitions.DurationField(required=False, min_seconds=0.001, max_seconds=86400)
     order = serializers.ChoiceField(required=False, choices=["stop-first", "start-first"])
     failure_action = serializers.ChoiceField(required=False, choices=["rollback", "pause"])
     auto_revert = serializers.BooleanField(required=False)
@@ -170,6 +173,9 @@ class RolloutSerializer(ScaleSerializer):
     definition = serializers.DictField()
     policy = RolloutPolicySerializer()
     observe = serializers.BooleanField(required=False, default=False)
+    resume = serializers.RegexField(r"^[0-9a-z.-]{1,64}$", required=False,
+                                    help_text="A token naming one resume of the deployment: an update Swarm paused "
+                                              "is resumed once per token.")
 
 
 class RolloutView(ConnectorView):
@@ -193,7 +199,8 @@ class RolloutView(ConnectorView):
             raise BadInput("definition.version", "a rollout is of a versioned definition only")
         return Response(swarm_backend.rollout(dict(data.validated_data), body.validated_data["number"],
                                               dict(body.validated_data["policy"]),
-                                              observe=body.validated_data["observe"]))
+                                              observe=body.validated_data["observe"],
+                                              resume=body.validated_data.get("resume")))
 
 
 class SlotLogListView(APIView):

@@ -487,3 +487,26 @@ def test_a_hook_redeploy_of_a_bad_image_rolls_back_to_the_image_id_before_not_th
     assert service_versions(docker_client, service_name) == [(0, "2"), (1, "2")]
     rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
     assert {row["ImageID"] for row in rows} == {made_images[0]}  # the image version 2 had, not the tag's now
+
+
+def test_a_scale_starts_new_slots_from_the_image_id_the_version_ran_not_what_the_tag_names_now(
+        api, hosts, connectors, service_name, docker_client, made_images):
+    tag = f"boatload-test/deploy-{RUN_ID}:scaled-{service_name}"
+    build_image(docker_client, tag, healthy=True, release=b"1")
+    made_images.append(docker_client.images.get(tag).id)
+    staff = api("staff")
+    staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+    staff.post("/service", {"name": service_name, "image": tag, "command": "sleep 3600",
+                            "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "300ms"}}, format="json")
+    scaled = staff.post(f"/service/{service_name}/scale", {"number": 1}, format="json")
+    assert step_until_settled(service_name, scaled.json()["deployment"]["id"]) == "succeeded"
+    build_image(docker_client, tag, healthy=True, release=b"2")  # another image under the same tag
+    made_images.append(docker_client.images.get(tag).id)
+    assert made_images[1] != made_images[0]
+    more = staff.post(f"/service/{service_name}/scale", {"number": 3}, format="json")
+    assert more.status_code == 200, more.json()
+    assert more.json()["deployment"]["to_version"] == 1  # no new version: nothing that runs changed
+    assert step_until_settled(service_name, more.json()["deployment"]["id"]) == "succeeded"
+    assert service_versions(docker_client, service_name) == [(0, "1"), (1, "1"), (2, "1")]
+    rows = docker_client.api.containers(filters={"label": f"boatload.service={service_name}"})
+    assert [row["ImageID"] for row in rows] == [made_images[0]] * 3  # the image version 1 ran, not the tag's

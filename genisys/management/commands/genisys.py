@@ -6,7 +6,8 @@ several reconcilers may run, each service is claimed with a conditional UPDATE f
 and no lock is held while a connector is asked; one failing compute or service never stops a
 pass, and no outage ends the loop (a database that is down, also at start for the compute
 file, is retried with backoff). With GENISYS_REBALANCE_ON_JOIN, a spread service that a newly
-healthy compute holds none of is rebalanced (genisys.deploy.rebalance_if_joined).
+healthy compute holds none of, or a service on a Swarm compute one of whose nodes runs none of its tasks
+while another runs two or more, is rebalanced (genisys.deploy.rebalance_if_joined).
 """
 from django.conf import settings
 from django.core.management import call_command
@@ -53,7 +54,7 @@ class Command(ReconcilerCommand):
 
     def process_one_service(self, service):
         active = deploy.deployment_active(service)
-        if active is None and service.spread and settings.GENISYS_REBALANCE_ON_JOIN:
+        if active is None and settings.GENISYS_REBALANCE_ON_JOIN:
             active = deploy.rebalance_if_joined(service)
             if active is not None:
                 self.stdout.write(f"{service.name}: rebalance {active.pk} started: {active.reason}")
