@@ -201,6 +201,24 @@ JSON_FORM_FIELDS = {"env", "ports", "volumes", "labels", "host_labels", "command
 PLAIN_FORM_FIELDS = {"command", "container_args", "memory"}  # a plain string is fine for these
 
 
+
+PASSED_ON = ("Content-Length", "Content-Disposition", "X-BoatLoad-Path")
+
+
+def passed_on(request, upstream, chunks, *, follow=False, headers=PASSED_ON, content_type="application/octet-stream"):
+    """A satellite's stream (`upstream`, its `chunks`) passed on as the answer, with its `headers` that it has."""
+    if not connection.in_atomic_block:
+        # A stream may stay open for hours and needs no database: give its connection back now,
+        # or a thousand open streams would hold a thousand Postgres connections.
+        connection.close()
+    response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META, follow=follow),
+                                     content_type=upstream.headers.get("Content-Type", content_type))
+    for header in headers:
+        if header in upstream.headers:
+            response[header] = upstream.headers[header]
+    return response
+
+
 class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Containers over every host. A user sees their own (others' are 404); staff see all."""
@@ -294,16 +312,7 @@ class ContainerViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Re
     def _stream(self, request, upstream_and_chunks, follow=False):
         """A satellite's stream passed on; each was opened `as_user` (the satellite's fair shares are per user)."""
         upstream, chunks = upstream_and_chunks
-        if not connection.in_atomic_block:
-            # A stream may stay open for hours and needs no database: give its connection back now,
-            # or a thousand open streams would hold a thousand Postgres connections.
-            connection.close()
-        response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META, follow=follow),
-                                         content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
-        for header in ("Content-Length", "Content-Disposition", "X-BoatLoad-Path"):
-            if header in upstream.headers:
-                response[header] = upstream.headers[header]
-        return response
+        return passed_on(request, upstream, chunks, follow=follow)
 
     @extend_schema(parameters=[serializers.LogsQuerySerializer], responses={(200, "text/plain"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"])

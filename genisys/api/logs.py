@@ -3,15 +3,13 @@ service whose output can be read, on every satellite compute it has been on, liv
 update, a scale-down or a rebalance removed (their satellite kept their last output:
 satellite/connector/slot_logs.py); /service/<name>/logs/<container> streams one. Reached as the service's
 other routes are: its owner or staff; another user's service is 404."""
-from django.db import connection
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from boatload.api.views import passed_on
 from common.spec import LogsQuerySerializer
-from common.streams import iter_closing
 from genisys import services
 from genisys.api.views import ServiceView
 
@@ -73,13 +71,7 @@ class ServiceLogView(ServiceView):
         compute, upstream, chunks = services.service_log(
             service=self.get_object(), container=container, compute=query.validated_data.get("compute"),
             as_user=request.user.username, **params)
-        if not connection.in_atomic_block:
-            connection.close()  # a follow stream may stay open for hours and needs no database
-        response = StreamingHttpResponse(iter_closing(chunks, upstream, request.META,
-                                                      follow=query.validated_data["follow"]),
-                                         content_type=upstream.headers.get("Content-Type", "text/plain"))
-        for header in PASSED_ON:
-            if header in upstream.headers:
-                response[header] = upstream.headers[header]
+        response = passed_on(request, upstream, chunks, follow=query.validated_data["follow"], headers=PASSED_ON,
+                             content_type="text/plain")
         response["X-BoatLoad-Compute"] = compute.name
         return response
