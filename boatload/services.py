@@ -539,19 +539,52 @@ def container_delete(*, row):
 
 def container_action(*, row, action, timeout=None):
     """start, stop or restart on its host, then record the observed state."""
-    with audit.change(f"container.{action}", target=row.uuid):
-        return _container_action(row, action, timeout)
+    answer, error = _attempt(_action_call(row, action, timeout))
+    return _record_action(row, action, answer, error)
 
 
-def _container_action(row, action, timeout):
+def container_bulk(*, rows, action):
+    """start, stop, restart or delete each row, each recorded and audited as the single operation does it;
+    [(row, error or None)] in their order. The stops run on their hosts in parallel: one of a container that
+    ignores SIGTERM takes its whole grace, and fifty of them one after the other would be minutes."""
+    if action == "delete":  # a removal is quick, and keeping each one's output reads the database
+        return [(row, _attempt(partial(container_delete, row=row))[1]) for row in rows]
+    calls = [(row, _action_call(row, action, None)) for row in rows]
+    outcomes = call_all(calls, timeout=settings.SATELLITE_TIMEOUT + settings.SATELLITE_STOP_GRACE)
+    return [(row, _attempt(partial(_record_action, row, action, answer, error))[1])
+            for row, answer, error in outcomes]
+
+
+def _action_call(row, action, timeout):
+    """The host's part of an action, as a call that touches no database (common.remote.call_all)."""
     if not row.host or row.state not in Container.DEPLOYED:
-        raise Conflict(f"Container {row.uuid} is {row.state}; it can not {action}.")
+        return partial(_raise, Conflict(f"Container {row.uuid} is {row.state}; it can not {action}."))
     # A stop may take its whole grace period before the engine kills: give the call that time too.
     grace = settings.SATELLITE_STOP_GRACE if timeout is None else timeout
     client = SatelliteClient(row.host, timeout=settings.SATELLITE_TIMEOUT + grace)
-    answer = client.container_action(row.uuid, action, timeout=timeout)
-    row.observe(answer["state"])
+    return partial(client.container_action, row.uuid, action, timeout=timeout)
+
+
+def _record_action(row, action, answer, error):
+    """Audit the action and record the state its host observed. The host was called before this
+    transaction: a stop's grace never holds it (nor SQLite's one writer)."""
+    with audit.change(f"container.{action}", target=row.uuid):
+        if error is not None:
+            raise error
+        row.observe(answer["state"])
     return answer["state"]
+
+
+def _attempt(call):
+    """(its answer, None) or (None, the BoatLoadError it raised)."""
+    try:
+        return call(), None
+    except BoatLoadError as error:
+        return None, error
+
+
+def _raise(error):
+    raise error
 
 
 def container_docker_state(*, row):

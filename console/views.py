@@ -199,16 +199,12 @@ def container_list(request):
         "hosts": Host.objects.order_by("name").values_list("name", flat=True)})
 
 
-BULK = {"stop": lambda row: services.container_action(row=row, action="stop"),
-        "delete": lambda row: services.container_delete(row=row)}
-
-
 @member
 @require_POST
 def container_bulk(request):
     """Bulk stop or delete: a confirmation page first, then the action on each row the user may reach."""
     action = request.POST.get("action")
-    if action not in BULK:
+    if action not in ("stop", "delete"):
         return page(request, "console/error.html", {"message": "action: choose stop or delete"}, status=400)
     rows = list(Container.objects.visible_to(request.user).select_related("host", "owner")
                 .filter(uuid__in=[u for u in request.POST.getlist("ids") if len(u) == 36]))
@@ -221,13 +217,11 @@ def container_bulk(request):
                        action_url=reverse("console:containers-bulk"), button=f"Yes, {action}",
                        fields=[("action", action), *(("ids", row.uuid) for row in rows)],
                        cancel_url=reverse("console:containers"))
-    done = 0
-    for row in rows:
-        try:
-            BULK[action](row)
-            done += 1
-        except BoatLoadError as error:
+    outcomes = services.container_bulk(rows=rows, action=action)
+    for row, error in outcomes:
+        if error is not None:
             messages.error(request, f"{row.uuid}: {error.message}")
+    done = sum(error is None for _, error in outcomes)
     messages.success(request, f"{action}: {done} of {len(rows)} container(s).")
     return redirect("console:containers")
 
