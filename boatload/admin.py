@@ -5,7 +5,6 @@ from boatload import services
 from boatload.adminforms import checked_by
 from boatload.api.serializers import TemplateSerializer
 from boatload.models import Container, Host, JoinToken, Template
-from common.errors import BoatLoadError
 
 
 @admin.register(Host)
@@ -43,15 +42,12 @@ class JoinTokenAdmin(admin.ModelAdmin):
 
 
 def _each(request, queryset, action, label):
-    """Run a container service on every selected row; report failures instead of stopping."""
-    done = 0
-    for row in queryset.select_related("host", "owner"):
-        try:
-            action(row)
-            done += 1
-        except BoatLoadError as error:
+    """Run a bulk action on every selected row (services.container_bulk); report failures instead of stopping."""
+    outcomes = services.container_bulk(rows=list(queryset.select_related("host", "owner")), action=action)
+    for row, error in outcomes:
+        if error is not None:
             messages.error(request, f"{row.uuid}: {error.message}")
-    if done:
+    if done := sum(error is None for _, error in outcomes):
         messages.success(request, f"{label} {done} container(s).")
 
 
@@ -69,15 +65,15 @@ class ContainerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Stop")
     def stop(self, request, queryset):
-        _each(request, queryset, lambda row: services.container_action(row=row, action="stop"), "Stopped")
+        _each(request, queryset, "stop", "Stopped")
 
     @admin.action(description="Restart")
     def restart(self, request, queryset):
-        _each(request, queryset, lambda row: services.container_action(row=row, action="restart"), "Restarted")
+        _each(request, queryset, "restart", "Restarted")
 
     @admin.action(description="Delete from its host")
     def remove(self, request, queryset):
-        _each(request, queryset, lambda row: services.container_delete(row=row), "Deleted")
+        _each(request, queryset, "delete", "Deleted")
 
 
 @admin.register(Template)

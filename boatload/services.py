@@ -529,9 +529,12 @@ def container_delete(*, row):
     on_host = row.host and row.docker_id and row.state != Container.State.DELETED
     if on_host and row.state in Container.DEPLOYED:
         logs.archive(row=row, reason="deleted")  # its output outlives it (observe/logs.py); outside the transaction
+    error = None
+    if on_host:  # called before the audit transaction opens: a slow host never holds one (nor SQLite's writer)
+        _, error = _attempt(partial(SatelliteClient(row.host).remove_container, row.uuid))
     with audit.change("container.delete", target=row.uuid):
-        if on_host:
-            SatelliteClient(row.host).remove_container(row.uuid)
+        if error is not None:
+            raise error
         row.state = Container.State.DELETED
         row.save(update_fields=["state", "updated"])
         logs.mark_gone([row], reason="deleted")  # its host did not answer for the archive: the last snapshot

@@ -1,6 +1,7 @@
 """The container API end to end: API (in-process) → real satellites over HTTP → real Docker engines."""
 import io
 import tarfile
+import time
 import uuid
 
 import pytest
@@ -375,6 +376,26 @@ def test_admin_lists_and_stops_containers(client, api, users, fleet_hosts):
     row = Container.objects.get(uuid=cid)
     client.post("/admin/boatload/container/", {"action": "stop", "_selected_action": [row.pk]})
     assert Container.objects.get(uuid=cid).state == "exited"
+
+
+def test_a_bulk_stop_stops_on_the_hosts_at_once(client, api, users, fleet, fleet_hosts):
+    """A stop may take its whole grace: the admin's (and console's) bulk stop asks every host at once, so each
+    container is told to stop (Docker's `kill` event) before the first one has died."""
+    command = ["sh", "-c", "trap 'sleep 2; exit 0' TERM; sleep 60 & wait"]
+    ids = [create(api("owner"), command=command, host="host-a").json()["id"] for _ in range(3)]
+    rows = Container.objects.filter(uuid__in=ids)
+    docker_ids = set(rows.values_list("docker_id", flat=True))
+    users["staff"].is_superuser = True
+    users["staff"].save()
+    client.login(username="staff", password="staff-pass-1")
+    since = int(time.time()) - 1  # the engines run on this machine's clock
+    client.post("/admin/boatload/container/", {"action": "stop", "_selected_action": [r.pk for r in rows]})
+    assert set(rows.values_list("state", flat=True)) == {"exited"}
+    events = fleet["host-a"].docker.events(since=since, until=int(time.time()) + 1, decode=True,
+                                           filters={"type": "container", "event": ["kill", "die"]})
+    seen = [(e["Action"], e["Actor"]["ID"]) for e in events if e["Actor"]["ID"] in docker_ids]
+    first_die = next(i for i, (action, _) in enumerate(seen) if action == "die")
+    assert {cid for action, cid in seen[:first_die] if action == "kill"} == docker_ids, seen
 
 
 def test_the_example_fixture_loads(db):
