@@ -186,19 +186,20 @@ def _task_version(task):
 
 def progress(service, target, number, policy):
     """The deployment's view of the service: the plain backend's per-compute entry (desired, updated,
-    healthy, failed, versions: of every task running now) from the service's tasks, with Swarm's UpdateStatus (`state`,
-    `message`), `failure` (why Swarm stopped or rolled back an update to `target`, else None) and `done`."""
+    healthy, failed, versions: of every task running that Swarm keeps running) from the service's tasks,
+    with Swarm's UpdateStatus (`state`, `message`), `failure` (why Swarm stopped or rolled back an update
+    to `target`, else None) and `done`."""
     if service is None:
         return {"desired": number, "updated": 0, "healthy": 0, "failed": 0, "versions": {}, "state": "absent",
                 "message": "", "failure": None, "done": number == 0}
     ready, monitor = _ready_nodes(), parse_duration(policy.get("min_healthy_time") or "0s")
     tasks = service.tasks()
     wanted = [task for task in tasks if task.get("DesiredState") == "running"]
-    # Running now, on a node that is up: an old task Swarm is stopping still runs (and serves) until it stops.
-    alive = [task for task in tasks if task["Status"]["State"] == "running" and task.get("NodeID") in ready]
-    up = [task for task in alive if task.get("DesiredState") == "running"]
+    # Running now, on a node that is up, and kept running: a task Swarm is stopping is no longer the service's.
+    up = [task for task in tasks if task["Status"]["State"] == "running" and task.get("NodeID") in ready
+          and task.get("DesiredState") == "running"]
     versions = {}
-    for task in alive:
+    for task in up:
         versions[str(_task_version(task))] = versions.get(str(_task_version(task)), 0) + 1
     status = service.attrs.get("UpdateStatus") or {}
     state, message = status.get("State", ""), status.get("Message", "")
@@ -215,7 +216,9 @@ def progress(service, target, number, policy):
     healthy = [task for task in mine if _since(task["Status"].get("Timestamp")) >= monitor]
     failed = [task for task in tasks if _task_version(task) == target and task["Status"]["State"] in (
         "failed", "rejected")]  # a version is rolled out once: every failed task of it is of this deployment
-    done = (spec_version == target and state not in UNFINISHED + STOPPED and len(alive) == len(mine) == number
+    # Done once every task Swarm keeps running is of `target` and healthy: none waits on old tasks Swarm is
+    # stopping, which may take their whole stop grace (10 s for a PID 1 that ignores SIGTERM).
+    done = (spec_version == target and state not in UNFINISHED + STOPPED and len(up) == len(mine) == number
             and len(healthy) == number)
     return {"desired": number, "updated": len([t for t in wanted if _task_version(t) == target]),
             "healthy": len(healthy), "failed": len(failed), "versions": versions, "state": state or "none",

@@ -88,6 +88,14 @@ def put(client, name, **changes):
     return client.put(f"/service/{name}", {**body, **changes}, format="json")
 
 
+def only_version(swarm, name, version):
+    """Wait until the service's containers are REPLICAS of `version`: a deployment ends once every task Swarm
+    keeps running is of its version and healthy, and the tasks Swarm stops may take their whole stop grace
+    (`sleep` as PID 1 ignores SIGTERM) after it."""
+    wait_until(lambda: sorted(v for _, v in containers(swarm.engines, name)) == [version] * REPLICAS, timeout=60,
+               interval=0.5, message=f"only version {version} to run")
+
+
 def containers(engines, name, healthy_only=True):
     """[(engine index, version)] of the service's running (and healthy) containers on the engines that answer."""
     found = []
@@ -150,7 +158,7 @@ def test_a_good_version_rolls_out_start_first_with_swarms_update_config(web, clu
                                     "FailureAction": "rollback", "MaxFailureRatio": 0, "Order": "start-first"}
     assert spec["RollbackConfig"]["FailureAction"] == "pause" and spec["RollbackConfig"]["Order"] == "start-first"
     assert spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /healthy"]
-    assert sorted(version for _, version in containers(swarm.engines, service_name)) == ["2"] * REPLICAS
+    only_version(swarm, service_name, "2")
     shown = web.get(deployment["url"]).json()
     assert shown["computes"]["swarm3"] == {"desired": REPLICAS, "updated": REPLICAS, "healthy": REPLICAS,
                                            "failed": 0, "versions": {"2": REPLICAS},
@@ -173,7 +181,7 @@ def test_a_version_whose_healthcheck_fails_is_rolled_back_by_swarm(web, cluster,
     assert "Swarm rolled the update back" in shown["reason"], shown
     assert shown["rolling_back"] is True and shown["target_version"] == 1
     assert shown["computes"]["swarm3"]["swarm"]["state"] == "rollback_completed"
-    assert sorted(version for _, version in containers(swarm.engines, service_name)) == ["1"] * REPLICAS
+    only_version(swarm, service_name, "1")
     service = web.get(f"/service/{service_name}").json()
     assert service["image"] == GOOD and service["version"] == 1
 
@@ -301,7 +309,7 @@ def test_an_update_swarm_paused_shows_paused_and_resume_resumes_it_to_the_end(al
         assert resumed.status_code == 200 and resumed.json()["state"] == "running", resumed.json()
         assert settle(service_name, deployment["id"], timeout=300) == "succeeded", \
             Deployment.objects.get(pk=deployment["id"]).reason
-        assert sorted(version for _, version in containers(swarm.engines, service_name)) == ["2"] * REPLICAS
+        only_version(swarm, service_name, "2")
         assert web.get(deployment["url"]).json()["computes"]["swarm3"]["swarm"]["state"] == "completed"
     finally:
         for engine in swarm.engines:
@@ -328,7 +336,7 @@ def test_a_task_not_healthy_by_healthy_deadline_fails_the_deployment_with_its_fa
     assert state == "rolled_back", shown
     assert "not healthy within healthy_deadline (5s)" in shown["reason"], shown
     assert min(census.samples) >= REPLICAS, (census.samples, census.empty)  # start-first: the old ones served
-    assert sorted(version for _, version in containers(swarm.engines, service_name)) == ["1"] * REPLICAS
+    only_version(swarm, service_name, "1")
 
 
 @pytest.mark.parametrize(("body", "field"), [
