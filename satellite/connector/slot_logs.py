@@ -120,15 +120,24 @@ def _drop(path):
             pass
 
 
-def prune(name=None):
-    """Drop what is older than SATELLITE_SLOT_LOG_RETENTION (every service's), and what a service keeps
-    beyond its SATELLITE_SLOT_LOG_COUNT newest."""
+SWEEP_EVERY = 60  # seconds between sweeps of every service's folder for what is past retention
+_swept = [0.0]  # when this process last swept
+
+
+def prune(name):
+    """Drop what service `name` keeps beyond its SATELLITE_SLOT_LOG_COUNT newest or past
+    SATELLITE_SLOT_LOG_RETENTION: its own folder only, so a rolling update of many slots reads a few
+    sidecars a removal. Every service's folder is swept for what is past retention at most once a
+    minute (a service no slot of which is removed or listed any more)."""
     root = Path(settings.STATE_DIR) / "slot-logs"
     if not root.is_dir():
         return
     cutoff = time.time() - settings.SLOT_LOG_RETENTION
-    for target in root.iterdir():
-        if not target.is_dir():
+    everyone = time.monotonic() - _swept[0] >= SWEEP_EVERY
+    if everyone:
+        _swept[0] = time.monotonic()
+    for target in root.iterdir() if everyone else [folder(name)]:
+        if target is None or not target.is_dir():
             continue
         for index, (meta, path) in enumerate(_sidecars(target)):
             if meta.get("removed", 0) < cutoff or (target.name == name and index >= settings.SLOT_LOG_COUNT):
