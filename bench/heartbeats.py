@@ -3,7 +3,8 @@ Postgres), and the API's CPU share for it.
 
 Enrols N hosts (Host rows with their own key id and secret, as a join token makes them), then
 signs heartbeats as each of them (common.signing.HmacAuth, the satellite's own signer) with the
-body a TLS satellite sends (facts, URL, certificate, seal key), each host once every INTERVAL,
+body a TLS satellite sends (facts, URL, certificate, seal key), each host once every INTERVAL on
+its own connection, kept from beat to beat as a satellite keeps its,
 spread evenly over it. Every 10 s it prints the CPU time the API's processes (the gunicorn master
 and its workers, from /proc through psutil) spent in that window, as a share of one core; at
 the end the CPU a heartbeat took over the whole run, the share of one core that makes at HOSTS
@@ -95,8 +96,11 @@ def main():
     lock = threading.Lock()
     stop = threading.Event()
 
+    # Each host its own connection, kept from beat to beat, as a satellite keeps its (satellite/credentials.py):
+    # the API keeps an idle one open past a heartbeat interval (boatload/gunicorn_conf.py).
+    sessions = [requests.Session() for _ in hosts]
+
     def sender():
-        session = requests.Session()
         while not stop.is_set():
             try:
                 n = due.get(timeout=0.5)
@@ -105,7 +109,8 @@ def main():
             name, key_id, secret = hosts[n]
             started = time.perf_counter()
             try:
-                status = session.post(url, json=body_of(name, n), auth=HmacAuth(key_id, secret), timeout=10).status_code
+                status = sessions[n].post(url, json=body_of(name, n), auth=HmacAuth(key_id, secret),
+                                          timeout=10).status_code
             except requests.RequestException:
                 status = "error"
             with lock:

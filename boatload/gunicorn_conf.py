@@ -9,12 +9,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from common.env import env_duration
+
 worker_class = "gevent"
 workers = int(os.environ.get("BOATLOAD_WORKERS", "2"))
 worker_connections = int(os.environ.get("BOATLOAD_WORKER_CONNECTIONS", "4096"))
 timeout = 60  # the gevent worker notifies the master from its own greenlet: only a stuck hub is killed
 graceful_timeout = 10
-keepalive = 5
+# An idle connection stays open past a heartbeat interval (a third of BOATLOAD_HOST_DOWN_AFTER), so a
+# satellite's next heartbeat reuses it: a new connection (and TLS handshake) a beat cost more than the beat.
+keepalive = int(env_duration("BOATLOAD_KEEPALIVE", env_duration("BOATLOAD_HOST_DOWN_AFTER", 30) / 3 + 5))
 control_socket_disable = True
 limit_request_line = 8190  # gunicorn's most: room for a page cursor of a long path (4096 characters)
 if os.environ.get("BOATLOAD_LOG_FORMAT", "").lower() == "json":  # gunicorn's own lines as JSON lines too

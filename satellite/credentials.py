@@ -176,6 +176,21 @@ def channel():
             "seal_public_key": sealing.public_text(seal_key(create=True))}
 
 
+# The heartbeat's session, kept from beat to beat with its connection (the API keeps an idle one open
+# past a heartbeat interval): {(api url, fingerprint, CA): session}, one entry at most.
+_kept = {}
+
+
+def kept_session(api_url, fingerprint="", ca=""):
+    key = (api_url, fingerprint, ca)
+    if key not in _kept:
+        for old in _kept.values():
+            old.close()
+        _kept.clear()
+        _kept[key] = api_session(api_url, fingerprint, ca)
+    return _kept[key]
+
+
 def heartbeat():
     """One signed heartbeat to the API; returns the HTTP status ("refused" for a forged answer).
 
@@ -188,11 +203,15 @@ def heartbeat():
         return None
     url = f"{data['api_url'].rstrip('/')}/v1/host/heartbeat/"
     facts = {**host_facts(), **channel()}
-    with api_session(data["api_url"], data.get("api_fingerprint", ""), data.get("api_ca", "")) as session:
+    session = kept_session(data["api_url"], data.get("api_fingerprint", ""), data.get("api_ca", ""))
+    try:
         for used in [data["key_id"], *(k for k in data["keys"] if k != data["key_id"])]:
             response = session.post(url, json=facts, auth=HmacAuth(used, data["keys"][used]), timeout=10)
             if response.status_code != 401:
                 break
+    except requests.RequestException:
+        _kept.clear()  # the next beat starts from a fresh connection
+        raise
     if response.status_code != 200:
         return response.status_code
     try:
