@@ -49,6 +49,7 @@ class SatelliteServer(BaseApplication):
         self.cfg.set("limit_request_line", 8190)  # room for a page cursor of a long path
         self.cfg.set("timeout", 0)  # follow streams may last
         self.cfg.set("graceful_timeout", 5)
+        self.cfg.set("keepalive", int(settings.KEEPALIVE))
         # With JSON logs the access lines come from common.logfmt.AccessLogMiddleware instead.
         self.cfg.set("accesslog", "-" if os.environ.get("SATELLITE_ACCESS_LOG") and not settings.LOG_JSON else None)
         self.cfg.set("access_log_format", "%(h)s \"%(r)s\" %(s)s %(B)s %(L)ss")

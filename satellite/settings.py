@@ -64,6 +64,10 @@ LIMITS = {
 BUSY_RETRY_AFTER = env_int("SATELLITE_BUSY_RETRY_AFTER", 5)  # seconds, in a 429's Retry-After
 # Open connections the satellite serves at once (each a greenlet: streams, slow clients, calls).
 MAX_CONNECTIONS = env_int("SATELLITE_MAX_CONNECTIONS", 4096)
+# How long an idle connection from the API stays open. gunicorn's 2 s was shorter than the API's gaps between
+# calls on its pooled connections: a call sent as the timer ran out, or while the satellite stalled (load, a
+# pause), was reset unread, and a create's outcome then unknown.
+KEEPALIVE = env_duration("SATELLITE_KEEPALIVE", 75)
 DOCKER_POOL = env_int("SATELLITE_DOCKER_POOL", 64)  # keep-alive connections to the engine
 # Stats streams of own running containers opened before anyone asks (satellite/metrics.keep_warm);
 # an interval of 0 turns it off. Each open stream is one engine connection sampling once a second.
