@@ -184,11 +184,16 @@ _kept = {}
 def kept_session(api_url, fingerprint="", ca=""):
     key = (api_url, fingerprint, ca)
     if key not in _kept:
-        for old in _kept.values():
-            old.close()
-        _kept.clear()
+        drop_kept_session()
         _kept[key] = api_session(api_url, fingerprint, ca)
     return _kept[key]
+
+
+def drop_kept_session():
+    """Close the kept session (its connection with it): the next beat starts from a fresh one."""
+    for session in _kept.values():
+        session.close()
+    _kept.clear()
 
 
 def heartbeat():
@@ -210,7 +215,7 @@ def heartbeat():
             if response.status_code != 401:
                 break
     except requests.RequestException:
-        _kept.clear()  # the next beat starts from a fresh connection
+        drop_kept_session()
         raise
     if response.status_code != 200:
         return response.status_code

@@ -157,20 +157,19 @@ def _since(stamp):
     return time.time() - when.timestamp() - float(match.group(2) or 0)
 
 
-def _ready_nodes():
-    return {node.id for node in client().nodes.list() if node.attrs.get("Status", {}).get("State") == "ready"}
+def _nodes():
+    """(ids of the ready nodes, ids of those Swarm may place a task on now: availability `active`, not drained
+    or paused), from one listing of the nodes."""
+    ready = [node for node in client().nodes.list() if node.attrs.get("Status", {}).get("State") == "ready"]
+    return ({node.id for node in ready},
+            {node.id for node in ready if node.attrs.get("Spec", {}).get("Availability", "active") == "active"})
 
 
-def _placeable_nodes():
-    """Ids of the nodes Swarm may place a task on now: ready, and availability `active` (not drained or paused)."""
-    return {node.id for node in client().nodes.list() if node.attrs.get("Status", {}).get("State") == "ready"
-            and node.attrs.get("Spec", {}).get("Availability", "active") == "active"}
-
-
-def spread(tasks):
-    """{node id: tasks of the service running there} over every node Swarm may place a task on now (0 where it
-    runs none), from the service's tasks: what a rebalance evens out (Swarm never moves running tasks)."""
-    counts = dict.fromkeys(sorted(_placeable_nodes()), 0)
+def spread(tasks, placeable):
+    """{node id: tasks of the service running there} over every node Swarm may place a task on now
+    (`placeable`; 0 where it runs none), from the service's tasks: what a rebalance evens out (Swarm never
+    moves running tasks)."""
+    counts = dict.fromkeys(sorted(placeable), 0)
     for task in tasks:
         if task.get("DesiredState") == "running" and task["Status"]["State"] == "running" and task.get(
                 "NodeID") in counts:
@@ -192,7 +191,7 @@ def progress(service, target, number, policy):
     if service is None:
         return {"desired": number, "updated": 0, "healthy": 0, "failed": 0, "versions": {}, "state": "absent",
                 "message": "", "failure": None, "done": number == 0}
-    ready, monitor = _ready_nodes(), parse_duration(policy.get("min_healthy_time") or "0s")
+    (ready, placeable), monitor = _nodes(), parse_duration(policy.get("min_healthy_time") or "0s")
     tasks = service.tasks()
     wanted = [task for task in tasks if task.get("DesiredState") == "running"]
     # Running now, on a node that is up, and kept running: a task Swarm is stopping is no longer the service's.
@@ -222,7 +221,7 @@ def progress(service, target, number, policy):
             and len(healthy) == number)
     return {"desired": number, "updated": len([t for t in wanted if _task_version(t) == target]),
             "healthy": len(healthy), "failed": len(failed), "versions": versions, "state": state or "none",
-            "message": message, "failure": failure, "done": done, "nodes": spread(tasks)}
+            "message": message, "failure": failure, "done": done, "nodes": spread(tasks, placeable)}
 
 
 def _not_healthy_in_time(wanted, target, policy):
@@ -252,7 +251,7 @@ def status(name):
     with docker_errors():
         service = _service(name)
         tasks = service.tasks(filters={"desired-state": "running"}) if service is not None else []
-        ready = _ready_nodes()
-        nodes = spread(tasks)
+        ready, placeable = _nodes()
+        nodes = spread(tasks, placeable)
     return {"running_resources": sum(1 for task in tasks if task.get("Status", {}).get("State") == "running"
                                      and task.get("NodeID") in ready), "nodes": nodes}
