@@ -1,7 +1,8 @@
 """The one skeleton of BoatLoad's reconcilers (`manage.py reconcile`, `manage.py genisys`).
 
 A loop is a management command: a SIGTERM flag checked between steps, passes made of small
-`process_one_*() -> bool` steps, an interval between passes. No outage ends it: each pass runs
+`process_one_*() -> bool` steps, an interval between passes, and quick passes meanwhile for work that
+must not wait that long (`quick_interval`, `process_quick_pass`). No outage ends it: each pass runs
 through outage.Survivor (a database that is down is logged once and retried with backoff), and
 one failing row never stops a pass (`each`). Several reconcilers may run at once: a step claims
 its row with a conditional UPDATE of `claimed_until` (`claim`) and holds no lock while it calls
@@ -9,6 +10,7 @@ a satellite or a connector.
 """
 import logging
 import signal
+import time
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
@@ -75,7 +77,27 @@ class ReconcilerCommand(BaseCommand):
                     outage.sleep_unless(lambda: self.stopping, backoff)
                     continue
             backoff = survivor.run(self.counted_pass)
-            outage.sleep_unless(lambda: self.stopping, backoff or interval or self.interval())
+            if backoff:
+                outage.sleep_unless(lambda: self.stopping, backoff)
+            else:
+                self.until_next_pass(survivor, interval or self.interval())
+
+    def until_next_pass(self, survivor, seconds):
+        """Wait `seconds` for the next pass; meanwhile, every quick_interval(), a quick pass (an outage in
+        one ends the quick passes of this wait)."""
+        due, quick = time.monotonic() + seconds, self.quick_interval()
+        while quick and not self.stopping and time.monotonic() + quick < due:
+            outage.sleep_unless(lambda: self.stopping, quick)
+            if self.stopping or survivor.run(self.process_quick_pass):
+                break
+        outage.sleep_unless(lambda: self.stopping, max(0.0, due - time.monotonic()))
+
+    def quick_interval(self):
+        """Seconds between quick passes while the next pass is not due; None: no quick passes."""
+        return None
+
+    def process_quick_pass(self):
+        """Work that must not wait for the next pass (the genisys loop's: the steps of active deployments)."""
 
     def on_sigterm(self, *args):
         self.stopping = True

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from common.claims import ClaimKept
 from common.spec import observed_state
 
 
@@ -15,7 +16,7 @@ def _hash_token(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Host(models.Model):
+class Host(ClaimKept, models.Model):
     """A Docker host with an enrolled satellite."""
 
     class State(models.TextChoices):

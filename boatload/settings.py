@@ -229,6 +229,8 @@ CONNECTOR_TIMEOUT = env_duration("GENISYS_CONNECTOR_TIMEOUT", 300)
 # deployment step, and the longest `?wait=` a request may ask for.
 GENISYS_VERSION_HISTORY = env_int("GENISYS_VERSION_HISTORY", 20)
 GENISYS_DEPLOY_CLAIM = env_duration("GENISYS_DEPLOY_CLAIM", 30)
+# Between the reconciler's passes, a step of each running deployment this often (0: only in the passes).
+GENISYS_DEPLOY_INTERVAL = env_duration("GENISYS_DEPLOY_INTERVAL", 0.25)
 GENISYS_MAX_WAIT = env_duration("GENISYS_MAX_WAIT", 900)
 # A spread service (scaled with compute "*") is rebalanced by the reconciler when a healthy compute joins.
 GENISYS_REBALANCE_ON_JOIN = env_bool("GENISYS_REBALANCE_ON_JOIN", False)

@@ -463,7 +463,8 @@ def deployment_controls(deployment):
     """The controls a service page offers for its latest deployment, as genisys.deploy would take them."""
     if deployment is None:
         return []
-    controls = {Deployment.State.RUNNING: ["pause"], Deployment.State.PAUSED: ["resume"]}.get(deployment.state, [])
+    controls = {Deployment.State.RUNNING: [] if deploy.swarm_rolled(deployment) else ["pause"],  # Swarm's can't
+                Deployment.State.PAUSED: ["resume"]}.get(deployment.state, [])
     can_roll_back = (not deployment.rolling_back and deployment.state != Deployment.State.ROLLED_BACK
                      and deployment.state != Deployment.State.SUCCEEDED
                      and deployment.from_version not in (None, deployment.to_version))

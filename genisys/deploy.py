@@ -220,13 +220,16 @@ def scale_deployed(*, service, user=None, **order):
 # Controls ------------------------------------------------------------------------------------------
 
 
-def _transition(deployment, *, only, verb, **changes):
-    """Move the deployment from state `only` to `changes` (under a row lock), or Conflict naming its state."""
+def _transition(deployment, *, only, verb, check=None, **changes):
+    """Move the deployment from state `only` to `changes` (under a row lock), or Conflict naming its state (or
+    the one `check(row)` raises)."""
     with transaction.atomic():
         row = deployment_lock(deployment)
         if row.state != only:
             raise Conflict(f"Deployment {row.pk} is {row.state}; only a {only} one can be {verb}.",
                            detail={"field": "state", "state": row.state})
+        if check is not None:
+            check(row)
         for field, value in changes.items():
             setattr(row, field, value)
         row.save(update_fields=[*changes, "updated"])
@@ -235,8 +238,25 @@ def _transition(deployment, *, only, verb, **changes):
 
 
 def deployment_pause(*, deployment):
-    """No new batch starts; slots of the batch under way go on becoming healthy."""
-    return _transition(deployment, only=State.RUNNING, verb="paused", state=State.PAUSED, pause_requested=True)
+    """No new batch starts; slots of the batch under way go on becoming healthy. Swarm's updater can not be
+    paused, so a deployment that a Swarm compute rolls (one with its `swarm` entry: a step gave it the version)
+    is not paused (Conflict naming the computes) rather than said paused while Swarm goes on. One paused before
+    its first step holds on Swarm too: a paused step only observes."""
+    return _transition(deployment, only=State.RUNNING, verb="paused", check=_not_rolled_by_swarm,
+                       state=State.PAUSED, pause_requested=True)
+
+
+def swarm_rolled(deployment):
+    """The computes on which Swarm rolls the deployment (their progress has a `swarm` entry), sorted."""
+    return sorted(name for name, entry in deployment.progress.items() if "swarm" in entry)
+
+
+def _not_rolled_by_swarm(row):
+    swarms = swarm_rolled(row)
+    if swarms:
+        raise Conflict(f"Deployment {row.pk} is rolled out by Swarm on {', '.join(swarms)}, and Swarm's update can "
+                       "not be paused: let it end, or roll it back.",
+                       detail={"field": "state", "state": row.state, "swarm": swarms})
 
 
 def deployment_resume(*, deployment):
@@ -286,13 +306,20 @@ def _rollback_begin(row, reason):
 
 
 def wait_settled(*, deployment, seconds):
-    """The deployment once it is terminal (or paused), or as it is when `seconds` ran out."""
+    """The deployment once it is terminal (or paused), or as it is when `seconds` ran out. A running one is
+    first stepped once here, as the reconciler steps it, so that a caller who waits does not also wait for
+    the reconciler's next step to start it; after that the reconciler advances it and this only reads."""
+    if deployment.state == State.RUNNING:
+        try:
+            service_deploy_step(service=deployment.service)
+        except Exception:  # the reconciler's next step meets it too, and reports it: the change itself is made
+            log.exception("a first step of deployment %s", deployment.pk)
     deadline = time.monotonic() + seconds
     while True:
         deployment.refresh_from_db()
         if deployment.terminal or deployment.state == State.PAUSED or time.monotonic() >= deadline:
             return deployment
-        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 # The reconciler's step -----------------------------------------------------------------------------
@@ -356,14 +383,27 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     recorded = recorded_image(definition, compute.name)
     definition = pinned(definition, compute)
     name, target = definition["name"], definition["version"]
+    kind, since = _no_slots.get(compute.connector, (None, 0.0))
+    if kind == "rollout" and time.monotonic() - since < NO_SLOTS_KEPT:  # a rollout also keeps the definition
+        try:
+            return rollout_step(client, definition, number, policy, rolls, resume, fallback=False,
+                                hold=not may_start)
+        except BoatLoadError as error:
+            if error.status_code not in (404, 405, 501):
+                raise
+            _no_slots.pop(compute.connector, None)  # another kind of connector now: asked as the first time
     if rolls:
         client.put_service(definition)
+    if kind == "legacy" and time.monotonic() - since < NO_SLOTS_KEPT:
+        return legacy_step(client, definition, number, rolls)
     try:
         containers = client.slots(name)
     except BoatLoadError as error:
         if error.status_code not in (404, 405, 501):
             raise
-        return rollout_step(client, definition, number, policy, rolls, resume)
+        step = rollout_step(client, definition, number, policy, rolls, resume, hold=not may_start)
+        _no_slots[compute.connector] = ("legacy" if step[0].get("slots") is False else "rollout", time.monotonic())
+        return step
     healthy_since = dict(entry.get("healthy_since") or {})
     by_slot = {}
     for item in containers:
@@ -414,15 +454,24 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     return entry, failures, done
 
 
-def rollout_step(client, definition, number, policy, rolls, resume=None):
+# Connector URL: (kind, when) of connectors that answered a slots call 404, 405 or 501: "rollout" (the Swarm
+# backend) or "legacy" (an external connector, without a rollout either). For NO_SLOTS_KEPT seconds their
+# steps skip the calls they answered so, then ask again (the compute may have a satellite of another kind).
+_no_slots = {}
+NO_SLOTS_KEPT = 60.0
+
+
+def rollout_step(client, definition, number, policy, rolls, resume=None, fallback=True, hold=False):
     """A connector that rolls its own updates (the Swarm backend: Swarm's UpdateConfig and RollbackConfig
     with this policy, satellite/connector/swarm_backend.py): (entry, failures, done) from its progress, in
     the slots' entry shape plus Swarm's UpdateStatus under `swarm`. Without a rollout (an external
-    connector): legacy_step."""
+    connector): legacy_step, or with `fallback` False its 404, 405 or 501 raised. `hold` (a paused
+    deployment): only observe, so a version Swarm has not been given yet is not given it."""
     try:
-        answer = client.rollout(definition["name"], definition, number, policy, observe=not rolls, resume=resume)
+        answer = client.rollout(definition["name"], definition, number, policy, observe=not rolls or hold,
+                                resume=resume)
     except BoatLoadError as error:
-        if error.status_code not in (404, 405, 501):
+        if error.status_code not in (404, 405, 501) or not fallback:
             raise
         return legacy_step(client, definition, number, rolls)
     entry = {key: answer[key] for key in ("desired", "updated", "healthy", "failed", "versions")}

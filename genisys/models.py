@@ -10,6 +10,7 @@ from rest_framework_api_key.models import BaseAPIKeyManager
 
 from boatload.logins.models import UsedKey
 from boatload.models import Host
+from common.claims import ClaimKept
 
 
 def port_of(url):
@@ -103,7 +104,7 @@ class Compute(models.Model):
 DEFINED_BY = [("boatload", "boatload"), ("connector", "connector")]
 
 
-class Service(models.Model):
+class Service(ClaimKept, models.Model):
     """A service definition in the connector's shape; `managed_by` says who sets its size."""
 
     name = models.CharField(max_length=63, unique=True)

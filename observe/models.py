@@ -9,6 +9,8 @@ one row per loop. The history is bounded by its retentions (observe/history.py).
 from django.conf import settings
 from django.db import models
 
+from common.claims import ClaimKept
+
 
 class AuditEntry(models.Model):
     """One change somebody made or tried to make: who, when, from where, on what, the request, the result."""
@@ -123,7 +125,7 @@ class MetricPoint(ContainerMetrics):
         ]
 
 
-class HistoryState(models.Model):
+class HistoryState(ClaimKept, models.Model):
     """The one row that makes writing the history safe with several reconcilers: the next collection
     that may write samples (one writer per interval), how far raw samples are rolled up (moved by a
     conditional UPDATE in the roll-up's own transaction, so no bucket is rolled up twice), and the

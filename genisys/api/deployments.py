@@ -45,7 +45,8 @@ SUCCESS = {"pause": "paused", "resume": "succeeded", "rollback": "rolled_back"} 
 class DeploymentActionView(DeploymentView):
     @extend_schema(request=None, parameters=[WAIT], responses={200: DeploymentSerializer, 202: DeploymentSerializer})
     def post(self, request, name, id, action):
-        """pause: no new batch starts. resume: go on. rollback: back to from_version, health-gated."""
+        """pause: no new batch starts (409 once Swarm rolls it: Swarm's update can not be paused). resume: go on.
+        rollback: back to from_version, health-gated."""
         wait = wait_of(request)
         with audit.change(f"deployment.{action}", target=f"{name}#{id}"):  # its entry in the change's transaction
             row = ACTIONS[action](deployment=self.deployment(id))

@@ -40,10 +40,13 @@ class DefinitionStore:
             return self.definitions.get(name)
 
     def put(self, definition):
+        """Keep `definition`; one the store holds already is not written again (a deployment pushes its
+        definition on every step)."""
         with self.lock:
             self._load()
-            self.definitions[definition["name"]] = definition
-            self._save()
+            if self.definitions.get(definition["name"]) != definition:
+                self.definitions[definition["name"]] = definition
+                self._save()
         return definition
 
     def merge_file(self, path):

@@ -26,7 +26,6 @@ from satellite.engine import client, docker_errors
 
 NANOSECONDS = 1_000_000_000
 LABEL_RESUME = "boatload.resume"  # on the Swarm service: the last resume of a paused update it was given
-UNFINISHED = ("updating", "rollback_started")  # UpdateStatus.State while Swarm is still replacing tasks
 STOPPED = ("paused", "rollback_paused")  # Swarm stopped the update on a failure
 
 
@@ -126,7 +125,7 @@ def rollout(definition, number, policy, observe=False, resume=None):
             else:
                 spec = service.attrs["Spec"]
                 state = (service.attrs.get("UpdateStatus") or {}).get("State", "")
-                if _version_of(spec) != target and not _rolled_back_from(service, service.tasks(), target):
+                if _version_of(spec) != target and not _rolled_back_from(service, service.tasks, target):
                     client().api.update_service(service.id, service.version, fetch_current_spec=False,
                                                 **_spec(definition, number, policy))
                 elif resume and state == "paused" and (spec.get("Labels") or {}).get(LABEL_RESUME) != resume:
@@ -142,10 +141,12 @@ def rollout(definition, number, policy, observe=False, resume=None):
 def _rolled_back_from(service, tasks, target):
     """Whether Swarm rolled the service back from `target`: its spec is another version, its UpdateStatus a
     rollback, and tasks of `target` were made (BoatLoad only ever moves a service towards its target). Swarm
-    drops PreviousSpec when it rolls back, so the tasks (kept in the task history) tell what it came from."""
+    drops PreviousSpec when it rolls back, so the tasks (kept in the task history) tell what it came from.
+    `tasks`: the service's tasks, or a callable that lists them (only called when the rest holds)."""
     state = (service.attrs.get("UpdateStatus") or {}).get("State", "")
-    return (_version_of(service.attrs["Spec"]) != target and state.startswith("rollback")
-            and any(_task_version(task) == target for task in tasks))
+    if _version_of(service.attrs["Spec"]) == target or not state.startswith("rollback"):
+        return False
+    return any(_task_version(task) == target for task in (tasks() if callable(tasks) else tasks))
 
 
 def _since(stamp):
@@ -215,10 +216,14 @@ def progress(service, target, number, policy):
     healthy = [task for task in mine if _since(task["Status"].get("Timestamp")) >= monitor]
     failed = [task for task in tasks if _task_version(task) == target and task["Status"]["State"] in (
         "failed", "rejected")]  # a version is rolled out once: every failed task of it is of this deployment
-    # Done once every task Swarm keeps running is of `target` and healthy: none waits on old tasks Swarm is
-    # stopping, which may take their whole stop grace (10 s for a PID 1 that ignores SIGTERM).
-    done = (spec_version == target and state not in UNFINISHED + STOPPED and len(up) == len(mine) == number
-            and len(healthy) == number)
+    # Done once every task Swarm keeps running is of `target` and has been healthy for min_healthy_time, as a
+    # plain Docker compute is done: none waits on old tasks Swarm is stopping, which may take their whole stop
+    # grace (10 s for a PID 1 that ignores SIGTERM), nor on Swarm's updater, which after the last batch still
+    # sleeps its delay and then one more monitor window before it says `completed`. It acts on no failure of a
+    # task healthy for its monitor window by then, so that wait can only end in `completed`.
+    done = (spec_version == target and state not in STOPPED and state != "rollback_started"
+            and all(_task_version(task) == target for task in wanted)
+            and len(up) == len(mine) == number and len(healthy) == number)
     return {"desired": number, "updated": len([t for t in wanted if _task_version(t) == target]),
             "healthy": len(healthy), "failed": len(failed), "versions": versions, "state": state or "none",
             "message": message, "failure": failure, "done": done, "nodes": spread(tasks, placeable)}

@@ -179,14 +179,14 @@ class RolloutSerializer(ScaleSerializer):
 
 
 class RolloutView(ConnectorView):
-    """POST (Swarm backend): give the service the body's versioned definition, rolled by Swarm with the update
-    policy, and answer its progress (an observation only with `observe`). Idempotent."""
+    """POST (Swarm backend): give the service the body's versioned definition (kept as PUT /service keeps one),
+    rolled by Swarm with the update policy, and answer its progress (an observation only with `observe`, of a
+    service defined here). Idempotent."""
 
     def post(self, request, name):
         if settings.CONNECTOR != "swarm":
             raise BoatLoadError("The plain Docker backend rolls by slots (/slots); it has no rollout.",
                                 code="not_implemented", status_code=501)
-        self.definition(name)
         if not isinstance(request.data, dict):
             raise BadInput("definition", "the body must be a JSON object")
         body = RolloutSerializer(data=request.data)
@@ -197,6 +197,10 @@ class RolloutView(ConnectorView):
             raise BadInput(f"definition.{field}", "; ".join(str(e) for e in errors))
         if data.validated_data.get("version") is None:
             raise BadInput("definition.version", "a rollout is of a versioned definition only")
+        if body.validated_data["observe"]:
+            self.definition(name)
+        else:
+            store().put(dict(data.validated_data))
         return Response(swarm_backend.rollout(dict(data.validated_data), body.validated_data["number"],
                                               dict(body.validated_data["policy"]),
                                               observe=body.validated_data["observe"],

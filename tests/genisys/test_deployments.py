@@ -325,20 +325,20 @@ def service_has_desired(name):
 class ReconcilerProcess:
     """`manage.py genisys` against the test database, in a subprocess that can be SIGKILLed."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path, interval="0.2", **env):
         from django.db import connection
 
         db = connection.settings_dict
         self.env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:"
                                                   f"{db['PORT']}/{db['NAME']}",
-                    "GENISYS_DEPLOY_CLAIM": "1s", "GENISYS_COMPUTE_FILE": "", "GENISYS_CONSUL_HOST": ""}
-        self.log_path = Path(log_path)
+                    "GENISYS_DEPLOY_CLAIM": "1s", "GENISYS_COMPUTE_FILE": "", "GENISYS_CONSUL_HOST": "", **env}
+        self.log_path, self.interval = Path(log_path), interval
         self.process = None
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "manage.py", "genisys", "--interval", "0.2"], cwd=ROOT,
-                                        env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([sys.executable, "manage.py", "genisys", "--interval", self.interval],
+                                        cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self):
@@ -357,8 +357,8 @@ class ReconcilerProcess:
 def reconciler(transactional_db, tmp_path):
     processes = []
 
-    def start():
-        processes.append(ReconcilerProcess(tmp_path / f"genisys-{len(processes)}.log").start())
+    def start(**options):
+        processes.append(ReconcilerProcess(tmp_path / f"genisys-{len(processes)}.log", **options).start())
         return processes[-1]
 
     yield start
@@ -378,6 +378,22 @@ def web_live(reconciler, api, users, hosts, connectors, images, service_name):
     scaled = staff.post(f"/service/{service_name}/scale?wait=5m", {"number": 4}, format="json")
     assert scaled.status_code == 200 and scaled.json()["deployment"]["state"] == "succeeded", scaled.json()
     return staff, process
+
+
+def test_deployments_are_stepped_between_the_reconcilers_passes(reconciler, api, users, hosts, connectors, images,
+                                                               service_name):
+    """With passes an hour apart, a scale's and a rollout's steps still follow every GENISYS_DEPLOY_INTERVAL:
+    the batches of a rollout never wait for the poll interval."""
+    staff = api("staff")
+    staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+    staff.post("/service", {"name": service_name, "image": images["good"], "command": "sleep 3600",
+                            "healthcheck": HEALTHCHECK, "update": {"min_healthy_time": "200ms"}}, format="json")
+    reconciler(interval="3600", GENISYS_DEPLOY_INTERVAL="200ms")
+    scaled = staff.post(f"/service/{service_name}/scale?wait=90s", {"number": 2}, format="json")
+    assert scaled.status_code == 200 and scaled.json()["deployment"]["state"] == "succeeded", scaled.json()
+    rolled = put(staff, service_name, wait="90s", environment={"RELEASE": "2"})  # two batches of one
+    assert rolled.status_code == 200 and rolled.json()["deployment"]["state"] == "succeeded", rolled.json()
+    assert rolled.json()["deployment"]["computes"]["gen-a"]["versions"] == {"2": 2}
 
 
 def test_wait_answers_the_terminal_state_so_a_ci_step_is_one_call(web_live, service_name, images):
