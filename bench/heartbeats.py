@@ -9,7 +9,8 @@ spread evenly over it. Every 10 s it prints the CPU time the API's processes (th
 and its workers, from /proc through psutil) spent in that window, as a share of one core; at
 the end the CPU a heartbeat took over the whole run, the share of one core that makes at HOSTS
 every INTERVAL, and whether that meets the target, over the whole run and from the second interval on
-(a fleet's steady state: each host's worker then knows it). The load generator runs in this process and
+(a fleet's steady state: each host's worker then knows it); and the CPU the Postgres backends of the bench
+database spent a heartbeat (the API's pooled connections). The load generator runs in this process and
 is not counted.
 
   BENCH_HOSTS (1000), BENCH_INTERVAL (10 s), BENCH_SECONDS (60), BENCH_SENDERS (16 threads)
@@ -87,6 +88,26 @@ def api_cpu_seconds(process):
     return total
 
 
+def database_cpu_seconds():
+    """CPU time of the Postgres backends serving the bench database (the API's pooled connections), but this
+    process' own; from /proc (psutil), as the API's. A backend that ends within the run takes its time along."""
+    import psutil
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND pid <> pg_backend_pid()")
+        pids = [pid for (pid,) in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def load(url, process, hosts, label="heartbeats"):
     """Send HOSTS heartbeats every INTERVAL to `url` for SECONDS, printing the API's CPU share every WINDOW; the
     CPU a heartbeat took over the whole run, and from the second interval on (every host's connection has
@@ -128,6 +149,7 @@ def load(url, process, hosts, label="heartbeats"):
     step = INTERVAL / len(hosts)
     start = time.monotonic()
     cpu_start = window_cpu = api_cpu_seconds(process)
+    database_start = database_cpu_seconds()
     window_start, window_seen = start, 0
     warm = None  # (CPU, heartbeats answered) once the first interval has passed
     tick = 0
@@ -158,6 +180,7 @@ def load(url, process, hosts, label="heartbeats"):
         elapsed = time.monotonic() - start
         with lock:
             total_cpu, answered = api_cpu_seconds(process), len(results)
+        database = database_cpu_seconds() - database_start
     finally:
         stop.set()
         for thread in threads:
@@ -167,7 +190,8 @@ def load(url, process, hosts, label="heartbeats"):
     steady = (total_cpu - warm[0]) / max(1, answered - warm[1]) if warm and answered > warm[1] else per_beat
     print(f"{label:13} {len(results)} sent in {elapsed:.0f} s ({len(results) / elapsed:.0f}/s), "
           f"{len(bad)} not 200{': ' + str(sorted(set(map(str, bad)))) if bad else ''}; "
-          f"API CPU over the run {(total_cpu - cpu_start) / elapsed * 100:.1f}% of one core")
+          f"API CPU over the run {(total_cpu - cpu_start) / elapsed * 100:.1f}% of one core; Postgres "
+          f"{database / max(1, answered) * 1000:.2f} ms CPU a request ({database / elapsed * 100:.1f}% of one core)")
     return per_beat, steady, bad
 
 
