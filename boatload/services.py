@@ -188,8 +188,10 @@ _STATEMENTS_MAX = 64
 
 def _execute_prepared(db, cursor, sql, params):
     """`cursor.execute(sql, params)`, through a statement prepared on the connection when it can be: Postgres,
-    in autocommit (inside a transaction a failed PREPARE would abort it; tests wrap theirs in one)."""
-    if db.vendor != "postgresql" or db.in_atomic_block or not db.get_autocommit():
+    BOATLOAD_DB_PREPARED on, in autocommit (inside a transaction a failed PREPARE would abort it; tests wrap
+    theirs in one)."""
+    if (db.vendor != "postgresql" or not settings.DB_PREPARED_STATEMENTS or db.in_atomic_block
+            or not db.get_autocommit()):
         cursor.execute(sql, params)
         return
     statement = _statements.get(sql)

@@ -137,3 +137,19 @@ def test_the_heartbeat_update_is_prepared_once_on_its_connection_and_outlives_lo
     assert signed_heartbeat(client, host, body=body, nonce="after-deallocate").status_code == 401  # still a replay
     assert signed_heartbeat(client, host, body=body).status_code == 200
     assert prepared_statements() == [name]  # prepared again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_prepared_statements_off_a_heartbeat_updates_its_row_as_it_is(client, settings):
+    """BOATLOAD_DB_PREPARED=off (behind PgBouncer's transaction mode): the UPDATE is sent whole each beat."""
+    settings.DB_PREPARED_STATEMENTS = False
+    key_id, secret = Host.new_credentials()
+    host = Host.objects.create(name="unprepared", satellite_url="http://127.0.0.1:7051", key_id=key_id,
+                               secret=secret, last_seen=long_ago(600), state=Host.State.DOWN)
+    body = json.dumps({"cpus": 2}).encode()
+    for nonce in ("unprepared-1", "unprepared-2"):
+        with CaptureQueriesContext(connection) as queries:
+            assert signed_heartbeat(client, host, body=body, nonce=nonce).status_code == 200
+        assert [q["sql"].split()[0] for q in queries][-1] == "UPDATE", [q["sql"] for q in queries]
+    assert Host.objects.filter(pk=host.pk, state=Host.State.ACTIVE, cpus=2).exists()
+    assert signed_heartbeat(client, host, body=body, nonce="unprepared-2").status_code == 401  # still a replay
