@@ -72,7 +72,7 @@ def median(values):
 
 
 __all__ = ["COMMAND", "ROOT", "ROUNDS", "RUN_LABEL", "TEST_IMAGE", "PeakMemory", "abba", "median", "raw_create",
-           "remove_run_containers", "setup_api", "start_satellite", "timed"]
+           "remove_run_containers", "setup_api", "start_gunicorn", "start_satellite", "timed"]
 
 
 def setup_api(satellites):
@@ -80,8 +80,6 @@ def setup_api(satellites):
 
     Returns (base URL, authenticated requests session, API process, access log path).
     """
-    import subprocess
-
     import psycopg2
     import requests
 
@@ -108,7 +106,6 @@ def setup_api(satellites):
 
     from boatload.models import Container, Host
     from genisys.models import Compute, Service
-    from tests.conftest import free_port, wait_until
 
     call_command("migrate", verbosity=0)
     for model in (Service, Compute, Container, Host):
@@ -119,10 +116,27 @@ def setup_api(satellites):
     for satellite in satellites:
         Host.objects.create(name=satellite.name, satellite_url=satellite.url, key_id=satellite.key_id,
                             secret=satellite.secret, last_seen=timezone.now())
+    base, process, access_log = start_gunicorn("boatload.wsgi")
+    token = requests.post(f"{base}/v1/auth/token/", json={"username": "bench", "password": "bench-password-1"}
+                          ).json()["access"]
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    return base, session, process, access_log
+
+
+def start_gunicorn(app):
+    """gunicorn serving `app` (a WSGI module) on a free loopback port, as the API is served (its config file, an
+    access log in a file), once its /healthz answers; (base URL, process, access log path)."""
+    import subprocess
+
+    import requests
+
+    from tests.conftest import free_port, wait_until
+
     port = free_port()
     access_log = Path(tempfile.mkdtemp(prefix="boatload-bench-api-")) / "access.log"
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:boatload.gunicorn_conf",
-                                "boatload.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                                app, "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
                                 "--access-logfile", str(access_log), "--access-logformat", "%(r)s %(s)s %(L)s"],
                                cwd=ROOT, env=os.environ)
     base = f"http://127.0.0.1:{port}"
@@ -140,8 +154,4 @@ def setup_api(satellites):
         process.terminate()
         process.wait(timeout=30)
         raise
-    token = requests.post(f"{base}/v1/auth/token/", json={"username": "bench", "password": "bench-password-1"}
-                          ).json()["access"]
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    return base, session, process, access_log
+    return base, process, access_log

@@ -2,12 +2,13 @@
 import base64
 import logging
 import re
+import weakref
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
 from rest_framework import exceptions
@@ -168,11 +169,60 @@ class _HostUpdate:
     def run(self, pk, returning):
         """The `returning` columns of the row as written, or None when the conditions refused it."""
         conditions = " AND ".join(["id = %s", *self.where])
+        sql = (f"UPDATE {_quoted(Host._meta.db_table)} SET {', '.join(self.sets)} "
+               f"WHERE {conditions} RETURNING {', '.join(returning)}")
+        params = [*self.set_params, pk, *self.where_params]
         with self.db.cursor() as cursor:
-            cursor.execute(f"UPDATE {_quoted(Host._meta.db_table)} SET {', '.join(self.sets)} "
-                           f"WHERE {conditions} RETURNING {', '.join(returning)}",
-                           [*self.set_params, pk, *self.where_params])
+            _execute_prepared(self.db, cursor, sql, params)
             return cursor.fetchone()
+
+
+# Postgres prepared statements of the heartbeat's UPDATE, by its SQL (a few shapes: which facts a satellite
+# sends, a rotation, an upgrade): (name, PREPARE, EXECUTE). Each connection prepares a shape once
+# (_prepared_on); from then on a heartbeat sends `EXECUTE name(params)`, so Postgres parses and plans the
+# long UPDATE (a CASE per conditional column) once per connection, not 100 times a second.
+_statements = {}
+_prepared_on = weakref.WeakKeyDictionary()  # psycopg2 connection: names of the statements prepared on it
+_STATEMENTS_MAX = 64
+
+
+def _execute_prepared(db, cursor, sql, params):
+    """`cursor.execute(sql, params)`, through a statement prepared on the connection when it can be: Postgres,
+    BOATLOAD_DB_PREPARED on, in autocommit (inside a transaction a failed PREPARE would abort it; tests wrap
+    theirs in one)."""
+    if (db.vendor != "postgresql" or not settings.DB_PREPARED_STATEMENTS or db.in_atomic_block
+            or not db.get_autocommit()):
+        cursor.execute(sql, params)
+        return
+    statement = _statements.get(sql)
+    if statement is None:
+        if len(_statements) >= _STATEMENTS_MAX:
+            cursor.execute(sql, params)
+            return
+        name = f"boatload_heartbeat_{len(_statements)}"
+        numbered = iter(range(1, len(params) + 1))
+        statement = (name, f"PREPARE {name} AS " + re.sub("%s", lambda _: f"${next(numbered)}", sql),
+                     f"EXECUTE {name} ({', '.join(['%s'] * len(params))})")
+        _statements[sql] = statement
+    name, prepare, execute = statement
+    raw = db.connection
+    prepared = _prepared_on.get(raw)
+    if prepared is None:
+        prepared = _prepared_on[raw] = set()
+    if name not in prepared:
+        try:
+            cursor.execute(prepare)
+        except DatabaseError as error:  # Django's, wrapping psycopg2's
+            if getattr(error.__cause__, "pgcode", None) != "42P05":  # duplicate_prepared_statement: it is there
+                raise
+        prepared.add(name)
+    try:
+        cursor.execute(execute, params)
+    except DatabaseError as error:  # psycopg2 makes this one an OperationalError: not an outage here
+        if getattr(error.__cause__, "pgcode", None) != "26000":  # invalid_sql_statement_name: it is gone
+            raise
+        prepared.discard(name)  # e.g. DISCARD ALL on the connection: this once as it is
+        cursor.execute(sql, params)
 
 
 def _fresh_signature(update, timestamp, nonce, *, db):

@@ -104,7 +104,11 @@ if _database_url:
                                     CONN_HEALTH_CHECKS=False)
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             MAX_CONNS=env_int("BOATLOAD_DB_POOL_MAX", 32), REUSE_CONNS=env_int("BOATLOAD_DB_POOL_KEEP", 8))
-else:
+# The heartbeat's UPDATE as a statement prepared once per connection (boatload.services._execute_prepared). Off
+# behind a pooler that hands each transaction another server connection (PgBouncer's transaction mode), where a
+# session's prepared statements are not there on the next one.
+DB_PREPARED_STATEMENTS = env_bool("BOATLOAD_DB_PREPARED", True)
+if not _database_url:
     # The embedded default (`make run`) under concurrent writers: WAL lets readers run beside the
     # one writer, every transaction takes the write lock when it begins (IMMEDIATE, so none fails
     # upgrading a read lock) and a writer waits up to BOATLOAD_SQLITE_TIMEOUT for the lock

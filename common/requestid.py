@@ -2,7 +2,7 @@
 import contextvars
 import logging
 import re
-import uuid
+import secrets
 
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -16,8 +16,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        given = request.headers.get("X-Request-ID", "")
-        request_id = given if _VALID.match(given) else uuid.uuid4().hex[:16]
+        given = request.META.get("HTTP_X_REQUEST_ID", "")  # request.headers would build every header's name
+        request_id = given if _VALID.match(given) else secrets.token_hex(8)  # 16 random hex digits, as uuid4's were
         token, request_token = _current.set(request_id), _request.set(request)
         try:
             response = self.get_response(request)

@@ -141,3 +141,19 @@ def test_a_pooled_connection_that_postgres_ended_is_replaced_unnoticed(served):
     wait_until(lambda: not (api_backends() & pooled), timeout=30, message="Postgres to end the pooled connections")
     answers = [beat(server, host).status_code for _ in range(3)]
     assert answers == [200, 200, 200], answers
+
+
+@pytest.mark.django_db
+def test_a_served_heartbeat_runs_its_update_as_a_statement_prepared_on_its_connection(served):
+    """Postgres parses and plans the heartbeat's long UPDATE (a CASE per conditional column) once per pooled
+    connection, not on every beat: the API's connections last ran `EXECUTE` of the prepared statement."""
+    server, host = served["server"], served["hosts"][0]
+    for _ in range(3):
+        assert beat(server, host).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        last = [query for (query,) in cursor.fetchall()]
+    assert any(query.startswith("EXECUTE boatload_heartbeat_") for query in last), last
+    assert row(host).state == "active"

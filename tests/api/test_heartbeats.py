@@ -108,3 +108,48 @@ def test_a_heartbeat_body_over_the_upload_limit_is_a_413_in_the_error_shape(clie
     answer = signed_heartbeat(client, pinned, body=json.dumps({"docker_version": "x" * 2000}).encode())
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large", answer.content
     assert Host.objects.get(pk=pinned.pk).state == Host.State.DOWN
+
+
+def prepared_statements():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE %s", ["boatload\\_heartbeat\\_%"])
+        return [name for (name,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)  # in autocommit, as the API serves a heartbeat (never in a transaction)
+def test_the_heartbeat_update_is_prepared_once_on_its_connection_and_outlives_losing_it(client):
+    """The UPDATE is a statement prepared on the connection the first time, then only executed; a connection
+    whose prepared statements went (DEALLOCATE ALL, DISCARD ALL) still records the beat, with its checks."""
+    key_id, secret = Host.new_credentials()
+    host = Host.objects.create(name="prepared", satellite_url="http://127.0.0.1:7051", key_id=key_id, secret=secret,
+                               last_seen=long_ago(600), state=Host.State.DOWN)
+    body = json.dumps({"cpus": 2, "memory_bytes": 1 << 30}).encode()
+    assert signed_heartbeat(client, host, body=body).status_code == 200
+    [name] = prepared_statements()
+    with CaptureQueriesContext(connection) as queries:
+        assert signed_heartbeat(client, host, body=body).status_code == 200
+    assert [q["sql"].split()[0] for q in queries] == ["EXECUTE"], [q["sql"] for q in queries]  # no read, no PREPARE
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    Host.objects.filter(pk=host.pk).update(state=Host.State.DOWN, cpus=0)
+    assert signed_heartbeat(client, host, body=body, nonce="after-deallocate").status_code == 200
+    assert Host.objects.filter(pk=host.pk, state=Host.State.ACTIVE, cpus=2).exists()
+    assert signed_heartbeat(client, host, body=body, nonce="after-deallocate").status_code == 401  # still a replay
+    assert signed_heartbeat(client, host, body=body).status_code == 200
+    assert prepared_statements() == [name]  # prepared again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_prepared_statements_off_a_heartbeat_updates_its_row_as_it_is(client, settings):
+    """BOATLOAD_DB_PREPARED=off (behind PgBouncer's transaction mode): the UPDATE is sent whole each beat."""
+    settings.DB_PREPARED_STATEMENTS = False
+    key_id, secret = Host.new_credentials()
+    host = Host.objects.create(name="unprepared", satellite_url="http://127.0.0.1:7051", key_id=key_id,
+                               secret=secret, last_seen=long_ago(600), state=Host.State.DOWN)
+    body = json.dumps({"cpus": 2}).encode()
+    for nonce in ("unprepared-1", "unprepared-2"):
+        with CaptureQueriesContext(connection) as queries:
+            assert signed_heartbeat(client, host, body=body, nonce=nonce).status_code == 200
+        assert [q["sql"].split()[0] for q in queries][-1] == "UPDATE", [q["sql"] for q in queries]
+    assert Host.objects.filter(pk=host.pk, state=Host.State.ACTIVE, cpus=2).exists()
+    assert signed_heartbeat(client, host, body=body, nonce="unprepared-2").status_code == 401  # still a replay
