@@ -14,6 +14,11 @@ which it opens again with backoff). At most SATELLITE_STATS_WARM_MAX streams are
 the newest containers' first. A kept stream is read until its container stops or is
 removed; a stream only a caller opened is closed once nobody asked for it during
 `IDLE_AFTER` seconds, or when its container stops.
+
+A call waits (at most SAMPLE_WAIT) for the streams it had to open itself, until they can
+give a CPU %; from a stream opened before the call it takes the frame read so far (waiting
+only for a first frame, which the engine sends at once), so a container that started under
+a second ago answers cpu_percent null instead of holding the whole call for its second frame.
 """
 import contextlib
 import logging
@@ -153,17 +158,18 @@ class StatsHub:
             feed.close()
 
     def state(self):
-        """{Docker id: {"kept", "sampled"}} of every open feed: what /info shows of the warm-up."""
+        """{Docker id: {"kept", "read", "sampled"}} of every open feed (kept warm; a frame read; two, so a
+        CPU % can be given): what /info shows of the warm-up."""
         with self.lock:
-            return {container_id: {"kept": feed.kept, "sampled": feed.sampled.is_set()}
+            return {container_id: {"kept": feed.kept, "read": feed.read_once.is_set(), "sampled": feed.sampled.is_set()}
                     for container_id, feed in self.feeds.items() if not feed.closed}
 
     def metrics(self, container_ids):
         """{container id: metrics} for every id; stopped ones report running False."""
         asked = [self.feed(container_id) for container_id in container_ids]
         deadline = time.monotonic() + SAMPLE_WAIT
-        for feed, _ in asked:
-            feed.sampled.wait(max(0, deadline - time.monotonic()))
+        for feed, opened in asked:
+            (feed.sampled if opened else feed.read_once).wait(max(0, deadline - time.monotonic()))
         return {feed.container_id: summarise(feed.frame) for feed, _ in asked}
 
 

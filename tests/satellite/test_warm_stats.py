@@ -52,13 +52,13 @@ ENGINE_INDEX = 6  # an extra engine of its own: the reconnection test stops and 
 
 
 def streams(session, satellite):
-    """The satellite's open stats streams, as its /info shows them: {Docker id: {"kept", "sampled"}}."""
+    """The satellite's open stats streams, as its /info shows them: {Docker id: {"kept", "read", "sampled"}}."""
     return session.get(f"{satellite.url}/info", timeout=30).json()["satellite"]["stats_streams"]
 
 
 def wait_warm(session, satellite, container_id, timeout=30):
     """Until the satellite keeps `container_id`'s stream and it has sampled twice (a CPU % to give)."""
-    wait_until(lambda: streams(session, satellite).get(container_id) == {"kept": True, "sampled": True},
+    wait_until(lambda: streams(session, satellite).get(container_id) == {"kept": True, "read": True, "sampled": True},
                timeout=timeout, message=f"a kept, sampled stats stream of {container_id[:12]}")
 
 
@@ -162,3 +162,31 @@ def test_the_event_stream_is_followed_again_after_the_engine_restarts(tmp_path):
             for container in client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL}):
                 container.remove(force=True, v=True)
         engine.stop()
+
+
+def test_a_call_answers_a_warm_stream_without_waiting_for_its_second_frame(hourly_satellite):
+    """A kept stream that has read one frame only (its container started under a second ago) answers
+    that frame, cpu_percent null, instead of holding the call until the engine's next sample.
+
+    An attempt tells only if the stream had read its first frame before the call and still not its
+    second once the call had answered (the engine samples once a second, so a call may straddle a
+    sample): a call that waits for the second frame gives no such attempt."""
+    satellite, session = hourly_satellite
+    answered_early = []
+    for _ in range(5):
+        made = create(session, command=["sleep", "300"]).json()
+        try:
+            young = wait_until(lambda made=made: streams(session, satellite).get(made["id"], {}).get("read") and
+                               streams(session, satellite)[made["id"]], timeout=30,
+                               message="the first frame of the stream kept at the container's start")
+            if young["sampled"]:
+                continue  # already two frames: this attempt can not tell
+            answer = session.get(f"{satellite.url}/stats", timeout=30).json()[made["id"]]
+            if not streams(session, satellite)[made["id"]]["sampled"]:
+                assert answer["running"] is True and answer["cpu_percent"] is None, answer
+                answered_early.append(answer)
+        finally:
+            session.delete(f"{satellite.url}/containers/{made['container']}", timeout=30)
+        if answered_early:
+            break
+    assert answered_early, "every /stats call waited for a second frame"
