@@ -62,9 +62,18 @@ def wait_warm(session, satellite, container_id, timeout=30):
                timeout=timeout, message=f"a kept, sampled stats stream of {container_id[:12]}")
 
 
-def wait_closed(session, satellite, container_id):
+def threads(session, satellite):
+    return session.get(f"{satellite.url}/info", timeout=30).json()["satellite"]["threads"]
+
+
+def wait_closed(session, satellite, container_id, threads_before=None):
+    """Until the satellite shows no stream of `container_id`, and (given the count of its threads before
+    the stream was opened) its reader has ended too: the engine connection is let go, not kept."""
     wait_until(lambda: container_id not in streams(session, satellite), timeout=30,
                message=f"the stats stream of {container_id[:12]} to be closed")
+    if threads_before is not None:
+        wait_until(lambda: threads(session, satellite) == threads_before, timeout=30,
+                   message=f"the reader of {container_id[:12]}'s stream to end")
 
 
 def assert_answers_warm(session, satellite, container_id):
@@ -88,14 +97,16 @@ def hourly_satellite(tmp_path):
 
 def test_a_container_that_starts_is_kept_warm_at_once_and_closed_when_it_stops(hourly_satellite):
     satellite, session = hourly_satellite
+    before = threads(session, satellite)
     made = create(session, command=["sleep", "300"]).json()
     base = f"{satellite.url}/containers/{made['container']}"
     try:
         wait_warm(session, satellite, made["id"])  # created and started by the satellite
+        assert threads(session, satellite) == before + 1  # its reader
         assert_answers_warm(session, satellite, made["id"])
 
         assert session.post(f"{base}/stop", params={"timeout": 0}, timeout=30).status_code == 200
-        wait_closed(session, satellite, made["id"])  # a stopped container's stream is not left open
+        wait_closed(session, satellite, made["id"], before)  # a stopped container's stream is not left open
         assert session.post(f"{base}/start", timeout=30).status_code == 200
         wait_warm(session, satellite, made["id"])
         assert session.post(f"{base}/restart", params={"timeout": 0}, timeout=30).status_code == 200
@@ -103,7 +114,7 @@ def test_a_container_that_starts_is_kept_warm_at_once_and_closed_when_it_stops(h
         assert_answers_warm(session, satellite, made["id"])
     finally:
         session.delete(base, timeout=30)
-    wait_closed(session, satellite, made["id"])
+    wait_closed(session, satellite, made["id"], before)
 
 
 def test_a_container_docker_restarts_by_its_policy_is_kept_warm(hourly_satellite, docker_client):
