@@ -3,8 +3,9 @@
 A one-shot `stats` call waits for two samples (about 1 s), and twenty in parallel take
 over 2 s. Instead the satellite keeps one streaming `stats` connection per container it
 was asked about and answers from its latest frame, which already carries the previous
-sample needed for CPU %. The engine sends a stream's first frame at once and one a second
-after that; the first has no previous sample, so no CPU % yet.
+sample needed for CPU %. The engine samples its streamed containers once a second: a new
+stream gets its first frame at the next sample (at once when no other stream is open), and
+that first one has no previous sample, so no CPU % yet.
 
 The host's samples are kept warm: the satellite follows its engine's events and opens the
 stream of each of its own containers as it starts (created and started here, restarted, or
@@ -17,8 +18,8 @@ removed; a stream only a caller opened is closed once nobody asked for it during
 
 A call waits (at most SAMPLE_WAIT) for the streams it had to open itself, until they can
 give a CPU %; from a stream opened before the call it takes the frame read so far (waiting
-only for a first frame, which the engine sends at once), so a container that started under
-a second ago answers cpu_percent null instead of holding the whole call for its second frame.
+only for a first frame, if it has none yet), so a container that started under a second ago
+answers cpu_percent null instead of holding the whole call for its second frame.
 """
 import contextlib
 import logging
