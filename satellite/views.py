@@ -79,13 +79,15 @@ def _query(serializer_class, request):
 
 @api_view(["GET"])
 def info(request):
-    """The engine's facts, and this satellite's own: streams in flight and threads watching them."""
+    """The engine's facts, and this satellite's own: streams in flight and threads watching them, and the
+    stats streams it has open ({Docker id: {"kept": kept warm, "read": a frame read, "sampled": a CPU % can be
+    given}})."""
     watchers = sum(1 for thread in threading.enumerate() if thread.name == "disconnect-watch")
     return Response({**containers.engine_info(),
                      "satellite": {"name": settings.NAME, "id": containers.satellite_id(),
                                    "in_use": limits.gate.usage(), "saturated": limits.gate.saturated(),
                                    "open_streams": open_streams(), "stream_watchers": watchers,
-                                   "threads": threading.active_count()}})
+                                   "threads": threading.active_count(), "stats_streams": metrics.hub.state()}})
 
 
 @api_view(["GET"])

@@ -83,9 +83,10 @@ def test_metrics_of_one_container_and_of_all(sat):
     busy, idle = busy_made["container"], idle_made["id"]  # /stats of all is keyed by Docker id
     first = sat.get(f"{sat.base}/containers/{busy}/stats").json()
     assert first["running"] is True  # cpu_percent may still be null: one sample only
-    one = wait_until(lambda: (lambda m: m if m["cpu_percent"] is not None else None)(
-        sat.get(f"{sat.base}/containers/{busy}/stats").json()), timeout=5, message="a CPU sample")
-    assert one["cpu_percent"] > 20
+    # The stream opened as the container started, so its first rate spans the idle one's create too
+    # (contended on a loaded machine): a later sample must show it busy.
+    one = wait_until(lambda: (lambda m: m if (m["cpu_percent"] or 0) > 20 else None)(
+        sat.get(f"{sat.base}/containers/{busy}/stats").json()), timeout=10, message="a CPU sample over 20%")
     assert one["memory_usage"] > 0 and one["memory_limit"] > 0 and one["pids"] >= 1
     assert {"network_rx_bytes", "network_tx_bytes", "block_read_bytes", "block_write_bytes"} <= set(one)
     every = wait_until(lambda: (lambda m: m if m.get(idle, {}).get("cpu_percent") is not None else None)(
