@@ -15,6 +15,7 @@ has passed, which BoatLoad's deployment waits for.
 Run: .venv/bin/python -m bench.rollout   (BOATLOAD_TEST_ENGINE_OFFSET shifts the engines, as in tests)
 """
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -99,14 +100,36 @@ def main():
         started.append(lambda: (reconciler.terminate(), reconciler.wait()))
         print(f"reconciler log: {RECONCILER_LOG}; satellite log: {satellite.log_path}")
         client = swarm.manager.client()
-        run(manager, client, base, session, satellite)
+        ours = [api.pid, reconciler.pid, satellite.process.pid]
+        run(manager, client, base, session, satellite, lambda: cpu_seconds(ours))
     finally:
         for stop in reversed(started):
             stop()
         swarm.stop()
 
 
-def run(manager, client, base, session, satellite):
+def cpu_seconds(pids):
+    """CPU seconds so far of these processes and their children (the API's gunicorn workers)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(manager, client, base, session, satellite, our_cpu):
     """Both paths' rollouts, ABBA, and the figures."""
     session.post(f"{base}/compute", json={"name": "swarm", "connector": satellite.url}).raise_for_status()
     definition = {"name": "bench", "image": TEST_IMAGE, "command": "sleep 3600", "healthcheck": HEALTHCHECK,
@@ -119,13 +142,15 @@ def run(manager, client, base, session, satellite):
                     "--health-retries", "3", "--env", "RELEASE=0", *CLI_POLICY, TEST_IMAGE, "sleep", "3600"],
                    check=True, capture_output=True)
     release = iter(range(1, 100))
+    spent = {}  # CPU seconds a rollout: BoatLoad's processes in its rollouts, the CLI in its, BoatLoad's in the CLI's
     minimums = []
 
     def boatload():
-        counter, started = RunningCount(client, "bl-bench"), time.time()
+        counter, started, cpu = RunningCount(client, "bl-bench"), time.time(), our_cpu()
         answer = session.put(f"{base}/service/bench?wait=10m",
                              json={**definition, "environment": {"RELEASE": str(next(release))}})
         returned = time.time() - started
+        spent.setdefault("boatload", []).append(our_cpu() - cpu)
         minimums.append(counter.stop())
         assert answer.status_code == 200 and answer.json()["deployment"]["state"] == "succeeded", answer.text
         return returned, swarm_times(client, "bl-bench", started)
@@ -134,10 +159,12 @@ def run(manager, client, base, session, satellite):
         """(seconds until the CLI returned, Swarm's times). The CLI returns once every task has run the new
         spec for the monitor window, before Swarm's update completes: Swarm's updater waits its delay after
         the last batch too, then one more monitor window (docker/cli#373 for what the CLI then misses)."""
-        counter, started = RunningCount(client, "bench-cli"), time.time()
+        counter, started, cpu = RunningCount(client, "bench-cli"), time.time(), (our_cpu(), children_cpu())
         subprocess.run([*manager, "service", "update", "-q", "--detach=false", "--env-add",
                         f"RELEASE={next(release)}", *CLI_POLICY, "bench-cli"], check=True, capture_output=True)
         returned = time.time() - started
+        spent.setdefault("cli", []).append(children_cpu() - cpu[1])
+        spent.setdefault("boatload idle", []).append(our_cpu() - cpu[0])
         counter.stop()
         return returned, swarm_times(client, "bench-cli", started)
 
@@ -165,6 +192,9 @@ def run(manager, client, base, session, satellite):
               f"{' '.join(f'{s:.2f}+{t:.2f}' for s, t in swarm)}")
     print(f"  ratio BoatLoad / docker CLI: {ratio:.2f} (target ≤ 1.0)")
     print(f"  ratio BoatLoad / docker until Swarm says completed: {median(ours) / median(completed):.2f}")
+    print(f"  CPU a rollout: BoatLoad's API, reconciler and satellite median {median(spent['boatload']):.2f}s "
+          f"(the same while the CLI rolls: {median(spent['boatload idle']):.2f}s); the docker CLI "
+          f"{median(spent['cli']):.2f}s")
     print(f"  minimum running during BoatLoad's start-first rollouts: {min(minimums)} of {SLOTS} "
           f"(target {SLOTS})")
 
