@@ -1,5 +1,6 @@
 """Work of the API server that crosses models or calls satellites."""
 import base64
+import hashlib
 import logging
 import re
 import weakref
@@ -199,7 +200,9 @@ def _execute_prepared(db, cursor, sql, params):
         if len(_statements) >= _STATEMENTS_MAX:
             cursor.execute(sql, params)
             return
-        name = f"boatload_heartbeat_{len(_statements)}"
+        # Named by its SQL: a name met on the connection (42P05, e.g. one a pooler's server connection keeps
+        # from another process) is then this very statement, and two threads making one shape agree.
+        name = f"boatload_hb_{hashlib.sha256(sql.encode()).hexdigest()[:24]}"
         numbered = iter(range(1, len(params) + 1))
         statement = (name, f"PREPARE {name} AS " + re.sub("%s", lambda _: f"${next(numbered)}", sql),
                      f"EXECUTE {name} ({', '.join(['%s'] * len(params))})")

@@ -33,6 +33,7 @@ class ConnectorClient(RemoteClient):
 
     def __init__(self, compute, timeout=None):
         host = compute.satellite()
+        self.satellite = host is not None
         if host is not None:  # a satellite: signed, at the URL and certificate its host enrolled with
             super().__init__(host.satellite_url, remote=compute.name, auth=HmacAuth(host.key_id, host.secret),
                              timeout=timeout or settings.CONNECTOR_TIMEOUT, certificate=host.tls_certificate or None,

@@ -257,6 +257,11 @@ def _not_rolled_by_swarm(row):
         raise Conflict(f"Deployment {row.pk} is rolled out by Swarm on {', '.join(swarms)}, and Swarm's update can "
                        "not be paused: let it end, or roll it back.",
                        detail={"field": "state", "state": row.state, "swarm": swarms})
+    if not row.progress and Service.objects.filter(pk=row.service_id, claimed_until__gt=timezone.now()).exists():
+        # Its first step holds the service (it re-reads the state once it holds it): that step may be giving a
+        # Swarm compute the version, which no pause could then stop.
+        raise Conflict(f"The first step of deployment {row.pk} is under way; pause it again in a moment.",
+                       detail={"field": "state", "state": row.state})
 
 
 def deployment_resume(*, deployment):
@@ -306,14 +311,8 @@ def _rollback_begin(row, reason):
 
 
 def wait_settled(*, deployment, seconds):
-    """The deployment once it is terminal (or paused), or as it is when `seconds` ran out. A running one is
-    first stepped once here, as the reconciler steps it, so that a caller who waits does not also wait for
-    the reconciler's next step to start it; after that the reconciler advances it and this only reads."""
-    if deployment.state == State.RUNNING:
-        try:
-            service_deploy_step(service=deployment.service)
-        except Exception:  # the reconciler's next step meets it too, and reports it: the change itself is made
-            log.exception("a first step of deployment %s", deployment.pk)
+    """The deployment once it is terminal (or paused), or as it is when `seconds` ran out (the reconciler
+    advances it; this only reads)."""
     deadline = time.monotonic() + seconds
     while True:
         deployment.refresh_from_db()
@@ -338,6 +337,9 @@ def service_deploy_step(*, service):
     if not loop.claim(Service, service.pk, seconds=settings.GENISYS_DEPLOY_CLAIM):
         return None
     try:
+        deployment.refresh_from_db()  # as it is now that the step holds the service: a pause made before counts
+        if deployment.state not in Deployment.ACTIVE:
+            return deployment
         return step(deployment=deployment)
     finally:
         loop.release(Service, service.pk)
@@ -384,7 +386,7 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     definition = pinned(definition, compute)
     name, target = definition["name"], definition["version"]
     kind, since = _no_slots.get(compute.connector, (None, 0.0))
-    if kind == "rollout" and time.monotonic() - since < NO_SLOTS_KEPT:  # a rollout also keeps the definition
+    if kind is not None and time.monotonic() - since < NO_SLOTS_KEPT:  # its rollout also keeps the definition
         try:
             return rollout_step(client, definition, number, policy, rolls, resume, fallback=False,
                                 hold=not may_start)
@@ -394,15 +396,15 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
             _no_slots.pop(compute.connector, None)  # another kind of connector now: asked as the first time
     if rolls:
         client.put_service(definition)
-    if kind == "legacy" and time.monotonic() - since < NO_SLOTS_KEPT:
-        return legacy_step(client, definition, number, rolls)
     try:
         containers = client.slots(name)
     except BoatLoadError as error:
         if error.status_code not in (404, 405, 501):
             raise
-        step = rollout_step(client, definition, number, policy, rolls, resume, hold=not may_start)
-        _no_slots[compute.connector] = ("legacy" if step[0].get("slots") is False else "rollout", time.monotonic())
+        step = rollout_step(client, definition, number, policy, rolls, resume, hold=not may_start,
+                            fallback=not client.satellite)
+        if step[0].get("slots") is not False:  # its rollout answered: it rolls its own updates
+            _no_slots[compute.connector] = ("rollout", time.monotonic())
         return step
     healthy_since = dict(entry.get("healthy_since") or {})
     by_slot = {}
@@ -454,9 +456,9 @@ def compute_step(*, compute, definition, number, policy, entry, now, may_start, 
     return entry, failures, done
 
 
-# Connector URL: (kind, when) of connectors that answered a slots call 404, 405 or 501: "rollout" (the Swarm
-# backend) or "legacy" (an external connector, without a rollout either). For NO_SLOTS_KEPT seconds their
-# steps skip the calls they answered so, then ask again (the compute may have a satellite of another kind).
+# Connector URL: ("rollout", when) of connectors that answered a slots call 404, 405 or 501 and a rollout call
+# with a progress (the Swarm backend). For NO_SLOTS_KEPT seconds their steps make the rollout call alone, then
+# ask again (the compute may have a satellite of another kind).
 _no_slots = {}
 NO_SLOTS_KEPT = 60.0
 
@@ -465,8 +467,9 @@ def rollout_step(client, definition, number, policy, rolls, resume=None, fallbac
     """A connector that rolls its own updates (the Swarm backend: Swarm's UpdateConfig and RollbackConfig
     with this policy, satellite/connector/swarm_backend.py): (entry, failures, done) from its progress, in
     the slots' entry shape plus Swarm's UpdateStatus under `swarm`. Without a rollout (an external
-    connector): legacy_step, or with `fallback` False its 404, 405 or 501 raised. `hold` (a paused
-    deployment): only observe, so a version Swarm has not been given yet is not given it."""
+    connector): legacy_step, or with `fallback` False its 404, 405 or 501 raised (a satellite has slots or a
+    rollout: its 404 is of this service or call, e.g. a network Docker does not have, never a reason to only
+    scale). `hold` (a paused deployment): only observe, so a version Swarm has not been given yet is not."""
     try:
         answer = client.rollout(definition["name"], definition, number, policy, observe=not rolls or hold,
                                 resume=resume)

@@ -70,3 +70,12 @@ def test_a_save_never_writes_a_claim_back_nor_frees_one(users):
     assert loop.claim(Host, host.pk)
     loaded_before.save()
     assert not loop.claim(Host, host.pk)  # still held by the first claim
+
+
+@pytest.mark.django_db
+def test_a_save_of_a_row_deleted_meanwhile_inserts_it_as_django_does(users):
+    service = Service.objects.create(name="gone", image="boatload-test/busybox:latest", owner=users["owner"])
+    stale = Service.objects.get(pk=service.pk)
+    Service.objects.filter(pk=service.pk).delete()
+    stale.save()  # no "did not affect any rows" DatabaseError (a 500 in a view)
+    assert Service.objects.filter(pk=service.pk).exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from boatload import loop
 from genisys.management.commands.genisys import Command as Reconciler
 from genisys.models import Deployment, Service, ServiceVersion
 from tests.conftest import ROOT, RUN_ID, wait_until
@@ -394,6 +395,26 @@ def test_deployments_are_stepped_between_the_reconcilers_passes(reconciler, api,
     rolled = put(staff, service_name, wait="90s", environment={"RELEASE": "2"})  # two batches of one
     assert rolled.status_code == 200 and rolled.json()["deployment"]["state"] == "succeeded", rolled.json()
     assert rolled.json()["deployment"]["computes"]["gen-a"]["versions"] == {"2": 2}
+
+
+def test_a_pause_while_a_first_step_holds_the_service_is_refused_until_it_ends(api, users, hosts, connectors, images,
+                                                                              service_name):
+    """A first step may be giving a Swarm compute the version, which no pause could stop: while one holds the
+    service, a pause is a 409 to try again; once it ends, the pause is made."""
+    staff = api("staff")
+    staff.post("/compute", {"name": "gen-a", "connector": connectors["gen-a"].url}, format="json")
+    staff.post("/service", {"name": service_name, "image": images["good"], "command": "sleep 3600"}, format="json")
+    assert staff.post(f"/service/{service_name}/scale", {"number": 1}, format="json").status_code == 200
+    deployment = put(staff, service_name, environment={"RELEASE": "2"}).json()["deployment"]
+    service = Service.objects.get(name=service_name)
+    assert loop.claim(Service, service.pk)  # as a reconciler's first step holds it
+    refused = staff.post(f"{deployment['url']}/pause")
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["error"]["detail"]["field"] == "state" and "first step" in refused.json()["error"]["message"]
+    assert Deployment.objects.get(pk=deployment["id"]).state == "running"
+    loop.release(Service, service.pk)
+    paused = staff.post(f"{deployment['url']}/pause")
+    assert paused.status_code == 200 and paused.json()["state"] == "paused", paused.json()
 
 
 def test_wait_answers_the_terminal_state_so_a_ci_step_is_one_call(web_live, service_name, images):

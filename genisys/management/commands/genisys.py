@@ -85,6 +85,8 @@ class Command(ReconcilerCommand):
     def process_one_deployment(self, service):
         deployment = deploy.service_deploy_step(service=service)
         if deployment is not None and self.said.get(deployment.pk) != (deployment.state, deployment.reason):
+            if len(self.said) >= 10_000:  # ones another reconciler ended, or paused for long
+                self.said.clear()
             self.said[deployment.pk] = (deployment.state, deployment.reason)  # said once, not every step
             self.stdout.write(f"{service.name}: deployment {deployment.pk} {deployment.state} {deployment.reason}")
             if deployment.terminal:
