@@ -155,5 +155,5 @@ def test_a_served_heartbeat_runs_its_update_as_a_statement_prepared_on_its_conne
         cursor.execute("SELECT query FROM pg_stat_activity WHERE datname = current_database()"
                        " AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
         last = [query for (query,) in cursor.fetchall()]
-    assert any(query.startswith("EXECUTE boatload_heartbeat_") for query in last), last
+    assert any(query.startswith("EXECUTE boatload_hb_") for query in last), last
     assert row(host).state == "active"

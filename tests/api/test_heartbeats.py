@@ -112,7 +112,7 @@ def test_a_heartbeat_body_over_the_upload_limit_is_a_413_in_the_error_shape(clie
 
 def prepared_statements():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE %s", ["boatload\\_heartbeat\\_%"])
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE %s", ["boatload\\_hb\\_%"])
         return [name for (name,) in cursor.fetchall()]
 
 
