@@ -21,7 +21,7 @@ from functools import partial
 
 import psutil
 
-from bench.common import TEST_IMAGE, PeakMemory, median, setup_api, stop_stack, timed
+from bench.common import TEST_IMAGE, PeakMemory, cpu_seconds, median, setup_api, stop_stack, timed
 from tests.conftest import SatelliteProcess
 
 MiB = 1024 * 1024
@@ -33,10 +33,6 @@ TLS = os.environ.get("BENCH_ARCHIVE_TLS", "1") == "1"
 def processes(pid):
     root = psutil.Process(pid)
     return [root, *root.children(recursive=True)]
-
-
-def cpu_seconds(pid):
-    return sum(sum(p.cpu_times()[:2]) for p in processes(pid))
 
 
 def pss_each(pid):

@@ -7,6 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "satellite.settings")
@@ -59,6 +61,21 @@ def abba(raw, ours, before_round=lambda: None):
         our_times.extend(timed(ours)[0] for _ in range(2))
         raw_times.append(timed(raw)[0])
     return raw_times, our_times
+
+
+def cpu_seconds(*pids):
+    """CPU seconds (user and system) so far of these processes and all their children (a gunicorn's workers);
+    one that ended meanwhile is left out."""
+    total = 0.0
+    for pid in pids:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
 
 
 def timed(function):

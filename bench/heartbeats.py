@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import setup_api
+from bench.common import cpu_seconds, setup_api
 
 HOSTS = int(os.environ.get("BENCH_HOSTS", "1000"))
 INTERVAL = float(os.environ.get("BENCH_INTERVAL", "10"))
@@ -72,20 +72,6 @@ def body_of(name, n):
             "address_internal": f"10.0.{n // 250}.{n % 250}", "saturated": [],
             "satellite_url": f"https://127.0.0.{n % 200 + 10}:7051", "certificate": CERTIFICATE,
             "seal_public_key": SEAL_KEY}
-
-
-def api_cpu_seconds(process):
-    import psutil
-
-    root = psutil.Process(process.pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def database_cpu_seconds():
@@ -148,7 +134,7 @@ def load(url, process, hosts, label="heartbeats"):
           f"API workers {os.environ.get('BOATLOAD_WORKERS', '2')}")
     step = INTERVAL / len(hosts)
     start = time.monotonic()
-    cpu_start = window_cpu = api_cpu_seconds(process)
+    cpu_start = window_cpu = cpu_seconds(process.pid)
     database_start = database_cpu_seconds()
     window_start, window_seen = start, 0
     warm = None  # (CPU, heartbeats answered) once the first interval has passed
@@ -164,9 +150,9 @@ def load(url, process, hosts, label="heartbeats"):
             now = time.monotonic()
             if warm is None and tick == len(hosts):
                 with lock:
-                    warm = (api_cpu_seconds(process), len(results))
+                    warm = (cpu_seconds(process.pid), len(results))
             if now - window_start >= WINDOW:
-                cpu = api_cpu_seconds(process)
+                cpu = cpu_seconds(process.pid)
                 with lock:
                     window = results[window_seen:]
                     window_seen = len(results)
@@ -179,7 +165,7 @@ def load(url, process, hosts, label="heartbeats"):
                 window_cpu, window_start = cpu, now
         elapsed = time.monotonic() - start
         with lock:
-            total_cpu, answered = api_cpu_seconds(process), len(results)
+            total_cpu, answered = cpu_seconds(process.pid), len(results)
         database = database_cpu_seconds() - database_start
     finally:
         stop.set()

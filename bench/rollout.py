@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from bench.common import ROOT, TEST_IMAGE, median, setup_api, start_satellite
+from bench.common import ROOT, TEST_IMAGE, cpu_seconds, median, setup_api, start_satellite
 
 SLOTS = 10
 RECONCILER_LOG = "/tmp/boatload-bench-rollout-genisys.log"
@@ -101,27 +101,11 @@ def main():
         print(f"reconciler log: {RECONCILER_LOG}; satellite log: {satellite.log_path}")
         client = swarm.manager.client()
         ours = [api.pid, reconciler.pid, satellite.process.pid]
-        run(manager, client, base, session, satellite, lambda: cpu_seconds(ours))
+        run(manager, client, base, session, satellite, lambda: cpu_seconds(*ours))
     finally:
         for stop in reversed(started):
             stop()
         swarm.stop()
-
-
-def cpu_seconds(pids):
-    """CPU seconds so far of these processes and their children (the API's gunicorn workers)."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-    return total
 
 
 def children_cpu():
